@@ -1,0 +1,1 @@
+"""export_assets: governed, incremental exports of ProxyWhirl deployments, on Dagster."""

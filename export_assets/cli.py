@@ -1,0 +1,145 @@
+"""``export-assets``: the verbs Dagster has no command for (sample data, batch materialize)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+REQUESTED_BY_TAG = "export_assets/requested_by"
+
+
+def _yesterday() -> date:
+    return datetime.now(UTC).date() - timedelta(days=1)
+
+
+def _parse_date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date: write it as YYYY-MM-DD") from None
+
+
+@click.group()
+def main() -> None:
+    """Export ProxyWhirl deployments with Dagster: sample data, batch runs and more."""
+
+
+@main.command("sample-data")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write.")
+@click.option("--proxies", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--days", type=click.IntRange(min=1), default=14, show_default=True)
+@click.option(
+    "--end-date", callback=_parse_date, help="Last day of history (UTC). Default: yesterday."
+)
+@click.option(
+    "--validations-per-day", type=click.IntRange(min=0), default=2000, show_default=True
+)
+@click.option("--seed", type=int, default=7, show_default=True)
+def sample_data(
+    out: Path, proxies: int, days: int, end_date: date | None, validations_per_day: int,
+    seed: int,
+) -> None:  # fmt: skip
+    """Write a deterministic sample ProxyWhirl deployment (database, logs, config, .env)."""
+    from export_assets.sample import write_sample_deployment
+
+    try:
+        sample = write_sample_deployment(
+            out, proxies=proxies, days=days, end_date=end_date or _yesterday(),
+            validations_per_day=validations_per_day, seed=seed,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"wrote {sample.root}: {sample.proxies:,} proxies, {sample.validations:,} validations "
+        f"({sample.first_day} to {sample.last_day}), {sample.log_records:,} log records; "
+        f"keys in {sample.env_file}"
+    )
+
+
+@main.command("materialize")
+@click.option("--job", "job_name", default="daily_export_job", show_default=True)
+@click.option("--last-days", type=click.IntRange(min=1), default=7, show_default=True)
+@click.option(
+    "--end-date", callback=_parse_date, help="Last partition to export. Default: yesterday (UTC)."
+)
+def materialize(job_name: str, last_days: int, end_date: date | None) -> None:
+    """Run a job for each of the last N complete UTC days, recorded in Dagster's run history."""
+    from dagster import DagsterInstance
+
+    from export_assets.definitions import defs
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise click.ClickException(
+            "DAGSTER_HOME is not set: run `make run`, or export DAGSTER_HOME=$PWD/.dagster"
+        )
+    last = end_date or _yesterday()
+    partitions = [(last - timedelta(days=n)).isoformat() for n in reversed(range(last_days))]
+    job = defs.resolve_job_def(job_name)
+    rows: list[tuple[str, str, str, int, int]] = []
+    with DagsterInstance.get() as instance:
+        for partition in partitions:
+            result = job.execute_in_process(
+                partition_key=partition, instance=instance, raise_on_error=False,
+                tags={REQUESTED_BY_TAG: getpass.getuser()},
+            )  # fmt: skip
+            if not result.success:
+                reason = _failure_reason(result.get_step_failure_events())
+                raise click.ClickException(
+                    f"{job_name} failed for {partition} (run {result.run_id}): {reason}"
+                )
+            for event in result.get_asset_materialization_events():
+                materialization = event.asset_materialization
+                assert materialization is not None
+                rows.append(
+                    (
+                        partition,
+                        materialization.asset_key.to_user_string(),
+                        _metadata(materialization.metadata, "path", "dagster/uri"),
+                        int(_metadata(materialization.metadata, "dagster/row_count")),
+                        int(_metadata(materialization.metadata, "bytes")),
+                    )
+                )
+    _print_table(("partition", "asset", "path", "rows", "bytes"), rows)
+
+
+def _failure_reason(failures: list[Any]) -> str:
+    """The innermost error of the first failed step: the one that names the problem."""
+    if not failures or failures[0].event_specific_data.error is None:
+        return "see the run in the Dagster UI"
+    error = failures[0].event_specific_data.error
+    while error.cause is not None:
+        error = error.cause
+    return f"{error.cls_name}: {error.message.strip()}"
+
+
+def _metadata(metadata: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if key in metadata:
+            return metadata[key].value
+    return ""
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+    cells = [header, *[tuple(f"{v:,}" if isinstance(v, int) else str(v) for v in r) for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    numeric = [isinstance(v, int) for v in rows[0]] if rows else [False] * len(header)
+    for index, row in enumerate(cells):
+        line = "  ".join(
+            cell.rjust(width) if numeric[i] and index else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        )
+        click.echo(line.rstrip())
+    if not rows:
+        click.echo("(nothing was written)", err=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""The ProxyWhirl deployment as a Dagster resource: where its files are, and how to read them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from export_assets.source.database import DEFAULT_BATCH_ROWS, SourceSnapshot
+
+DEFAULT_DEPLOYMENT = Path("data/proxywhirl")
+
+
+class ProxyWhirlSource(ConfigurableResource):  # type: ignore[misc]
+    """A ProxyWhirl deployment, read-only: its SQLite database, log folder and TOML config."""
+
+    database: str = Field(
+        default=str(DEFAULT_DEPLOYMENT / "proxies.db"),
+        description="Path of ProxyWhirl's SQLite database (PROXYWHIRL_DB).",
+    )
+    log_dir: str = Field(
+        default=str(DEFAULT_DEPLOYMENT / "logs"),
+        description="Folder of ProxyWhirl's JSON logs, rotated files included (PROXYWHIRL_LOG_DIR).",
+    )
+    config_path: str = Field(
+        default=str(DEFAULT_DEPLOYMENT / "proxywhirl.toml"),
+        description="ProxyWhirl's proxywhirl.toml, or a pyproject.toml with [tool.proxywhirl] "
+        "(PROXYWHIRL_CONFIG).",
+    )
+    busy_timeout_ms: int = Field(
+        default=30_000,
+        description="How long a read waits for a ProxyWhirl writer's lock before failing.",
+    )
+    batch_rows: int = Field(
+        default=DEFAULT_BATCH_ROWS, description="Rows per Arrow record batch read from SQLite."
+    )
+
+    def open_snapshot(self) -> SourceSnapshot:
+        """Begin one read transaction on the database; the caller closes it."""
+        return SourceSnapshot(
+            Path(self.database), busy_timeout_ms=self.busy_timeout_ms, batch_rows=self.batch_rows
+        )

@@ -1,0 +1,43 @@
+"""Fixtures: real ProxyWhirl deployments on disk and real Dagster instances."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagster import DagsterInstance, instance_for_test
+
+from export_assets.exports import ExportIOManager
+from export_assets.source import ProxyWhirlSource
+
+SAMPLE_END = date(2026, 11, 20)
+SAMPLE_DAYS = 5
+
+
+@pytest.fixture(scope="session")
+def sample_deployment(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A small deterministic sample deployment, shared read-only by the whole session."""
+    from export_assets.sample import write_sample_deployment
+
+    return write_sample_deployment(
+        tmp_path_factory.mktemp("sample") / "proxywhirl",
+        proxies=80, days=SAMPLE_DAYS, end_date=SAMPLE_END, validations_per_day=600, seed=11,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def instance() -> Iterator[DagsterInstance]:
+    """A throwaway Dagster instance with real (SQLite) run storage."""
+    with instance_for_test() as test_instance:
+        yield test_instance
+
+
+def export_resources(database: Path, exports: Path, **source: Any) -> dict[str, Any]:
+    """The resources of the code location, pointed at one database and exports folder."""
+    return {
+        "proxywhirl": ProxyWhirlSource(database=str(database), **source),
+        "io_manager": ExportIOManager(destination=str(exports)),
+    }
