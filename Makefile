@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster
 SAMPLE := data/proxywhirl
 
-.PHONY: run test check ui sample clean
+.PHONY: install run test check ui sample clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \

@@ -7,9 +7,13 @@ import os
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from dagster import DagsterEvent, MetadataValue
 
 REQUESTED_BY_TAG = "export_assets/requested_by"
 
@@ -39,9 +43,7 @@ def main() -> None:
 @click.option(
     "--end-date", callback=_parse_date, help="Last day of history (UTC). Default: yesterday."
 )
-@click.option(
-    "--validations-per-day", type=click.IntRange(min=0), default=2000, show_default=True
-)
+@click.option("--validations-per-day", type=click.IntRange(min=0), default=2000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 def sample_data(
     out: Path, proxies: int, days: int, end_date: date | None, validations_per_day: int,
@@ -96,8 +98,7 @@ def materialize(job_name: str, last_days: int, end_date: date | None) -> None:
                     f"{job_name} failed for {partition} (run {result.run_id}): {reason}"
                 )
             for event in result.get_asset_materialization_events():
-                materialization = event.asset_materialization
-                assert materialization is not None
+                materialization = event.materialization
                 rows.append(
                     (
                         partition,
@@ -110,17 +111,17 @@ def materialize(job_name: str, last_days: int, end_date: date | None) -> None:
     _print_table(("partition", "asset", "path", "rows", "bytes"), rows)
 
 
-def _failure_reason(failures: list[Any]) -> str:
+def _failure_reason(failures: Sequence[DagsterEvent]) -> str:
     """The innermost error of the first failed step: the one that names the problem."""
-    if not failures or failures[0].event_specific_data.error is None:
+    error = failures[0].step_failure_data.error if failures else None
+    if error is None:
         return "see the run in the Dagster UI"
-    error = failures[0].event_specific_data.error
     while error.cause is not None:
         error = error.cause
     return f"{error.cls_name}: {error.message.strip()}"
 
 
-def _metadata(metadata: dict[str, Any], *keys: str) -> Any:
+def _metadata(metadata: Mapping[str, MetadataValue[Any]], *keys: str) -> Any:
     for key in keys:
         if key in metadata:
             return metadata[key].value

@@ -15,7 +15,7 @@ from export_assets.source.resource import DEFAULT_DEPLOYMENT
 
 def _env_or(name: str, default: str) -> str:
     """The variable as a Dagster EnvVar (resolved at run time) when set, else ``default``."""
-    return EnvVar(name) if name in os.environ else default  # type: ignore[return-value]
+    return EnvVar(name) if name in os.environ else default
 
 
 defs = Definitions(

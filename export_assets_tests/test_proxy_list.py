@@ -73,13 +73,17 @@ def test_export_writes_the_data_file_and_the_manifest_at_the_documented_paths(
     assert first["last_success_at"] == "2026-11-01T00:00:00.000000Z"
     assert (first["total_checks"], first["total_successes"]) == ("2", "1")
     assert first["avg_response_time_ms"] == "120.5"
-    assert rows[1]["health_status"] == "unknown" and rows[1]["last_check_at"] == ""
+    assert rows[1]["health_status"] == "unknown"
+    assert rows[1]["last_check_at"] == ""
 
     data = (folder / "proxy_list-2026-11-01.csv.gz").read_bytes()
     manifest = ExportManifest.from_json((folder / "_manifest.json").read_bytes())
-    assert manifest.asset == "proxy_list" and manifest.partition == "2026-11-01"
-    assert manifest.format == "csv" and manifest.compression == "gzip"
-    assert manifest.total_rows == 2 and manifest.files[0].rows == 2
+    assert manifest.asset == "proxy_list"
+    assert manifest.partition == "2026-11-01"
+    assert manifest.format == "csv"
+    assert manifest.compression == "gzip"
+    assert manifest.total_rows == 2
+    assert manifest.files[0].rows == 2
     assert manifest.files[0].path == "proxy_list-2026-11-01.csv.gz"
     assert manifest.files[0].bytes == len(data)
     assert manifest.files[0].sha256 == hashlib.sha256(data).hexdigest()
@@ -89,10 +93,12 @@ def test_export_writes_the_data_file_and_the_manifest_at_the_documented_paths(
     assert [c["name"] for c in manifest.columns] == POOL_SCHEMA.names
     assert manifest.previous_manifest is None
     run_record = instance.get_run_by_id(manifest.run_id)
-    assert run_record is not None and run_record.tags["dagster/partition"] == "2026-11-01"
+    assert run_record is not None
+    assert run_record.tags["dagster/partition"] == "2026-11-01"
 
     materialization = instance.get_latest_materialization_event(proxy_list.key)
-    assert materialization is not None and materialization.asset_materialization is not None
+    assert materialization is not None
+    assert materialization.asset_materialization is not None
     metadata = {k: v.value for k, v in materialization.asset_materialization.metadata.items()}
     assert metadata["dagster/row_count"] == 2
     assert metadata["dagster/uri"] == (folder / "proxy_list-2026-11-01.csv.gz").resolve().as_uri()
@@ -109,7 +115,8 @@ def test_credentials_never_reach_the_export(
     text = gzip.decompress(next(exports.rglob("*.csv.gz")).read_bytes()).decode()
     for secret in ("plain-legacy-pass", "Z0FBQUFBQm5vdGFyZWFsdG9rZW4", "s3cr3t", "bob:"):
         assert secret not in text
-    assert "username" not in text.splitlines()[0] and "password" not in text.splitlines()[0]
+    assert "username" not in text.splitlines()[0]
+    assert "password" not in text.splitlines()[0]
 
 
 def test_reexport_is_byte_identical_and_chains_manifests(
@@ -171,7 +178,8 @@ def test_a_failed_export_keeps_the_previous_version_and_leaves_no_debris(
     )  # fmt: skip
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error  # type: ignore[union-attr]
-    assert error is not None and error.cause is not None
+    assert error is not None
+    assert error.cause is not None
     assert error.cause.cls_name == "SourceError"
     assert "proxy_identities.port holds a value that is not int32" in error.cause.message
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -25,7 +25,8 @@ def pool(database: Path, as_of: date) -> list[dict[str, object]]:
     with source.open_snapshot() as snapshot:
         batches = list(snapshot.proxy_pool(as_of))
     assert all(batch.schema.equals(POOL_SCHEMA) for batch in batches)
-    return pa.Table.from_batches(batches, schema=POOL_SCHEMA).to_pylist()
+    rows: list[dict[str, object]] = pa.Table.from_batches(batches, schema=POOL_SCHEMA).to_pylist()
+    return rows
 
 
 @pytest.fixture
@@ -55,14 +56,16 @@ def test_health_is_rebuilt_with_proxywhirls_rules_day_by_day(history: Path) -> N
     assert set(day1) == {A, SEEDED}  # B is discovered on 2026-11-02
     a = day1[A]
     assert a["health_status"] == "healthy"
-    assert a["total_checks"] == 2 and a["total_successes"] == 2
+    assert a["total_checks"] == 2
+    assert a["total_successes"] == 2
     assert a["consecutive_successes"] == 2
     assert a["avg_response_time_ms"] == pytest.approx(0.2 * 200.0 + 0.8 * 100.0)
     assert str(a["last_check_at"]) == "2026-11-01 23:59:59.999999+00:00"
 
     a = {row["url"]: row for row in pool(history, date(2026, 11, 3))}[A]
     assert a["health_status"] == "unhealthy"
-    assert a["consecutive_failures"] == 2 and a["consecutive_successes"] == 0
+    assert a["consecutive_failures"] == 2
+    assert a["consecutive_successes"] == 0
 
     a = {row["url"]: row for row in pool(history, date(2026, 11, 4))}[A]
     assert a["health_status"] == "dead"  # the third consecutive failure, at midnight
@@ -77,7 +80,8 @@ def test_health_is_rebuilt_with_proxywhirls_rules_day_by_day(history: Path) -> N
     assert str(a["last_failure_at"]) == "2026-11-03 00:00:00+00:00"
     assert a["success_rate_7d"] == pytest.approx(3 / 6)
     b = day4[B]
-    assert b["health_status"] == "healthy" and b["total_checks"] == 2  # id order in a batch
+    assert b["health_status"] == "healthy"
+    assert b["total_checks"] == 2
     assert str(b["discovered_at"]) == "2026-11-02 08:00:00+00:00"
 
 
@@ -85,7 +89,8 @@ def test_seed_checks_without_history_are_not_counted(history: Path) -> None:
     seeded = {row["url"]: row for row in pool(history, date(2026, 11, 5))}[SEEDED]
     assert seeded["health_status"] == "unknown"
     assert seeded["total_checks"] == 0
-    assert seeded["success_rate"] is None and seeded["avg_response_time_ms"] is None
+    assert seeded["success_rate"] is None
+    assert seeded["avg_response_time_ms"] is None
 
 
 def test_a_day_before_any_data_gives_an_empty_pool(history: Path) -> None:
@@ -96,7 +101,8 @@ def test_missing_database_names_the_path_and_the_fix(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere" / "proxies.db"
     with pytest.raises(SourceError, match=r"nowhere/proxies\.db does not exist: set PROXYWHIRL_DB"):
         ProxyWhirlSource(database=str(missing)).open_snapshot()
-    assert not missing.exists() and not missing.parent.exists()
+    assert not missing.exists()
+    assert not missing.parent.exists()
 
 
 def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
@@ -131,7 +137,12 @@ def test_a_missing_column_is_named(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("table", "value"),
-    [("proxy_identities", "last tuesday"), ("validation_results", ""), ("validation_results", 1793502245), ("both", "2026-10-45")],
+    [
+        ("proxy_identities", "last tuesday"),
+        ("validation_results", ""),
+        ("validation_results", 1793502245),
+        ("both", "2026-10-45"),
+    ],
 )
 def test_a_datetime_that_is_not_a_timestamp_is_named(
     tmp_path: Path, table: str, value: str | int
@@ -140,8 +151,10 @@ def test_a_datetime_that_is_not_a_timestamp_is_named(
     with HandmadeDatabase(path) as db:
         db.add_proxy(A, discovered_at=str(value) if table != "validation_results" else "2026-10-01")
         db.add_check(A, value if table != "proxy_identities" else "2026-10-01", True, 1.0)  # type: ignore[arg-type]
-    column = "validation_results.validated_at" if table == "validation_results" else (
-        "proxy_identities.discovered_at"
+    column = (
+        "validation_results.validated_at"
+        if table == "validation_results"
+        else ("proxy_identities.discovered_at")
     )
     with pytest.raises(SourceError, match=rf"{column} holds '{value}', which is not a timestamp"):
         pool(path, date(2026, 11, 2))
@@ -215,4 +228,5 @@ def test_a_lock_held_past_the_busy_timeout_fails_clearly(history: Path) -> None:
 )
 def test_datetime_text_is_read_liberally_as_utc(text: str, expected: str) -> None:
     parsed = parse_utc_text(pa.array([text, None]), "t").to_pylist()
-    assert str(parsed[0]) == expected and parsed[1] is None
+    assert str(parsed[0]) == expected
+    assert parsed[1] is None

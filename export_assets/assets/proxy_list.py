@@ -1,7 +1,6 @@
 """``proxy_list``: the proxy pool as of the end of each UTC day."""
 # No "from __future__ import annotations": Dagster reads the config and resource annotations.
 
-
 from collections.abc import Iterator
 
 import pyarrow as pa

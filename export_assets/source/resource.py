@@ -12,7 +12,7 @@ from export_assets.source.database import DEFAULT_BATCH_ROWS, SourceSnapshot
 DEFAULT_DEPLOYMENT = Path("data/proxywhirl")
 
 
-class ProxyWhirlSource(ConfigurableResource):  # type: ignore[misc]
+class ProxyWhirlSource(ConfigurableResource):  # type: ignore[type-arg]
     """A ProxyWhirl deployment, read-only: its SQLite database, log folder and TOML config."""
 
     database: str = Field(

@@ -57,7 +57,9 @@ class ProxyHealth:
             self.consecutive_failures += 1
             self.consecutive_successes = 0
             self.last_failure_at = validated_at
-            self.health_status = DEAD if self.consecutive_failures >= DEAD_AFTER_FAILURES else UNHEALTHY
+            self.health_status = (
+                DEAD if self.consecutive_failures >= DEAD_AFTER_FAILURES else UNHEALTHY
+            )
 
     @property
     def success_rate(self) -> float | None:

@@ -1,0 +1,100 @@
+"""The README's path, end to end: sample data, then batch materialization through Dagster."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.instance.ref import InstanceRef
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = Path(sys.executable).with_name("export-assets")
+
+
+def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLI), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+        check=False,
+    )  # fmt: skip
+
+
+def test_sample_data_then_materialize_twice_is_reproducible(tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    deployment = tmp_path / "deployment"
+    exports = tmp_path / "out"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PROXYWHIRL_DB": str(deployment / "proxies.db"),
+        "EXPORT_DESTINATION": str(exports),
+    }
+    made = cli(
+        "sample-data", "--out", str(deployment), "--proxies", "40", "--days", "4",
+        "--end-date", "2026-11-10", "--validations-per-day", "300", env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "40 proxies" in made.stdout
+
+    first = cli("materialize", "--last-days", "3", "--end-date", "2026-11-10", env=env, cwd=ROOT)
+    assert first.returncode == 0, first.stderr
+    table = first.stdout.splitlines()
+    assert table[0].split() == ["partition", "asset", "path", "rows", "bytes"]
+    assert [line.split()[0] for line in table[1:]] == ["2026-11-08", "2026-11-09", "2026-11-10"]
+    data_files = sorted(exports.rglob("*.csv.gz"))
+    assert [p.relative_to(exports).as_posix() for p in data_files] == [
+        f"proxy_list/dt=2026-11-{d}/proxy_list-2026-11-{d}.csv.gz" for d in ("08", "09", "10")
+    ]
+    for line, path in zip(table[1:], data_files, strict=True):
+        assert line.split()[2] == str(path)
+        assert int(line.split()[4].replace(",", "")) == path.stat().st_size
+        rows = gzip.decompress(path.read_bytes()).decode().count("\n") - 1
+        assert int(line.split()[3].replace(",", "")) >= 1
+        assert rows >= 1
+    before = {p: p.read_bytes() for p in data_files}
+
+    again = cli("materialize", "--last-days", "3", "--end-date", "2026-11-10", env=env, cwd=ROOT)
+    assert again.returncode == 0, again.stderr
+    assert {p: p.read_bytes() for p in sorted(exports.rglob("*.csv.gz"))} == before
+
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        runs = instance.get_runs(RunsFilter(job_name="daily_export_job"))
+        assert len(runs) == 6
+        assert {run.status for run in runs} == {DagsterRunStatus.SUCCESS}
+        assert {run.tags["dagster/partition"] for run in runs} == {
+            "2026-11-08", "2026-11-09", "2026-11-10",
+        }  # fmt: skip
+        assert all(run.tags.get("export_assets/requested_by") for run in runs)
+
+
+def test_materialize_on_a_missing_database_fails_clearly(tmp_path: Path) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "PROXYWHIRL_DB": str(tmp_path / "absent.db"),
+        "EXPORT_DESTINATION": str(tmp_path / "out"),
+    }
+    result = cli("materialize", "--last-days", "1", env=env, cwd=ROOT)
+    assert result.returncode == 1
+    assert "SourceError" in result.stderr
+    assert "absent.db does not exist: set PROXYWHIRL_DB" in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "absent.db").exists()
+
+
+def test_sample_data_refuses_to_overwrite_a_deployment(tmp_path: Path) -> None:
+    target = tmp_path / "deployment"
+    target.mkdir()
+    (target / "proxies.db").write_bytes(b"precious")
+    result = cli("sample-data", "--out", str(target), env=dict(os.environ), cwd=ROOT)
+    assert result.returncode != 0
+    assert "proxies.db" in result.stderr
+    assert (target / "proxies.db").read_bytes() == b"precious"
