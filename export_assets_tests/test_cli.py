@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+from cryptography.fernet import Fernet
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.instance.ref import InstanceRef
 
@@ -42,6 +46,9 @@ def test_sample_data_then_materialize_twice_is_reproducible(tmp_path: Path) -> N
     assert made.returncode == 0, made.stderr
     assert "40 proxies" in made.stdout
 
+    database = deployment / "proxies.db"
+    database_digest = hashlib.sha256(database.read_bytes()).hexdigest()
+
     first = cli("materialize", "--last-days", "3", "--end-date", "2026-11-10", env=env, cwd=ROOT)
     assert first.returncode == 0, first.stderr
     table = first.stdout.splitlines()
@@ -63,6 +70,16 @@ def test_sample_data_then_materialize_twice_is_reproducible(tmp_path: Path) -> N
     assert again.returncode == 0, again.stderr
     assert {p: p.read_bytes() for p in sorted(exports.rglob("*.csv.gz"))} == before
 
+    assert hashlib.sha256(database.read_bytes()).hexdigest() == database_digest
+    secrets = proxy_credentials(database, deployment / ".env")
+    assert len(secrets) >= 2
+    for path in exports.rglob("*"):
+        if path.is_file():
+            raw = path.read_bytes()
+            text = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode()
+            leaked = [secret for secret in secrets if secret in text]
+            assert not leaked, f"{path} holds a proxy credential"
+
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         runs = instance.get_runs(RunsFilter(job_name="daily_export_job"))
         assert len(runs) == 6
@@ -71,6 +88,23 @@ def test_sample_data_then_materialize_twice_is_reproducible(tmp_path: Path) -> N
             "2026-11-08", "2026-11-09", "2026-11-10",
         }  # fmt: skip
         assert all(run.tags.get("export_assets/requested_by") for run in runs)
+
+
+def proxy_credentials(database: Path, env_file: Path) -> set[str]:
+    """Every username and password in the database, in clear text (the sample's key)."""
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    fernet = Fernet(env["PROXYWHIRL_CACHE_ENCRYPTION_KEY"].encode())
+    found: set[str] = set()
+    with sqlite3.connect(database) as connection:
+        for row in connection.execute("SELECT username, password FROM proxy_identities"):
+            for value in row:
+                if value and value.startswith("encrypted:"):
+                    found.add(fernet.decrypt(base64.b64decode(value[10:])).decode())
+                    found.add(value[10:])
+                elif value:
+                    found.add(value)
+    connection.close()
+    return found
 
 
 def test_materialize_on_a_missing_database_fails_clearly(tmp_path: Path) -> None:
