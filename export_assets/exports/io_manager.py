@@ -1,0 +1,192 @@
+"""The one writer of the project: Export -> format -> codec -> destination, manifest last."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
+from pydantic import Field
+
+from export_assets.exports import codecs, formats
+from export_assets.exports.destinations import Destination, LocalDestination, destination_for
+from export_assets.exports.export import Export
+from export_assets.exports.manifest import (
+    MANIFEST_NAME,
+    PARTITION_FOLDER_PREFIX,
+    ExportManifest,
+    ManifestFile,
+    PreviousManifest,
+    columns_of,
+    data_file_name,
+    manifest_key,
+    partition_folder,
+    sha256_hex,
+)
+from export_assets.exports.streams import MeasuredStream
+
+PROGRESS_EVERY_SECONDS = 5.0
+
+
+class ExportSchemaError(ValueError):
+    """A batch does not match the schema its export declared; nothing was published."""
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """What streaming one data file measured."""
+
+    key: str
+    rows: int
+    bytes: int
+    uncompressed_bytes: int
+    sha256: str
+
+
+class ExportIOManager(ConfigurableIOManager):
+    """Writes each partition of an export asset to ``{destination}/{asset}/dt={day}/``.
+
+    Data files first, streamed (never a whole table in memory) through the format and
+    codec, hashed and counted on the way; ``_manifest.json`` last. A failure publishes
+    nothing and leaves the partition's previous version as it was.
+    """
+
+    destination: str = Field(
+        default="exports",
+        description="Where exports go: a local directory (EXPORT_DESTINATION).",
+    )
+
+    def open_destination(self) -> Destination:
+        """The destination this IO manager writes to."""
+        return destination_for(self.destination)
+
+    def handle_output(self, context: OutputContext, obj: Export) -> None:
+        if not isinstance(obj, Export):
+            raise TypeError(
+                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; export "
+                "assets return an Export"
+            )
+        with obj:
+            self._publish(context, obj)
+
+    def _publish(self, context: OutputContext, export: Export) -> None:
+        asset = context.asset_key.path[-1]
+        if not context.has_partition_key:
+            raise ValueError(f"{asset} is not partitioned; exports are written per UTC day")
+        partition = context.partition_key
+        destination = self.open_destination()
+        options = export.options
+        folder = partition_folder(asset, partition)
+        name = data_file_name(
+            asset,
+            partition,
+            formats.EXTENSIONS[options.format] + codecs.EXTENSIONS[options.compression],
+        )
+        replaced = _read_manifest(destination, manifest_key(asset, partition))
+
+        written = _write_data_file(context, destination, f"{folder}/{name}", export)
+
+        manifest = ExportManifest(
+            asset=asset,
+            partition=partition,
+            run_id=context.run_id,
+            created_at=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            format=options.format,
+            compression=options.compression,
+            files=[ManifestFile(name, written.bytes, written.sha256, written.rows)],
+            total_rows=written.rows,
+            columns=columns_of(export.schema),
+            source=export.source,
+            credential_policy=options.credential_policy,
+            previous_manifest=_previous_manifest(destination, asset, partition),
+        )
+        destination.write_bytes(manifest_key(asset, partition), manifest.to_json())
+        # Files of the replaced version that the new one no longer lists (another format).
+        if replaced is not None:
+            for stale in {f.path for f in replaced.files} - {f.path for f in manifest.files}:
+                destination.delete(f"{folder}/{stale}")
+
+        uri = destination.uri(written.key)
+        metadata: dict[str, Any] = {
+            "dagster/uri": MetadataValue.text(uri),
+            "dagster/row_count": MetadataValue.int(written.rows),
+            "bytes": MetadataValue.int(written.bytes),
+            "uncompressed_bytes": MetadataValue.int(written.uncompressed_bytes),
+            "compression_ratio": MetadataValue.float(
+                1 - written.bytes / written.uncompressed_bytes
+                if written.uncompressed_bytes
+                else 0.0
+            ),
+            "sha256": MetadataValue.text(written.sha256),
+            "format": MetadataValue.text(options.format),
+            "compression": MetadataValue.text(options.compression),
+            "credential_policy": MetadataValue.text(options.credential_policy),
+            "manifest": MetadataValue.text(destination.uri(manifest_key(asset, partition))),
+        }
+        if isinstance(destination, LocalDestination):
+            metadata["path"] = MetadataValue.path(str(destination.path(written.key)))
+        context.add_output_metadata(metadata)
+
+    def load_input(self, context: InputContext) -> ExportManifest:
+        """The published manifest of the upstream partition (data stays where it is)."""
+        asset = context.asset_key.path[-1]
+        partition = context.asset_partition_key
+        manifest = _read_manifest(self.open_destination(), manifest_key(asset, partition))
+        if manifest is None:
+            raise FileNotFoundError(
+                f"{asset} partition {partition} has no {MANIFEST_NAME} in {self.destination}: "
+                "materialize it first"
+            )
+        return manifest
+
+
+def _write_data_file(
+    context: OutputContext, destination: Destination, key: str, export: Export
+) -> WrittenFile:
+    rows = 0
+    last_report = time.monotonic()
+    with destination.open_write(key) as raw:
+        stored = MeasuredStream(raw, hashed=True)
+        with codecs.compressed(stored, export.options) as compressed:
+            plain = MeasuredStream(compressed)
+            writer = formats.open_format_writer(export.options.format, plain, export.schema)  # type: ignore[arg-type]
+            for batch in export.batches:
+                if not batch.schema.equals(export.schema):
+                    raise ExportSchemaError(
+                        f"a batch of {key} does not match the declared schema: got "
+                        f"{batch.schema}, declared {export.schema}"
+                    )
+                writer.write(batch)
+                rows += batch.num_rows
+                if time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
+                    context.log.info(f"{key}: {rows:,} rows written")
+                    last_report = time.monotonic()
+            writer.close()
+    return WrittenFile(key, rows, stored.bytes, plain.bytes, stored.sha256)
+
+
+def _read_manifest(destination: Destination, key: str) -> ExportManifest | None:
+    data = destination.read_bytes(key)
+    return None if data is None else ExportManifest.from_json(data)
+
+
+def _previous_manifest(
+    destination: Destination, asset: str, partition: str
+) -> PreviousManifest | None:
+    earlier = sorted(
+        (
+            name.removeprefix(PARTITION_FOLDER_PREFIX)
+            for name in destination.list_folders(asset)
+            if name.startswith(PARTITION_FOLDER_PREFIX)
+        ),
+        reverse=True,
+    )
+    for candidate in earlier:
+        if candidate >= partition:
+            continue
+        data = destination.read_bytes(manifest_key(asset, candidate))
+        if data is not None:
+            return PreviousManifest(candidate, sha256_hex(data))
+    return None
