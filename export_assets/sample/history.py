@@ -24,7 +24,9 @@ from export_assets.sample.pool import (
 from export_assets.source.schema import DATETIME_TEXT_FORMAT
 from export_assets.source.status import ProxyHealth
 
-ERROR_TYPES = ("timeout", "connection_refused", "ssl_error", "proxy_error", "http_error", "dns_error")
+ERROR_TYPES = (
+    "timeout", "connection_refused", "ssl_error", "proxy_error", "http_error", "dns_error",
+)  # fmt: skip
 _ERROR_WEIGHTS = (35, 20, 10, 15, 12, 8)
 MAX_BATCH = 500  # ProxyWhirl validates a few hundred proxies per batch
 SUCCESS_RATE_DAYS = 7

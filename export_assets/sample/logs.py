@@ -21,14 +21,15 @@ from pathlib import Path
 from export_assets.sample.hostile import HOSTILE_STRINGS
 from export_assets.sample.pool import SampleProxy, day_start
 
-LOG_NAME = "proxywhirl.log"
+LOG_STEM = "proxywhirl"  # the live file is proxywhirl.log, rotated ones proxywhirl.<time>.log
+LOG_NAME = f"{LOG_STEM}.log"
 LIVE_DAYS = 2  # the live file holds the last two days; older days were rotated out
 COMPRESS_AFTER_DAYS = 4  # rotated files older than this were compressed
 _DAY_US = 86_400_000_000
 _INSTALL = "/opt/proxywhirl/.venv/lib/python3.11/site-packages"
 _LEVELS = {
     "DEBUG": ("🐞", 10),
-    "INFO": ("ℹ️", 20),  # noqa: RUF001 - loguru's own icon
+    "INFO": ("ℹ️", 20),
     "SUCCESS": ("✅", 25),
     "WARNING": ("⚠️", 30),
     "ERROR": ("❌", 40),
@@ -58,19 +59,11 @@ class _Event:
     api: bool = False  # logged by the API server process
 
 
-@dataclass(frozen=True)
-class LogFiles:
-    """What was written: the complete JSON records, and the files."""
-
-    records: int
-    files: tuple[Path, ...]
-
-
 def write_logs(
     log_dir: Path, rng: random.Random, pool: tuple[SampleProxy, ...], first_day: date,
     last_day: date,
-) -> LogFiles:  # fmt: skip
-    """Write the live log and the rotated (some compressed) files for every day into ``log_dir``."""
+) -> int:  # fmt: skip
+    """Write the live and rotated log files into ``log_dir``; return the complete records."""
     log_dir.mkdir(parents=True, exist_ok=True)
     events = _EventMaker(rng, pool)
     days = [first_day + timedelta(days=n) for n in range((last_day - first_day).days + 1)]
@@ -82,7 +75,6 @@ def write_logs(
         UTC,
     )  # fmt: skip
     records = 0
-    written: list[Path] = []
     live: list[str] = []
     for number, day in enumerate(days):
         start = day_start(day)
@@ -97,23 +89,19 @@ def write_logs(
             continue
         # loguru names a rotated file after its creation: just after the midnight rotation.
         created = start + timedelta(microseconds=rng.randrange(100, 900))
-        name = f"proxywhirl.{created:%Y-%m-%d_%H-%M-%S_%f}.log"
+        name = f"{LOG_STEM}.{created:%Y-%m-%d_%H-%M-%S_%f}.log"
         data = "".join(lines).encode("utf-8")
         if age <= COMPRESS_AFTER_DAYS:
-            path = log_dir / name
-            path.write_bytes(data)
+            (log_dir / name).write_bytes(data)
         elif age == (last_day - first_day).days and age > COMPRESS_AFTER_DAYS + 1:
-            path = log_dir / f"{name}.zip"  # an older compression setting, on the oldest file
-            _write_zip(path, name, data, start + timedelta(days=1, seconds=-2))
+            # An older compression setting, on the oldest file (when two or more are compressed).
+            _write_zip(log_dir / f"{name}.zip", name, data, start + timedelta(days=1, seconds=-2))
         else:
-            path = log_dir / f"{name}.gz"
-            _write_gzip(path, name, data)
-        written.append(path)
-    live_path = log_dir / LOG_NAME
+            _write_gzip(log_dir / f"{name}.gz", name, data)
     main = restart if len(days) >= 3 else first
-    live_path.write_bytes(_live_file(rng, live, main, last_day, events).encode("utf-8"))
-    written.append(live_path)
-    return LogFiles(records=records, files=tuple(written))
+    live_file = _live_file(rng, live, main, last_day, events)
+    (log_dir / LOG_NAME).write_bytes(live_file.encode("utf-8"))
+    return records
 
 
 def _live_file(
@@ -225,8 +213,9 @@ class _EventMaker:
         offsets = sorted([0, _DAY_US - 1, *rng.sample(range(1, _DAY_US - 1), count - 2)])
         kinds = rng.choices(self._kinds, self._weights, k=count)
         # Every day carries a credential URL, a hostile string and a traceback with a secret.
-        for position, kind in zip(rng.sample(range(1, count - 1), 3), ("validate", "hostile",
-                                                                        "traceback"), strict=True):
+        for position, kind in zip(
+            rng.sample(range(1, count - 1), 3), ("validate", "hostile", "traceback"), strict=True
+        ):
             kinds[position] = kind
         kinds[0] = "select"
         # The last record of every other day comes from the UTC+01:00 process: locally it is
@@ -288,7 +277,10 @@ class _EventMaker:
     def _select(self) -> _Event:
         proxy = self._proxy()
         return _Event(
-            "DEBUG", "proxywhirl.rotator", "_select_proxy", 318,
+            "DEBUG",
+            "proxywhirl.rotator",
+            "_select_proxy",
+            318,
             f"Selected {proxy.url} (strategy=round-robin)",
             {"strategy": "round-robin", "pool_size": len(self._pool)},
         )
@@ -296,7 +288,10 @@ class _EventMaker:
     def _dead(self) -> _Event:
         proxy = self._proxy()
         return _Event(
-            "WARNING", "proxywhirl.rotator", "_mark_failure", 455,
+            "WARNING",
+            "proxywhirl.rotator",
+            "_mark_failure",
+            455,
             f"Proxy {proxy.url} marked dead after 3 consecutive failures",
             {"proxy_url": proxy.url, "consecutive_failures": 3},
         )
@@ -304,13 +299,20 @@ class _EventMaker:
     def _saved(self) -> _Event:
         rows = self._rng.randint(50, 500)
         return _Event(
-            "SUCCESS", "proxywhirl.storage", "record_validations_batch", 733,
-            f"Saved {rows} validation results", {"table": "validation_results", "rows": rows},
+            "SUCCESS",
+            "proxywhirl.storage",
+            "record_validations_batch",
+            733,
+            f"Saved {rows} validation results",
+            {"table": "validation_results", "rows": rows},
         )
 
     def _locked(self) -> _Event:
         return _Event(
-            "ERROR", "proxywhirl.storage", "save", 612,
+            "ERROR",
+            "proxywhirl.storage",
+            "save",
+            612,
             "Failed to save proxies: (sqlite3.OperationalError) database is locked",
             {"database": "sqlite+aiosqlite:///proxies.db", "attempt": 1},
             exception=("OperationalError", "(sqlite3.OperationalError) database is locked"),
@@ -335,7 +337,10 @@ class _EventMaker:
     def _bad_key(self) -> _Event:
         key = "pk_live_" + self._rng.randbytes(12).hex()
         return _Event(
-            "WARNING", "proxywhirl.api.core", "verify_api_key", 98,
+            "WARNING",
+            "proxywhirl.api.core",
+            "verify_api_key",
+            98,
             "Rejected request with an invalid API key",
             {"request": {"path": "/api/v1/proxies", "headers": {"x-api-key": key}}},
             api=True,
@@ -370,15 +375,23 @@ class _EventMaker:
             "httpx.ProxyError: 407 Proxy Authentication Required\n"
         )
         return _Event(
-            "ERROR", "proxywhirl.rotator", "_request", 412,
-            f"Request through {proxy.url} failed", {"proxy_url": proxy.url, "attempt": 2},
-            exception=("ProxyError", "407 Proxy Authentication Required"), traceback=traceback,
+            "ERROR",
+            "proxywhirl.rotator",
+            "_request",
+            412,
+            f"Request through {proxy.url} failed",
+            {"proxy_url": proxy.url, "attempt": 2},
+            exception=("ProxyError", "407 Proxy Authentication Required"),
+            traceback=traceback,
         )
 
     def _added(self) -> _Event:
         proxies = self._rng.sample(self._pool, min(3, len(self._pool)))
         return _Event(
-            "INFO", "proxywhirl.storage", "add_proxies_batch", 540,
+            "INFO",
+            "proxywhirl.storage",
+            "add_proxies_batch",
+            540,
             f"Added {len(proxies)} proxies to the pool",
             {"proxies": [{"url": p.url, "source": p.source} for p in proxies]},
         )

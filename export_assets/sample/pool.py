@@ -30,12 +30,11 @@ _PORTS = {
     "socks5": (1080, 1085, 9050, 7890),
 }
 # First octets of addresses that look public (no private, loopback, multicast or test nets).
-_FIRST_OCTETS = tuple(
-    n for n in range(1, 224) if n not in {10, 100, 127, 169, 172, 192, 198, 203}
-)
+_FIRST_OCTETS = tuple(n for n in range(1, 224) if n not in {10, 100, 127, 169, 172, 192, 198, 203})
 
 # (country_code, country_name, region, city, latitude, longitude, ((asn, isp_name), ...))
-_LOCATIONS: tuple[tuple[str, str, str | None, str, float, float, tuple[tuple[int, str], ...]], ...] = (
+_Location = tuple[str, str, str | None, str, float, float, tuple[tuple[int, str], ...]]
+_LOCATIONS: tuple[_Location, ...] = (
     ("US", "United States", "California", "Los Angeles", 34.0522, -118.2437,
      ((16509, "Amazon.com, Inc."), (7922, "Comcast Cable Communications, LLC"))),
     ("US", "United States", "Virginia", "Ashburn", 39.0438, -77.4874,
@@ -167,9 +166,11 @@ def build_pool(
     behaviours[anchor] = "always"
     flaky = [i for i in others if behaviours[i] == "flaky"]
 
-    credentialed, echoing, legacy = _credential_roles(rng, count, order, flaky or others or [anchor])
+    credentialed, echoing, legacy = _credential_roles(
+        rng, count, order, flaky or others or [anchor]
+    )
     in_window = set(rng.sample(others, round(0.15 * len(others)))) if others else set()
-    in_window |= {i for i in seed_only | never if rng.random() < 0.15}
+    in_window |= {i for i in sorted(seed_only | never) if rng.random() < 0.15}
     pre_window_plain = [i for i in order if i not in in_window and i not in seeded and i != anchor]
     liberal = dict(zip(pre_window_plain[:3], _LIBERAL_FORMATS, strict=False))
     carriers = _hostile_sources(rng, count)
@@ -265,7 +266,8 @@ def _credential_roles(
 ) -> tuple[set[int], set[int], set[int]]:
     """Pick proxies with credentials, those whose errors echo them, and legacy plain ones."""
     n_credentialed = min(count, max(3, round(0.15 * count)))
-    echoing = set(rng.sample(echo_candidates, min(len(echo_candidates), max(1, n_credentialed // 4))))
+    n_echoing = min(len(echo_candidates), max(1, n_credentialed // 4))
+    echoing = set(rng.sample(echo_candidates, n_echoing))
     rest = [i for i in order if i not in echoing]
     credentialed = echoing | set(rng.sample(rest, min(len(rest), n_credentialed - len(echoing))))
     plain_candidates = sorted(credentialed - echoing)
