@@ -72,7 +72,8 @@ def sample_data(
 @click.option(
     "--end-date", callback=_parse_date, help="Last partition to export. Default: yesterday (UTC)."
 )
-def materialize(job_name: str, last_days: int, end_date: date | None) -> None:
+@click.option("--verbose", is_flag=True, help="Show Dagster's own run log (DEBUG and up).")
+def materialize(job_name: str, last_days: int, end_date: date | None, verbose: bool) -> None:
     """Run a job for each of the last N complete UTC days, recorded in Dagster's run history."""
     from dagster import DagsterInstance
 
@@ -85,13 +86,18 @@ def materialize(job_name: str, last_days: int, end_date: date | None) -> None:
     last = end_date or _yesterday()
     partitions = [(last - timedelta(days=n)).isoformat() for n in reversed(range(last_days))]
     job = defs.resolve_job_def(job_name)
+    log_level = "DEBUG" if verbose else "WARNING"
     rows: list[tuple[str, str, str, int, int]] = []
     with DagsterInstance.get() as instance:
         for partition in partitions:
+            click.echo(f"{job_name} {partition} ...", err=True)
             result = job.execute_in_process(
-                partition_key=partition, instance=instance, raise_on_error=False,
+                partition_key=partition,
+                instance=instance,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
                 tags={REQUESTED_BY_TAG: getpass.getuser()},
-            )  # fmt: skip
+            )
             if not result.success:
                 reason = _failure_reason(result.get_step_failure_events())
                 raise click.ClickException(
