@@ -4,41 +4,153 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, Literal
 
 import pyarrow as pa
 from dagster import Config
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-Format = Literal["csv"]
-Compression = Literal["gzip", "none"]
+Format = Literal["csv", "jsonl", "json", "txt", "parquet", "xlsx"]
+Compression = Literal["none", "gzip", "zstd", "zip"]
+ParquetCompression = Literal["zstd", "snappy", "gzip", "none"]
 CredentialPolicy = Literal["redact"]
+
+INTERNALLY_COMPRESSED: frozenset[Format] = frozenset({"parquet", "xlsx"})
+"""Formats that compress inside the file: an outer codec would only cost time."""
+
+_INTERNAL_CODEC_SETTING: dict[Format, str] = {
+    "parquet": "parquet_compression",
+    "xlsx": "an xlsx file is a zip archive",
+}
+
+
+class CompressionChoice(StrEnum):
+    """``Compression`` as an enum: Dagster's config schema takes an optional enum, not an
+    optional Literal, and an enum shows as a choice in the launchpad."""
+
+    none = "none"
+    gzip = "gzip"
+    zstd = "zstd"
+    zip = "zip"
+
+
+def default_compression(format: Format) -> Compression:
+    """The outer codec a format gets when none is asked for: gzip, or none if internal."""
+    return "none" if format in INTERNALLY_COMPRESSED else "gzip"
+
+
+def check_compression(format: Format, compression: Compression) -> None:
+    """Reject an outer codec on a format that compresses internally, saying what to do."""
+    if format in INTERNALLY_COMPRESSED and compression != "none":
+        raise ValueError(
+            f"{format} compresses internally ({_INTERNAL_CODEC_SETTING[format]}); set "
+            f"compression to none (or leave it unset), not {compression!r}"
+        )
+
+
+def check_fields(fields: tuple[str, ...] | list[str] | None) -> None:
+    """A field selection names at least one column and none twice."""
+    if fields is None:
+        return
+    if not fields:
+        raise ValueError("fields is empty: list the columns to export, or leave it unset for all")
+    seen: set[str] = set()
+    for name in fields:
+        if name in seen:
+            raise ValueError(f"fields lists {name!r} twice: {list(fields)}")
+        seen.add(name)
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """How one export is written: file format, outer codec and the credential policy."""
+    """How one export is written: format, outer codec, format settings, column selection and
+    the credential policy. Construction rejects combinations that make no sense."""
 
     format: Format = "csv"
     compression: Compression = "gzip"
     gzip_level: int = 6
+    zstd_level: int = 3
+    parquet_compression: ParquetCompression = "zstd"
+    neutralize_formulas: bool = True
+    fields: tuple[str, ...] | None = None
     credential_policy: CredentialPolicy = "redact"
+
+    def __post_init__(self) -> None:
+        check_compression(self.format, self.compression)
+        check_fields(self.fields)
 
 
 class ExportConfig(Config):
-    """Options every export asset takes in its run config (shown in the launchpad)."""
+    """Options every export asset takes in its run config (shown in the launchpad).
 
-    format: Format = Field(default="csv", description="File format of the export.")
-    compression: Compression = Field(
-        default="gzip", description="Outer codec: gzip (reproducible, mtime 0) or none."
+    Subclasses set per-asset defaults by overriding a field's default.
+    """
+
+    format: Format = Field(
+        default="csv",
+        description=(
+            "File format: csv, jsonl (one JSON object per line), json (one array), txt "
+            "(proxy URLs, one per line; proxy lists only), parquet or xlsx."
+        ),
     )
-    gzip_level: int = Field(default=6, ge=1, le=9, description="gzip level, 1 (fast) to 9.")
+    compression: CompressionChoice | None = Field(
+        default=None,
+        description=(
+            "Outer codec: none, gzip, zstd or zip (an archive holding the one data file). "
+            "Unset: the format's default, gzip for csv/jsonl/json/txt and none for parquet "
+            "and xlsx, which compress internally and take no outer codec."
+        ),
+    )
+    gzip_level: int = Field(
+        default=6, ge=1, le=9, description="Deflate level of gzip and zip, 1 (fast) to 9 (small)."
+    )
+    zstd_level: int = Field(
+        default=3, ge=1, le=22, description="zstd level, 1 (fast) to 22 (small, slow)."
+    )
+    parquet_compression: ParquetCompression = Field(
+        default="zstd", description="Compression inside parquet files: zstd, snappy, gzip or none."
+    )
+    neutralize_formulas: bool = Field(
+        default=True,
+        description=(
+            "csv and xlsx: text cells starting with = + - @ tab or carriage return get a "
+            "leading ' so spreadsheets show them instead of running them as formulas "
+            "(OWASP CSV injection). Numbers are never changed."
+        ),
+    )
+    fields: list[str] | None = Field(
+        default=None,
+        description="Columns to export, in this order. Unset: every column.",
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _fields_are_a_selection(cls, fields: list[str] | None) -> list[str] | None:
+        check_fields(fields)
+        return fields
+
+    @model_validator(mode="after")
+    def _codec_fits_format(self) -> ExportConfig:
+        if self.compression is not None:
+            check_compression(self.format, self.compression.value)
+        return self
 
     def options(self) -> ExportOptions:
-        """The write options this config selects."""
+        """The write options this config selects, with the format's default codec resolved."""
         return ExportOptions(
-            format=self.format, compression=self.compression, gzip_level=self.gzip_level
+            format=self.format,
+            compression=(
+                default_compression(self.format)
+                if self.compression is None
+                else self.compression.value
+            ),
+            gzip_level=self.gzip_level,
+            zstd_level=self.zstd_level,
+            parquet_compression=self.parquet_compression,
+            neutralize_formulas=self.neutralize_formulas,
+            fields=None if self.fields is None else tuple(self.fields),
         )
 
 
