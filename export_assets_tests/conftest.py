@@ -12,6 +12,7 @@ from dagster import DagsterInstance, instance_for_test
 
 from export_assets.exports import ExportIOManager
 from export_assets.source import ProxyWhirlSource
+from export_assets_tests import s3_server
 
 SAMPLE_END = date(2026, 11, 20)
 SAMPLE_DAYS = 5
@@ -26,6 +27,12 @@ def sample_deployment(tmp_path_factory: pytest.TempPathFactory) -> Any:
         tmp_path_factory.mktemp("sample") / "proxywhirl",
         proxies=80, days=SAMPLE_DAYS, end_date=SAMPLE_END, validations_per_day=600, seed=11,
     )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[s3_server.MotoServer]:
+    """A real S3 endpoint on 127.0.0.1 (moto's server mode), one per test session."""
+    yield from s3_server.moto_server()
 
 
 @pytest.fixture
