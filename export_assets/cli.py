@@ -5,9 +5,9 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click

@@ -7,7 +7,8 @@ import os
 from dagster import Definitions, EnvVar
 
 from export_assets.assets import proxy_list
-from export_assets.exports import ExportIOManager
+from export_assets.checks import export_checks
+from export_assets.exports import ExportIOManager, ExportStore
 from export_assets.jobs import daily_export_job
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.resource import DEFAULT_DEPLOYMENT
@@ -18,8 +19,11 @@ def _env_or(name: str, default: str) -> str:
     return EnvVar(name) if name in os.environ else default
 
 
+export_store = ExportStore(destination=_env_or("EXPORT_DESTINATION", "exports"))
+
 defs = Definitions(
     assets=[proxy_list],
+    asset_checks=export_checks([proxy_list]),
     jobs=[daily_export_job],
     resources={
         "proxywhirl": ProxyWhirlSource(
@@ -27,6 +31,7 @@ defs = Definitions(
             log_dir=_env_or("PROXYWHIRL_LOG_DIR", str(DEFAULT_DEPLOYMENT / "logs")),
             config_path=_env_or("PROXYWHIRL_CONFIG", str(DEFAULT_DEPLOYMENT / "proxywhirl.toml")),
         ),
-        "io_manager": ExportIOManager(destination=_env_or("EXPORT_DESTINATION", "exports")),
+        "export_store": export_store,
+        "io_manager": ExportIOManager(store=export_store),
     },
 )

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance, instance_for_test
 
-from export_assets.exports import ExportIOManager
+from export_assets.exports import ExportIOManager, ExportStore
 from export_assets.source import ProxyWhirlSource
 from export_assets_tests import s3_server
 
@@ -42,9 +42,13 @@ def instance() -> Iterator[DagsterInstance]:
         yield test_instance
 
 
-def export_resources(database: Path, exports: Path, **source: Any) -> dict[str, Any]:
-    """The resources of the code location, pointed at one database and exports folder."""
+def export_resources(
+    database: Path, exports: Path | str, *, store: ExportStore | None = None, **source: Any
+) -> dict[str, Any]:
+    """The resources of the code location, pointed at one database and one destination."""
+    store = store or ExportStore(destination=str(exports))
     return {
         "proxywhirl": ProxyWhirlSource(database=str(database), **source),
-        "io_manager": ExportIOManager(destination=str(exports)),
+        "export_store": store,
+        "io_manager": ExportIOManager(store=store),
     }

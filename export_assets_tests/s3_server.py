@@ -38,7 +38,7 @@ HOST = "127.0.0.1"
 REGION = "us-east-1"
 # Dummy credentials: moto accepts any unless IAM authentication is switched on.
 ACCESS_KEY_ID = "testing"
-SECRET_ACCESS_KEY = "testing-secret"  # noqa: S105
+SECRET_ACCESS_KEY = "testing-secret"
 START_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 5.0
 START_ATTEMPTS = 3  # a free port can be taken between choosing it and the server binding it

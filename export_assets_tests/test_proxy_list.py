@@ -66,7 +66,7 @@ def test_export_writes_the_data_file_and_the_manifest_at_the_documented_paths(
     assert [row["url"] for row in rows] == [A, "socks5://198.51.100.9:1080"]
     first = rows[0]
     assert list(first) == POOL_SCHEMA.names
-    assert first["source"] == HOSTILE_SOURCE  # quoting keeps hostile text intact
+    assert first["source"] == "'" + HOSTILE_SOURCE  # quoted intact, formula neutralised
     assert first["source_url"] == "https://***:***@lists.example/x"
     assert first["health_status"] == "unhealthy"
     assert first["discovered_at"] == "2026-10-01T00:00:00.000000Z"

@@ -3,5 +3,6 @@
 from export_assets.exports.export import Export, ExportConfig, ExportOptions
 from export_assets.exports.io_manager import ExportIOManager
 from export_assets.exports.manifest import ExportManifest
+from export_assets.exports.store import ExportStore
 
-__all__ = ["Export", "ExportConfig", "ExportIOManager", "ExportManifest", "ExportOptions"]
+__all__ = ["Export", "ExportConfig", "ExportIOManager", "ExportManifest", "ExportOptions", "ExportStore"]

@@ -25,7 +25,7 @@ ZIP_FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 class WriteStream(Protocol):
     """What the codecs write into: a byte stream that can write and flush."""
 
-    def write(self, data: bytes, /) -> int | None: ...
+    def write(self, data: bytes | bytearray | memoryview, /) -> int | None: ...
 
     def flush(self) -> None: ...
 
@@ -51,9 +51,9 @@ class UnseekableWriter:
     def __init__(self, target: WriteStream) -> None:
         self._target = target
 
-    def write(self, data: bytes) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         self._target.write(data)
-        return len(data)
+        return memoryview(data).nbytes
 
     def flush(self) -> None:
         self._target.flush()

@@ -143,14 +143,3 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def destination_for(location: str) -> Destination:
-    """The destination ``EXPORT_DESTINATION`` names: a local directory (S3 comes later)."""
-    if "://" in location and not location.startswith("file://"):
-        scheme = location.split("://", 1)[0]
-        raise DestinationError(
-            f"EXPORT_DESTINATION={location!r}: the {scheme}:// scheme is not supported; use a "
-            "local directory such as ./exports"
-        )
-    return LocalDestination(Path(location.removeprefix("file://")))

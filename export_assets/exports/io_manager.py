@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 from pydantic import Field
 
 from export_assets.exports import codecs, formats
-from export_assets.exports.destinations import Destination, LocalDestination, destination_for
+from export_assets.exports.destinations import Destination, LocalDestination
 from export_assets.exports.export import Export
 from export_assets.exports.manifest import (
     MANIFEST_NAME,
@@ -25,6 +26,7 @@ from export_assets.exports.manifest import (
     partition_folder,
     sha256_hex,
 )
+from export_assets.exports.store import ExportStore
 from export_assets.exports.streams import MeasuredStream
 
 PROGRESS_EVERY_SECONDS = 5.0
@@ -32,6 +34,10 @@ PROGRESS_EVERY_SECONDS = 5.0
 
 class ExportSchemaError(ValueError):
     """A batch does not match the schema its export declared; nothing was published."""
+
+
+class ExportFieldsError(ValueError):
+    """The run config selects a field the export does not have."""
 
 
 @dataclass(frozen=True)
@@ -53,14 +59,11 @@ class ExportIOManager(ConfigurableIOManager):
     nothing and leaves the partition's previous version as it was.
     """
 
-    destination: str = Field(
-        default="exports",
-        description="Where exports go: a local directory (EXPORT_DESTINATION).",
-    )
+    store: ExportStore = Field(description="Where exports are published.")
 
     def open_destination(self) -> Destination:
         """The destination this IO manager writes to."""
-        return destination_for(self.destination)
+        return self.store.open()
 
     def handle_output(self, context: OutputContext, obj: Export) -> None:
         if not isinstance(obj, Export):
@@ -84,9 +87,10 @@ class ExportIOManager(ConfigurableIOManager):
             partition,
             formats.EXTENSIONS[options.format] + codecs.EXTENSIONS[options.compression],
         )
-        replaced = _read_manifest(destination, manifest_key(asset, partition))
+        replaced = read_manifest(destination, manifest_key(asset, partition))
 
-        written = _write_data_file(context, destination, f"{folder}/{name}", export)
+        schema = selected_schema(export.schema, options.fields, asset)
+        written = _write_data_file(context, destination, f"{folder}/{name}", export, schema)
 
         manifest = ExportManifest(
             asset=asset,
@@ -97,7 +101,7 @@ class ExportIOManager(ConfigurableIOManager):
             compression=options.compression,
             files=[ManifestFile(name, written.bytes, written.sha256, written.rows)],
             total_rows=written.rows,
-            columns=columns_of(export.schema),
+            columns=columns_of(schema),
             source=export.source,
             credential_policy=options.credential_policy,
             previous_manifest=_previous_manifest(destination, asset, partition),
@@ -133,31 +137,53 @@ class ExportIOManager(ConfigurableIOManager):
         """The published manifest of the upstream partition (data stays where it is)."""
         asset = context.asset_key.path[-1]
         partition = context.asset_partition_key
-        manifest = _read_manifest(self.open_destination(), manifest_key(asset, partition))
+        manifest = read_manifest(self.open_destination(), manifest_key(asset, partition))
         if manifest is None:
             raise FileNotFoundError(
-                f"{asset} partition {partition} has no {MANIFEST_NAME} in {self.destination}: "
+                f"{asset} partition {partition} has no {MANIFEST_NAME} in {self.store.destination}: "
                 "materialize it first"
             )
         return manifest
 
 
+def selected_schema(schema: pa.Schema, fields: tuple[str, ...] | None, asset: str) -> pa.Schema:
+    """The schema written: ``fields`` in their order, or every column."""
+    if fields is None:
+        return schema
+    unknown = [name for name in fields if name not in schema.names]
+    if unknown:
+        raise ExportFieldsError(
+            f"{asset} has no field {', '.join(map(repr, unknown))}; valid fields: "
+            f"{', '.join(schema.names)}"
+        )
+    return pa.schema([schema.field(name) for name in fields])
+
+
 def _write_data_file(
-    context: OutputContext, destination: Destination, key: str, export: Export
+    context: OutputContext, destination: Destination, key: str, export: Export, schema: pa.Schema
 ) -> WrittenFile:
     rows = 0
     last_report = time.monotonic()
+    entry = key.rsplit("/", 1)[-1].removesuffix(codecs.EXTENSIONS["zip"])
     with destination.open_write(key) as raw:
         stored = MeasuredStream(raw, hashed=True)
-        with codecs.compressed(stored, export.options) as compressed:
+        with codecs.compressed(stored, export.options, entry_name=entry) as compressed:
             plain = MeasuredStream(compressed)
-            writer = formats.open_format_writer(export.options.format, plain, export.schema)  # type: ignore[arg-type]
+            writer = formats.open_format_writer(plain, schema, export.options)
             for batch in export.batches:
                 if not batch.schema.equals(export.schema):
                     raise ExportSchemaError(
                         f"a batch of {key} does not match the declared schema: got "
                         f"{batch.schema}, declared {export.schema}"
                     )
+                for field, column in zip(batch.schema, batch.columns, strict=True):
+                    if not field.nullable and column.null_count:
+                        raise ExportSchemaError(
+                            f"{key}: column {field.name} is declared not null but a batch "
+                            f"holds {column.null_count} null(s)"
+                        )
+                if schema is not export.schema:
+                    batch = batch.select(schema.names)
                 writer.write(batch)
                 rows += batch.num_rows
                 if time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
@@ -167,7 +193,7 @@ def _write_data_file(
     return WrittenFile(key, rows, stored.bytes, plain.bytes, stored.sha256)
 
 
-def _read_manifest(destination: Destination, key: str) -> ExportManifest | None:
+def read_manifest(destination: Destination, key: str) -> ExportManifest | None:
     data = destination.read_bytes(key)
     return None if data is None else ExportManifest.from_json(data)
 

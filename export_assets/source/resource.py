@@ -21,7 +21,7 @@ class ProxyWhirlSource(ConfigurableResource):  # type: ignore[type-arg]
     )
     log_dir: str = Field(
         default=str(DEFAULT_DEPLOYMENT / "logs"),
-        description="Folder of ProxyWhirl's JSON logs, rotated files included (PROXYWHIRL_LOG_DIR).",
+        description="Folder of ProxyWhirl's JSON logs, rotated ones included (PROXYWHIRL_LOG_DIR).",
     )
     config_path: str = Field(
         default=str(DEFAULT_DEPLOYMENT / "proxywhirl.toml"),
