@@ -117,6 +117,59 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
     _print_table(("partition", "asset", "path", "rows", "bytes"), rows)
 
 
+@main.command("link")
+@click.argument("asset")
+@click.argument("partition")
+@click.option(
+    "--expires",
+    default="24h",
+    show_default=True,
+    help="How long an S3 link works: seconds, or a number with s, m, h or d (at most 7d).",
+)
+def link(asset: str, partition: str, expires: str) -> None:
+    """Print a download link to a published export: presigned for S3, a path on disk."""
+    from export_assets.exports.destinations import LocalDestination
+    from export_assets.exports.io_manager import read_manifest
+    from export_assets.exports.manifest import manifest_key, partition_folder
+    from export_assets.exports.s3 import S3Destination
+    from export_assets.exports.store import store_from_environment
+
+    seconds = _duration_seconds(expires)
+    store = store_from_environment()
+    destination = store.open()
+    manifest = read_manifest(destination, manifest_key(asset, partition))
+    if manifest is None:
+        raise click.ClickException(
+            f"{asset} {partition} is not published in {store.destination} (no manifest): "
+            "materialize it first"
+        )
+    for entry in manifest.files:
+        key = f"{partition_folder(asset, partition)}/{entry.path}"
+        if isinstance(destination, S3Destination):
+            try:
+                click.echo(destination.presigned_url(key, seconds))
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--expires") from exc
+        elif isinstance(destination, LocalDestination):
+            click.echo(destination.path(key).resolve())
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration_seconds(text: str) -> int:
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:])
+    number = value[:-1] if unit else value
+    try:
+        seconds = int(float(number) * (unit or 1))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a duration: write e.g. 3600, 90m, 1h or 7d", param_hint="--expires"
+        ) from None
+    return seconds
+
+
 def _failure_reason(failures: Sequence[DagsterEvent]) -> str:
     """The innermost error of the first failed step: the one that names the problem."""
     error = failures[0].step_failure_data.error if failures else None

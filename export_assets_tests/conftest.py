@@ -11,6 +11,7 @@ import pytest
 from dagster import DagsterInstance, instance_for_test
 
 from export_assets.exports import ExportIOManager, ExportStore
+from export_assets.sample import SampleDeployment, write_sample_deployment
 from export_assets.source import ProxyWhirlSource
 from export_assets_tests import s3_server
 
@@ -19,10 +20,8 @@ SAMPLE_DAYS = 5
 
 
 @pytest.fixture(scope="session")
-def sample_deployment(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def sample_deployment(tmp_path_factory: pytest.TempPathFactory) -> SampleDeployment:
     """A small deterministic sample deployment, shared read-only by the whole session."""
-    from export_assets.sample import write_sample_deployment
-
     return write_sample_deployment(
         tmp_path_factory.mktemp("sample") / "proxywhirl",
         proxies=80, days=SAMPLE_DAYS, end_date=SAMPLE_END, validations_per_day=600, seed=11,

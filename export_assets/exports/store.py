@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from dagster import ConfigurableResource
@@ -34,3 +35,8 @@ class ExportStore(ConfigurableResource):  # type: ignore[type-arg]
             bucket, prefix = parse_s3_location(self.destination)
             return S3Destination(self.s3.get_client(), bucket, prefix)
         return LocalDestination(Path(self.destination.removeprefix("file://")))
+
+
+def store_from_environment() -> ExportStore:
+    """The store the code location uses: ``EXPORT_DESTINATION``, else ``./exports``."""
+    return ExportStore(destination=os.environ.get("EXPORT_DESTINATION", "exports"))
