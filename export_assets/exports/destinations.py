@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -50,6 +52,14 @@ class Destination(ABC):
     @abstractmethod
     def list_folders(self, prefix: str) -> list[str]:
         """Names of the folders directly under ``prefix``."""
+
+    @abstractmethod
+    def remove_debris(self, folder: str, older_than: timedelta) -> list[str]:
+        """Remove what killed writers left in ``folder`` before ``older_than`` ago.
+
+        A write that fails cleans up after itself; only a killed process leaves temporary
+        files or incomplete uploads. Returns what was removed.
+        """
 
     def write_bytes(self, key: str, data: bytes) -> None:
         """Publish ``data`` as ``key`` atomically."""
@@ -129,6 +139,18 @@ class LocalDestination(Destination):
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    def remove_debris(self, folder: str, older_than: timedelta) -> list[str]:
+        directory = self.path(folder)
+        if not directory.is_dir():
+            return []
+        cutoff = time.time() - older_than.total_seconds()
+        removed = []
+        for leftover in directory.glob(".*.tmp"):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink(missing_ok=True)
+                removed.append(f"{folder}/{leftover.name}")
+        return removed
 
     def list_folders(self, prefix: str) -> list[str]:
         folder = self.path(prefix.rstrip("/"))

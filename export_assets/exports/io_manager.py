@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -30,6 +30,8 @@ from export_assets.exports.store import ExportStore
 from export_assets.exports.streams import MeasuredStream
 
 PROGRESS_EVERY_SECONDS = 5.0
+# Temporary files and multipart uploads older than this can only be a killed run's.
+DEBRIS_AGE = timedelta(hours=6)
 
 
 class ExportSchemaError(ValueError):
@@ -88,6 +90,8 @@ class ExportIOManager(ConfigurableIOManager):
             formats.EXTENSIONS[options.format] + codecs.EXTENSIONS[options.compression],
         )
         replaced = read_manifest(destination, manifest_key(asset, partition))
+        for leftover in destination.remove_debris(folder, DEBRIS_AGE):
+            context.log.warning(f"removed {leftover}, left by a run that was killed mid-write")
 
         schema = selected_schema(export.schema, options.fields, asset)
         written = _write_data_file(context, destination, f"{folder}/{name}", export, schema)

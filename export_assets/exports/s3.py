@@ -222,14 +222,16 @@ class S3Destination(Destination):
                 ExpiresIn=expires_in,
             )
 
-    def abort_incomplete_uploads(self, older_than: timedelta) -> list[str]:
-        """Abort multipart uploads under the prefix started before ``older_than`` ago.
+    def abort_incomplete_uploads(self, older_than: timedelta, under: str = "") -> list[str]:
+        """Abort multipart uploads under the prefix (and ``under``) started before ``older_than`` ago.
 
         Only a killed process leaves these behind (every failure the exporter sees aborts its
         own upload). Returns the object keys whose uploads were aborted.
         """
         cutoff = datetime.now(UTC) - older_than
-        listed = f"{self.prefix}/" if self.prefix else ""
+        listed = self.object_key(under.rstrip("/")) + "/" if under else (
+            f"{self.prefix}/" if self.prefix else ""
+        )
         aborted: list[str] = []
         paginator = self.client.get_paginator("list_multipart_uploads")
         with self._s3_errors(_ABORTING, listed):
@@ -241,6 +243,9 @@ class S3Destination(Destination):
                         )
                         aborted.append(upload["Key"])
         return aborted
+
+    def remove_debris(self, folder: str, older_than: timedelta) -> list[str]:
+        return self.abort_incomplete_uploads(older_than, under=folder)
 
     def _uri_of(self, object_key: str) -> str:
         return f"{S3_SCHEME}{self.bucket}/{object_key}"
