@@ -55,10 +55,14 @@ def _export_is_intact(asset: AssetsDefinition) -> AssetChecksDefinition:
             key = f"{partition_folder(name, partition)}/{entry.path}"
             digest = hashlib.sha256()
             size = 0
-            with destination.open_read(key) as stream:
-                while chunk := stream.read(READ_CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
+            try:
+                with destination.open_read(key) as stream:
+                    while chunk := stream.read(READ_CHUNK):
+                        digest.update(chunk)
+                        size += len(chunk)
+            except FileNotFoundError:
+                problems.append(f"{entry.path}: listed in the manifest but missing")
+                continue
             if size != entry.bytes:
                 problems.append(f"{entry.path}: {size} bytes, manifest says {entry.bytes}")
             if digest.hexdigest() != entry.sha256:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
@@ -94,23 +95,37 @@ class ExportIOManager(ConfigurableIOManager):
             context.log.warning(f"removed {leftover}, left by a run that was killed mid-write")
 
         schema = selected_schema(export.schema, options.fields, asset)
-        written = _write_data_file(context, destination, f"{folder}/{name}", export, schema)
+        previous = _previous_manifest(destination, asset, partition)
 
-        manifest = ExportManifest(
-            asset=asset,
-            partition=partition,
-            run_id=context.run_id,
-            created_at=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
-            format=options.format,
-            compression=options.compression,
-            files=[ManifestFile(name, written.bytes, written.sha256, written.rows)],
-            total_rows=written.rows,
-            columns=columns_of(schema),
-            source=export.source,
-            credential_policy=options.credential_policy,
-            previous_manifest=_previous_manifest(destination, asset, partition),
+        def seal(written: WrittenFile) -> ExportManifest:
+            return ExportManifest(
+                asset=asset,
+                partition=partition,
+                run_id=context.run_id,
+                created_at=datetime.now(UTC)
+                .isoformat(timespec="microseconds")
+                .replace("+00:00", "Z"),
+                format=options.format,
+                compression=options.compression,
+                files=[ManifestFile(name, written.bytes, written.sha256, written.rows)],
+                total_rows=written.rows,
+                columns=columns_of(schema),
+                source=export.source,
+                credential_policy=options.credential_policy,
+                previous_manifest=previous,
+            )
+
+        # The manifest is built and serialised before the data file is published, so only
+        # an I/O failure can come between the two; then a first export removes its file.
+        written, manifest, manifest_bytes = _write_data_file(
+            context, destination, f"{folder}/{name}", export, schema, seal
         )
-        destination.write_bytes(manifest_key(asset, partition), manifest.to_json())
+        try:
+            destination.write_bytes(manifest_key(asset, partition), manifest_bytes)
+        except BaseException:
+            if replaced is None:
+                destination.delete(written.key)
+            raise
         # Files of the replaced version that the new one no longer lists (another format).
         if replaced is not None:
             for stale in {f.path for f in replaced.files} - {f.path for f in manifest.files}:
@@ -164,8 +179,14 @@ def selected_schema(schema: pa.Schema, fields: tuple[str, ...] | None, asset: st
 
 
 def _write_data_file(
-    context: OutputContext, destination: Destination, key: str, export: Export, schema: pa.Schema
-) -> WrittenFile:
+    context: OutputContext,
+    destination: Destination,
+    key: str,
+    export: Export,
+    schema: pa.Schema,
+    seal: Callable[[WrittenFile], ExportManifest],
+) -> tuple[WrittenFile, ExportManifest, bytes]:
+    """Stream the data file; ``seal`` makes its manifest before the file is published."""
     rows = 0
     last_report = time.monotonic()
     entry = key.rsplit("/", 1)[-1].removesuffix(codecs.EXTENSIONS["zip"])
@@ -194,7 +215,10 @@ def _write_data_file(
                     context.log.info(f"{key}: {rows:,} rows written")
                     last_report = time.monotonic()
             writer.close()
-    return WrittenFile(key, rows, stored.bytes, plain.bytes, stored.sha256)
+        written = WrittenFile(key, rows, stored.bytes, plain.bytes, stored.sha256)
+        manifest = seal(written)
+        manifest_bytes = manifest.to_json()
+    return written, manifest, manifest_bytes
 
 
 def read_manifest(destination: Destination, key: str) -> ExportManifest | None:

@@ -1,0 +1,241 @@
+"""``export_is_intact`` proves a published partition against its manifest, on disk and on S3.
+
+A partition is exported through Dagster, then tampered with outside the exporter (as a
+person or a broken disk would), and then only the check runs again: a run of the check
+alone, for that partition, that exports nothing.
+"""
+
+import gzip
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from dagster import (
+    AssetCheckEvaluation,
+    AssetSelection,
+    DagsterInstance,
+    ExecuteInProcessResult,
+    materialize,
+)
+
+from export_assets.assets import proxy_list
+from export_assets.checks import export_checks
+from export_assets.exports import ExportStore
+from export_assets_tests import s3_server
+from export_assets_tests.conftest import export_resources
+from export_assets_tests.s3_server import MotoServer
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+DAY = "2026-11-20"
+PREFIX = "proxywhirl/daily"
+CHECKS = export_checks([proxy_list])
+
+
+@pytest.fixture(autouse=True)
+def _aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy credentials only: nothing may reach real AWS or read the user's AWS config."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.ACCESS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.SECRET_ACCESS_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_server.REGION)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
+def export_partition(
+    resources: dict[str, Any], instance: DagsterInstance, fmt: str = "csv"
+) -> ExecuteInProcessResult:
+    """Materialize proxy_list for DAY with its check, which passes on a fresh export."""
+    result = materialize(
+        [proxy_list, *CHECKS], partition_key=DAY, resources=resources, instance=instance,
+        run_config={"ops": {"proxy_list": {"config": {"format": fmt}}}},
+    )  # fmt: skip
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.passed
+    return result
+
+
+def run_check_only(resources: dict[str, Any], instance: DagsterInstance) -> AssetCheckEvaluation:
+    """Run export_is_intact alone for DAY; its one evaluation.
+
+    ``materialize(partition_key=...)`` looks for the partitions among the selected assets
+    and a selection of checks has none, so the run carries the partition as the
+    ``dagster/partition`` tag, as Dagster itself tags partitioned runs.
+    """
+    result = materialize(
+        [proxy_list, *CHECKS], selection=AssetSelection.checks_for_assets(proxy_list),
+        tags={"dagster/partition": DAY}, resources=resources, instance=instance,
+        raise_on_error=False,
+    )  # fmt: skip
+    assert result.get_asset_materialization_events() == []  # nothing was exported again
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 1, f"the check recorded no evaluation: {step_errors(result)}"
+    [evaluation] = evaluations
+    assert evaluation.check_name == "export_is_intact"
+    assert evaluation.partition == DAY
+    # The check is blocking: when it fails, the run fails.
+    assert result.success is evaluation.passed
+    return evaluation
+
+
+def step_errors(result: ExecuteInProcessResult) -> list[str]:
+    """The innermost error of each failed step, as ``Kind: message``."""
+    errors = []
+    for event in result.get_step_failure_events():
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            errors.append(error.message.strip())
+    return errors
+
+
+def problems(evaluation: AssetCheckEvaluation) -> list[str]:
+    """The problems the check listed in its metadata, one per markdown bullet."""
+    text = str(evaluation.metadata["problems"].value)
+    return [] if text == "none" else [line.removeprefix("- ") for line in text.splitlines()]
+
+
+def truncate(data: bytes) -> bytes:
+    return data[: len(data) - 100]
+
+
+def flip_a_byte(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+
+
+def drop_the_last_row(data: bytes) -> bytes:
+    """A well-formed csv.gz holding one row fewer (rows of the sample hold no line break at
+    their end, so the last line is the last row)."""
+    text = gzip.decompress(data).decode()
+    return gzip.compress(text[: text.rstrip("\n").rfind("\n") + 1].encode(), mtime=0)
+
+
+NAME = {"csv": f"proxy_list-{DAY}.csv.gz", "parquet": f"proxy_list-{DAY}.parquet"}
+TAMPERING: dict[str, tuple[str, Callable[[bytes], bytes], Callable[[int], list[str]]]] = {
+    # case: (format, what is done to the data file, problems expected given its size)
+    "csv-truncated": (
+        "csv",
+        truncate,
+        lambda size: [
+            f"{NAME['csv']}: {size - 100} bytes, manifest says {size}",
+            f"{NAME['csv']}: sha256 differs from the manifest",
+            f"{NAME['csv']}: does not parse as csv: csv+gzip does not decompress: ",
+        ],
+    ),
+    "csv-byte-flipped": (
+        "csv",
+        flip_a_byte,
+        lambda size: [
+            f"{NAME['csv']}: sha256 differs from the manifest",
+            f"{NAME['csv']}: does not parse as csv: ",
+        ],
+    ),
+    "csv-row-removed": (
+        "csv",
+        drop_the_last_row,
+        lambda size: [
+            f"{NAME['csv']}: ",  # bytes differ (how much depends on deflate)
+            f"{NAME['csv']}: sha256 differs from the manifest",
+            f"{NAME['csv']}: 79 rows, manifest says 80",
+        ],
+    ),
+    "parquet-truncated": (
+        "parquet",
+        truncate,
+        lambda size: [
+            f"{NAME['parquet']}: {size - 100} bytes, manifest says {size}",
+            f"{NAME['parquet']}: sha256 differs from the manifest",
+            f"{NAME['parquet']}: does not parse as parquet: parquet is not a readable parquet "
+            "file: ",
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(TAMPERING))
+def test_a_tampered_data_file_fails_the_check(
+    sample_deployment: Any, tmp_path: Path, instance: DagsterInstance, case: str
+) -> None:
+    fmt, tamper, expected = TAMPERING[case]
+    exports = tmp_path / "exports"
+    resources = export_resources(sample_deployment.database, exports)
+    export_partition(resources, instance, fmt)
+    path = exports / "proxy_list" / f"dt={DAY}" / NAME[fmt]
+    original = path.read_bytes()
+    path.write_bytes(tamper(original))
+    tampered = path.read_bytes()
+
+    evaluation = run_check_only(resources, instance)
+
+    assert not evaluation.passed
+    found = problems(evaluation)
+    wanted = expected(len(original))
+    assert len(found) == len(wanted), found
+    for problem, start in zip(found, wanted, strict=True):
+        assert problem.startswith(start), (problem, start)
+    if case == "csv-row-removed":
+        assert re.fullmatch(rf"{re.escape(NAME['csv'])}: \d+ bytes, manifest says \d+", found[0])
+    assert evaluation.metadata["files"].value == 1
+    assert evaluation.metadata["rows"].value == 80
+    assert path.read_bytes() == tampered  # the check only reads
+
+
+def test_a_missing_manifest_fails_the_check(
+    sample_deployment: Any, tmp_path: Path, instance: DagsterInstance
+) -> None:
+    exports = tmp_path / "exports"
+    resources = export_resources(sample_deployment.database, exports)
+    export_partition(resources, instance)
+    (exports / "proxy_list" / f"dt={DAY}" / "_manifest.json").unlink()
+
+    evaluation = run_check_only(resources, instance)
+
+    assert not evaluation.passed
+    assert evaluation.metadata["problem"].value == f"proxy_list {DAY} has no manifest"
+
+
+def test_a_missing_data_file_fails_the_check_naming_it(
+    sample_deployment: Any, tmp_path: Path, instance: DagsterInstance
+) -> None:
+    exports = tmp_path / "exports"
+    resources = export_resources(sample_deployment.database, exports)
+    export_partition(resources, instance)
+    (exports / "proxy_list" / f"dt={DAY}" / NAME["csv"]).unlink()
+
+    evaluation = run_check_only(resources, instance)
+
+    assert not evaluation.passed
+    assert any(NAME["csv"] in problem for problem in problems(evaluation))
+
+
+def test_the_check_reads_through_s3_and_fails_on_a_tampered_object(
+    sample_deployment: Any, tmp_path: Path, instance: DagsterInstance, moto_server: MotoServer
+) -> None:
+    client: S3Client = moto_server.client()
+    bucket = f"exports-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    store = ExportStore(destination=f"s3://{bucket}/{PREFIX}", s3=moto_server.resource())
+    resources = export_resources(sample_deployment.database, tmp_path / "unused", store=store)
+    export_partition(resources, instance)
+    key = f"{PREFIX}/proxy_list/dt={DAY}/{NAME['csv']}"
+
+    untouched = run_check_only(resources, instance)
+    assert untouched.passed
+    assert problems(untouched) == []
+
+    original = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    client.put_object(Bucket=bucket, Key=key, Body=flip_a_byte(original))
+    tampered = run_check_only(resources, instance)
+
+    assert not tampered.passed
+    assert f"{NAME['csv']}: sha256 differs from the manifest" in problems(tampered)
+    assert not (tmp_path / "unused").exists()
