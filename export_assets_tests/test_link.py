@@ -105,3 +105,33 @@ def test_an_unpublished_partition_or_a_bad_duration_is_refused(tmp_path: Path) -
     bad = link("proxy_list", "2026-01-01", "--expires", "soon", env=env)
     assert bad.returncode == 2
     assert "'soon' is not a duration" in bad.stderr
+
+
+def test_export_destination_selects_s3_for_the_code_location(
+    sample_deployment: SampleDeployment,
+    moto_server: s3_server.MotoServer,
+    aws_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    moto_server.client().create_bucket(Bucket="wired")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        **aws_env,
+        "DAGSTER_HOME": str(home),
+        "PROXYWHIRL_DB": str(sample_deployment.database),
+        "EXPORT_DESTINATION": "s3://wired/daily",
+    }
+    result = subprocess.run(
+        [str(CLI), "materialize", "--last-days", "1", "--end-date", PARTITION],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    listed = moto_server.client().list_objects_v2(Bucket="wired")["Contents"]
+    assert sorted(item["Key"] for item in listed) == [
+        f"daily/proxy_list/dt={PARTITION}/_manifest.json",
+        f"daily/proxy_list/dt={PARTITION}/proxy_list-{PARTITION}.csv.gz",
+    ]
+    assert f"s3://wired/daily/proxy_list/dt={PARTITION}/proxy_list-{PARTITION}.csv.gz" in (
+        result.stdout
+    )
