@@ -28,6 +28,19 @@ def sample_deployment(tmp_path_factory: pytest.TempPathFactory) -> SampleDeploym
     )  # fmt: skip
 
 
+@pytest.fixture(autouse=True)
+def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy AWS credentials only: no test may reach real AWS or read the user's config."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.ACCESS_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.SECRET_ACCESS_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_server.REGION)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[s3_server.MotoServer]:
     """A real S3 endpoint on 127.0.0.1 (moto's server mode), one per test session."""

@@ -24,7 +24,6 @@ from dagster import (
 from export_assets.assets import proxy_list
 from export_assets.checks import export_checks
 from export_assets.exports import ExportStore
-from export_assets_tests import s3_server
 from export_assets_tests.conftest import export_resources
 from export_assets_tests.s3_server import MotoServer
 
@@ -34,19 +33,6 @@ if TYPE_CHECKING:
 DAY = "2026-11-20"
 PREFIX = "proxywhirl/daily"
 CHECKS = export_checks([proxy_list])
-
-
-@pytest.fixture(autouse=True)
-def _aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Dummy credentials only: nothing may reach real AWS or read the user's AWS config."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.SECRET_ACCESS_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_server.REGION)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
 
 
 def export_partition(

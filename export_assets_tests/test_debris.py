@@ -7,7 +7,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from dagster import DagsterInstance, materialize
 
 from export_assets.assets import proxy_list
@@ -40,11 +39,7 @@ def test_old_temporary_files_go_and_fresh_ones_stay(
     assert (folder / "_manifest.json").exists()
 
 
-def test_incomplete_uploads_of_killed_runs_are_aborted(
-    moto_server: s3_server.MotoServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.SECRET_ACCESS_KEY)
+def test_incomplete_uploads_of_killed_runs_are_aborted(moto_server: s3_server.MotoServer) -> None:
     client = moto_server.client()
     client.create_bucket(Bucket="debris")
     for key in ("x/proxy_list/dt=2026-11-20/f.csv.gz", "x/proxy_list/dt=2026-11-21/f.csv.gz"):

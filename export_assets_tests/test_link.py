@@ -30,19 +30,8 @@ def link(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def aws_env(moto_server: s3_server.MotoServer) -> dict[str, str]:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")
-    }
-    env.update(
-        AWS_ACCESS_KEY_ID=s3_server.ACCESS_KEY_ID,
-        AWS_SECRET_ACCESS_KEY=s3_server.SECRET_ACCESS_KEY,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_EC2_METADATA_DISABLED="true",
-        AWS_ENDPOINT_URL_S3=moto_server.endpoint_url,
-    )
-    return env
+    """The test's environment (dummy AWS credentials) with moto as the S3 endpoint."""
+    return {**os.environ, "AWS_ENDPOINT_URL_S3": moto_server.endpoint_url}
 
 
 def test_a_local_export_links_to_its_file(
@@ -68,10 +57,7 @@ def test_an_s3_export_gets_a_presigned_link_that_downloads_it(
     moto_server: s3_server.MotoServer,
     aws_env: dict[str, str],
     instance: DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for key, value in aws_env.items():
-        monkeypatch.setenv(key, value)
     moto_server.client().create_bucket(Bucket="links")
     store = ExportStore(destination="s3://links/exports", s3=moto_server.resource())
     resources = export_resources(sample_deployment.database, "", store=store)

@@ -17,7 +17,7 @@ import urllib.request
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import boto3
 import pytest
@@ -41,19 +41,6 @@ if TYPE_CHECKING:
 PREFIX = "proxywhirl/daily"
 DATA_KEY = "proxy_list/dt=2026-11-20/proxy_list-2026-11-20.csv.gz"
 MANIFEST_KEY = "proxy_list/dt=2026-11-20/_manifest.json"
-
-
-@pytest.fixture(autouse=True)
-def _aws_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    """Dummy credentials only: nothing may reach real AWS or read the user's AWS config."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.ACCESS_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.SECRET_ACCESS_KEY)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_server.REGION)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
 
 
 @pytest.fixture
