@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from dagster import DagsterEvent, MetadataValue
+    from dagster import MetadataValue
 
 REQUESTED_BY_TAG = "export_assets/requested_by"
 
@@ -78,6 +78,7 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
     from dagster import DagsterInstance
 
     from export_assets.definitions import defs
+    from export_assets.failures import failure_reason
 
     if not os.environ.get("DAGSTER_HOME"):
         raise click.ClickException(
@@ -99,7 +100,7 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
                 tags={REQUESTED_BY_TAG: getpass.getuser()},
             )
             if not result.success:
-                reason = _failure_reason(result.get_step_failure_events())
+                reason = failure_reason(result.get_step_failure_events())
                 raise click.ClickException(
                     f"{job_name} failed for {partition} (run {result.run_id}): {reason}"
                 )
@@ -168,16 +169,6 @@ def _duration_seconds(text: str) -> int:
             f"{text!r} is not a duration: write e.g. 3600, 90m, 1h or 7d", param_hint="--expires"
         ) from None
     return seconds
-
-
-def _failure_reason(failures: Sequence[DagsterEvent]) -> str:
-    """The innermost error of the first failed step: the one that names the problem."""
-    error = failures[0].step_failure_data.error if failures else None
-    if error is None:
-        return "see the run in the Dagster UI"
-    while error.cause is not None:
-        error = error.cause
-    return f"{error.cls_name}: {error.message.strip()}"
 
 
 def _metadata(metadata: Mapping[str, MetadataValue[Any]], *keys: str) -> Any:

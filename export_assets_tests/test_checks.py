@@ -24,6 +24,7 @@ from dagster import (
 from export_assets.assets import proxy_list
 from export_assets.checks import export_checks
 from export_assets.exports import ExportStore
+from export_assets.failures import user_error
 from export_assets_tests.conftest import export_resources
 from export_assets_tests.s3_server import MotoServer
 
@@ -72,14 +73,12 @@ def run_check_only(resources: dict[str, Any], instance: DagsterInstance) -> Asse
 
 
 def step_errors(result: ExecuteInProcessResult) -> list[str]:
-    """The innermost error of each failed step, as ``Kind: message``."""
+    """The user error of each failed step, as ``Kind: message``."""
     errors = []
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
-        while error is not None and error.cause is not None:
-            error = error.cause
         if error is not None:
-            errors.append(error.message.strip())
+            errors.append(user_error(error).message.strip())
     return errors
 
 

@@ -12,7 +12,6 @@ import gzip
 import hashlib
 import io
 import json
-import re
 import sqlite3
 import time
 import tracemalloc
@@ -45,6 +44,7 @@ from dagster import (
 from export_assets.assets import proxy_list
 from export_assets.checks import export_checks
 from export_assets.exports import Export, ExportOptions, ExportStore
+from export_assets.failures import error_message, user_error
 from export_assets.partitions import daily_partitions
 from export_assets.source import POOL_SCHEMA
 from export_assets_tests.conftest import export_resources
@@ -159,16 +159,13 @@ def export(
 
 
 def failure_reason(result: ExecuteInProcessResult) -> tuple[str, str]:
-    """Class and message of the innermost error of the failed step (as the CLI shows it)."""
+    """Class and message of the failed step's user error (as the CLI shows it)."""
     assert not result.success
     [failure] = result.get_step_failure_events()
     error = failure.step_failure_data.error
     assert error is not None
-    while error.cause is not None:
-        error = error.cause
-    kind = error.cls_name or ""
-    # The message starts with the (qualified) class name: "pkg.module.Kind: what went wrong".
-    return kind, re.sub(rf"^(?:[\w.]+\.)?{kind}: ", "", error.message.strip(), count=1)
+    error = user_error(error)
+    return error.cls_name or "", error_message(error)
 
 
 def check_passed(result: ExecuteInProcessResult) -> bool:
