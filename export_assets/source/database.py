@@ -129,7 +129,8 @@ class SourceSnapshot:
         finally:
             self._connection.close()
 
-    def _execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run a read inside the snapshot; SQLite errors become SourceErrors that say why."""
         try:
             return self._connection.execute(sql, parameters)
         except sqlite3.OperationalError as exc:
@@ -147,7 +148,7 @@ class SourceSnapshot:
 
     def _verify_schema(self) -> None:
         for table, needed in REQUIRED_COLUMNS.items():
-            present = {row[1] for row in self._execute(f"PRAGMA table_info({table})")}
+            present = {row[1] for row in self.execute(f"PRAGMA table_info({table})")}
             if not present:
                 raise SourceError(
                     f"{self.path} has no table {table}: is PROXYWHIRL_DB a ProxyWhirl database?"
@@ -165,7 +166,7 @@ class SourceSnapshot:
         # not text at all: numbers sort first) would fall outside every day unseen. '0-' and
         # ':' stay text under the column's NUMERIC affinity; the range uses the index.
         for table, column in _DAY_FILTERED:
-            row = self._execute(
+            row = self.execute(
                 f"SELECT {column} FROM {table} WHERE {column} < '0-' OR {column} >= ':' LIMIT 1"
             ).fetchone()
             if row is not None:
@@ -176,7 +177,7 @@ class SourceSnapshot:
 
     def validation_watermark(self, before: date) -> int | None:
         """Highest validation id recorded before midnight (UTC) opening ``before``."""
-        row = self._execute(
+        row = self.execute(
             "SELECT max(id) FROM validation_results WHERE validated_at < ?", (day_text(before),)
         ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
@@ -191,13 +192,13 @@ class SourceSnapshot:
         """
         end = day_text(as_of)
         window_start = day_text(as_of - timedelta(days=7))
-        identities = self._execute(
+        identities = self.execute(
             f"SELECT {', '.join(_IDENTITY_COLUMNS)} FROM proxy_identities"
             " WHERE discovered_at < ? ORDER BY url",
             (end,),
         )
         # A second cursor on the same connection reads inside the same transaction.
-        checks = _rows(self._execute(_VALIDATIONS_UP_TO, (end,)))
+        checks = _rows(self.execute(_VALIDATIONS_UP_TO, (end,)))
         pending = next(checks, None)
         while rows := identities.fetchmany(self.batch_rows):
             pool: list[tuple[Any, ...]] = []
