@@ -6,7 +6,7 @@ import os
 
 from dagster import Definitions, EnvVar
 
-from export_assets.assets import proxy_list
+from export_assets.assets import EXPORT_ASSETS
 from export_assets.checks import export_checks
 from export_assets.exports import ExportIOManager, ExportStore
 from export_assets.jobs import daily_export_job
@@ -22,8 +22,8 @@ def _env_or(name: str, default: str) -> str:
 export_store = ExportStore(destination=_env_or("EXPORT_DESTINATION", "exports"))
 
 defs = Definitions(
-    assets=[proxy_list],
-    asset_checks=export_checks([proxy_list]),
+    assets=EXPORT_ASSETS,
+    asset_checks=export_checks(EXPORT_ASSETS),
     jobs=[daily_export_job],
     resources={
         "proxywhirl": ProxyWhirlSource(

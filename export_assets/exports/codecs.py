@@ -14,7 +14,7 @@ from typing import BinaryIO, Protocol, cast
 
 import zstandard
 
-from export_assets.exports.export import Compression, ExportOptions
+from export_assets.exports.export import Compression
 
 EXTENSIONS: dict[Compression, str] = {"none": "", "gzip": ".gz", "zstd": ".zst", "zip": ".zip"}
 
@@ -59,9 +59,22 @@ class UnseekableWriter:
         self._target.flush()
 
 
+class CodecOptions(Protocol):
+    """What a codec reads of an export's options (tables and documents alike)."""
+
+    @property
+    def compression(self) -> Compression: ...
+
+    @property
+    def gzip_level(self) -> int: ...
+
+    @property
+    def zstd_level(self) -> int: ...
+
+
 @contextmanager
 def compressed(
-    target: WriteStream, options: ExportOptions, *, entry_name: str
+    target: WriteStream, options: CodecOptions, *, entry_name: str
 ) -> Iterator[BinaryIO]:
     """A stream that compresses into ``target``; the codec's trailer is written on exit.
 

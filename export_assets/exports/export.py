@@ -191,3 +191,50 @@ class Export:
         traceback: TracebackType | None,
     ) -> None:  # fmt: skip
         self.close()
+
+
+DocumentFormat = Literal["yaml", "json"]
+
+
+@dataclass(frozen=True)
+class DocumentOptions:
+    """How a document export (a config, not a table) is written."""
+
+    format: DocumentFormat = "yaml"
+    compression: Compression = "none"
+    gzip_level: int = 6
+    zstd_level: int = 3
+    credential_policy: CredentialPolicy = "redact"
+
+
+class DocumentConfig(Config):
+    """Options of a document export, such as ``pool_config`` (shown in the launchpad)."""
+
+    format: DocumentFormat = Field(
+        default="yaml", description="yaml or json; keys are written in sorted order."
+    )
+    compression: CompressionChoice = Field(
+        default=CompressionChoice.none,
+        description="Outer codec: none (default: a config is small and read by people), gzip, "
+        "zstd or zip.",
+    )
+    gzip_level: int = Field(default=6, ge=1, le=9, description="Deflate level of gzip and zip.")
+    zstd_level: int = Field(default=3, ge=1, le=22, description="zstd level.")
+
+    def options(self) -> DocumentOptions:
+        """The write options this config selects."""
+        return DocumentOptions(
+            format=self.format,
+            compression=self.compression.value,
+            gzip_level=self.gzip_level,
+            zstd_level=self.zstd_level,
+        )
+
+
+@dataclass(frozen=True)
+class DocumentExport:
+    """One document (JSON-like mapping) to publish as YAML or JSON, with its source facts."""
+
+    document: Mapping[str, Any]
+    options: DocumentOptions
+    source: Mapping[str, Any]

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-import time
+import time as clock
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pyarrow as pa
+import yaml
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
 from pydantic import Field
 
 from export_assets.exports import codecs, formats
 from export_assets.exports.destinations import Destination, LocalDestination
-from export_assets.exports.export import Export
+from export_assets.exports.export import (
+    DocumentExport,
+    DocumentFormat,
+    DocumentOptions,
+    Export,
+    ExportOptions,
+)
 from export_assets.exports.manifest import (
     MANIFEST_NAME,
     PARTITION_FOLDER_PREFIX,
@@ -68,33 +76,60 @@ class ExportIOManager(ConfigurableIOManager):
         """The destination this IO manager writes to."""
         return self.store.open()
 
-    def handle_output(self, context: OutputContext, obj: Export) -> None:
+    def handle_output(self, context: OutputContext, obj: Export | DocumentExport) -> None:
+        asset = context.asset_key.path[-1]
+        if isinstance(obj, DocumentExport):
+            document = serialise_document(obj.document, obj.options.format)
+
+            def write_document(key: str, plain: MeasuredStream) -> int:
+                plain.write(document)
+                return 1  # a document is one record
+
+            self._publish(
+                context,
+                options=obj.options,
+                extension=f".{obj.options.format}",
+                columns=[],
+                source=obj.source,
+                produce=write_document,
+            )
+            return
         if not isinstance(obj, Export):
             raise TypeError(
-                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; export "
-                "assets return an Export"
+                f"{asset} returned {type(obj).__name__}; export assets return an Export or a "
+                "DocumentExport"
             )
         with obj:
-            self._publish(context, obj)
+            schema = selected_schema(obj.schema, obj.options.fields, asset)
+            self._publish(
+                context,
+                options=obj.options,
+                extension=formats.EXTENSIONS[obj.options.format],
+                columns=columns_of(schema),
+                source=obj.source,
+                produce=lambda key, plain: _write_batches(context, key, obj, schema, plain),
+            )
 
-    def _publish(self, context: OutputContext, export: Export) -> None:
+    def _publish(
+        self,
+        context: OutputContext,
+        *,
+        options: ExportOptions | DocumentOptions,
+        extension: str,
+        columns: list[dict[str, Any]],
+        source: Mapping[str, Any],
+        produce: Callable[[str, MeasuredStream], int],
+    ) -> None:
         asset = context.asset_key.path[-1]
         if not context.has_partition_key:
             raise ValueError(f"{asset} is not partitioned; exports are written per UTC day")
         partition = context.partition_key
         destination = self.open_destination()
-        options = export.options
         folder = partition_folder(asset, partition)
-        name = data_file_name(
-            asset,
-            partition,
-            formats.EXTENSIONS[options.format] + codecs.EXTENSIONS[options.compression],
-        )
+        name = data_file_name(asset, partition, extension + codecs.EXTENSIONS[options.compression])
         replaced = read_manifest(destination, manifest_key(asset, partition))
         for leftover in destination.remove_debris(folder, DEBRIS_AGE):
             context.log.warning(f"removed {leftover}, left by a run that was killed mid-write")
-
-        schema = selected_schema(export.schema, options.fields, asset)
         previous = _previous_manifest(destination, asset, partition)
 
         def seal(written: WrittenFile) -> ExportManifest:
@@ -109,8 +144,8 @@ class ExportIOManager(ConfigurableIOManager):
                 compression=options.compression,
                 files=[ManifestFile(name, written.bytes, written.sha256, written.rows)],
                 total_rows=written.rows,
-                columns=columns_of(schema),
-                source=export.source,
+                columns=columns,
+                source=dict(source),
                 credential_policy=options.credential_policy,
                 previous_manifest=previous,
             )
@@ -118,7 +153,7 @@ class ExportIOManager(ConfigurableIOManager):
         # The manifest is built and serialised before the data file is published, so only
         # an I/O failure can come between the two; then a first export removes its file.
         written, manifest, manifest_bytes = _write_data_file(
-            context, destination, f"{folder}/{name}", export, schema, seal
+            destination, f"{folder}/{name}", options, produce, seal
         )
         try:
             destination.write_bytes(manifest_key(asset, partition), manifest_bytes)
@@ -178,47 +213,74 @@ def selected_schema(schema: pa.Schema, fields: tuple[str, ...] | None, asset: st
     return pa.schema([schema.field(name) for name in fields])
 
 
+def serialise_document(document: Mapping[str, Any], format: DocumentFormat) -> bytes:
+    """A document as YAML or JSON, keys sorted: the same settings give the same bytes."""
+    if format == "json":
+        return (
+            json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=_iso)
+            + "\n"
+        ).encode()
+    text: str = yaml.safe_dump(
+        dict(document), sort_keys=True, allow_unicode=True, default_flow_style=False, width=100
+    )
+    return text.encode()
+
+
+def _iso(value: object) -> str:
+    # TOML has dates and times; JSON does not.
+    if isinstance(value, date | time):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def _write_data_file(
-    context: OutputContext,
     destination: Destination,
     key: str,
-    export: Export,
-    schema: pa.Schema,
+    options: ExportOptions | DocumentOptions,
+    produce: Callable[[str, MeasuredStream], int],
     seal: Callable[[WrittenFile], ExportManifest],
 ) -> tuple[WrittenFile, ExportManifest, bytes]:
-    """Stream the data file; ``seal`` makes its manifest before the file is published."""
-    rows = 0
-    last_report = time.monotonic()
+    """Stream one data file; ``seal`` makes its manifest before the file is published."""
     entry = key.rsplit("/", 1)[-1].removesuffix(codecs.EXTENSIONS["zip"])
     with destination.open_write(key) as raw:
         stored = MeasuredStream(raw, hashed=True)
-        with codecs.compressed(stored, export.options, entry_name=entry) as compressed:
+        with codecs.compressed(stored, options, entry_name=entry) as compressed:
             plain = MeasuredStream(compressed)
-            writer = formats.open_format_writer(plain, schema, export.options)
-            for batch in export.batches:
-                if not batch.schema.equals(export.schema):
-                    raise ExportSchemaError(
-                        f"a batch of {key} does not match the declared schema: got "
-                        f"{batch.schema}, declared {export.schema}"
-                    )
-                for field, column in zip(batch.schema, batch.columns, strict=True):
-                    if not field.nullable and column.null_count:
-                        raise ExportSchemaError(
-                            f"{key}: column {field.name} is declared not null but a batch "
-                            f"holds {column.null_count} null(s)"
-                        )
-                if schema is not export.schema:
-                    batch = batch.select(schema.names)
-                writer.write(batch)
-                rows += batch.num_rows
-                if time.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
-                    context.log.info(f"{key}: {rows:,} rows written")
-                    last_report = time.monotonic()
-            writer.close()
+            rows = produce(key, plain)
         written = WrittenFile(key, rows, stored.bytes, plain.bytes, stored.sha256)
         manifest = seal(written)
         manifest_bytes = manifest.to_json()
     return written, manifest, manifest_bytes
+
+
+def _write_batches(
+    context: OutputContext, key: str, export: Export, schema: pa.Schema, plain: MeasuredStream
+) -> int:
+    """Validate and write every batch of ``export`` in its format; the number of rows."""
+    rows = 0
+    last_report = clock.monotonic()
+    writer = formats.open_format_writer(plain, schema, export.options)
+    for batch in export.batches:
+        if not batch.schema.equals(export.schema):
+            raise ExportSchemaError(
+                f"a batch of {key} does not match the declared schema: got "
+                f"{batch.schema}, declared {export.schema}"
+            )
+        for field, column in zip(batch.schema, batch.columns, strict=True):
+            if not field.nullable and column.null_count:
+                raise ExportSchemaError(
+                    f"{key}: column {field.name} is declared not null but a batch "
+                    f"holds {column.null_count} null(s)"
+                )
+        if schema is not export.schema:
+            batch = batch.select(schema.names)
+        writer.write(batch)
+        rows += batch.num_rows
+        if clock.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
+            context.log.info(f"{key}: {rows:,} rows written")
+            last_report = clock.monotonic()
+    writer.close()
+    return rows
 
 
 def read_manifest(destination: Destination, key: str) -> ExportManifest | None:

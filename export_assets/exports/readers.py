@@ -25,10 +25,11 @@ from typing import IO, Any, BinaryIO, Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 import zstandard
 from openpyxl import load_workbook
 
-from export_assets.exports.export import Compression, Format
+from export_assets.exports.export import DocumentFormat, Compression, Format
 
 _CHUNK = 1024 * 1024
 _ZSTD_READ = 64 * 1024
@@ -37,8 +38,12 @@ _CSV_FIELD_LIMIT = 2**31 - 1
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
-def count_rows(format: Format, compression: Compression, stream: BinaryIO) -> int:
+def count_rows(
+    format: Format | DocumentFormat, compression: Compression, stream: BinaryIO
+) -> int:
     """Decompress and fully parse a data file; its number of rows (records, not header).
+
+    A document (yaml, or json holding one object rather than an array) is one record.
 
     ``stream`` is read from its current position (it need not seek; it is not closed).
     Raises ``ValueError`` naming the format and what is wrong if the bytes do not
@@ -264,8 +269,11 @@ def _count_json(stream: BinaryIO, what: str) -> int:
                 return buffer[pos : pos + 1]
 
     try:
+        if next_char() == "{":  # a document (a config): one object, small by nature
+            _json_object(buffer[pos:] + text.read(), what, "the document")
+            return 1
         if next_char() != "[":
-            raise ValueError(f"{what} does not start with a JSON array '['")
+            raise ValueError(f"{what} does not start with a JSON array '[' or an object")
         pos += 1
         rows = 0
         if next_char() == "]":
@@ -374,7 +382,19 @@ def _count_xlsx(stream: BinaryIO, what: str) -> int:
             workbook.close()
 
 
-_COUNTERS: dict[Format, Callable[[BinaryIO, str], int]] = {
+def _count_yaml(stream: BinaryIO, what: str) -> int:
+    """A YAML document holding one mapping is one record."""
+    try:
+        document = yaml.safe_load(io.TextIOWrapper(stream, encoding="utf-8", errors="strict"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"{what} is not YAML: {error}") from error
+    if not isinstance(document, dict):
+        raise ValueError(f"{what} holds a {type(document).__name__}, not a mapping")
+    return 1
+
+
+_COUNTERS: dict[Format | DocumentFormat, Callable[[BinaryIO, str], int]] = {
+    "yaml": _count_yaml,
     "csv": _count_csv,
     "jsonl": _count_jsonl,
     "json": _count_json,
