@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -45,7 +47,7 @@ pool_size = 5
 
 
 def export(
-    config_path: Path, exports: Path, instance: DagsterInstance, run_config: dict[str, object]
+    config_path: Path, exports: Path, instance: DagsterInstance, run_config: Mapping[str, Any]
 ) -> tuple[bool, ExportManifest | None, Path]:
     resources = export_resources(Path("unused.db"), exports, config_path=str(config_path))
     result = materialize(
