@@ -9,12 +9,14 @@ import io
 import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import DagsterInstance, materialize
 
 from export_assets.assets import proxy_list
 from export_assets.exports.manifest import ExportManifest
+from export_assets.sample import SampleDeployment
 from export_assets.source import POOL_SCHEMA
 from export_assets_tests.conftest import export_resources
 from export_assets_tests.handmade import HandmadeDatabase
@@ -183,3 +185,66 @@ def test_a_failed_export_keeps_the_previous_version_and_leaves_no_debris(
     assert error.cause.cls_name == "SourceError"
     assert "proxy_identities.port holds a value that is not int32" in error.cause.message
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({}, 80),
+        ({"protocols": ["socks5"]}, "socks5"),
+        ({"health_statuses": ["dead", "unknown"]}, "dead/unknown"),
+        ({"countries": ["de", "US"]}, "DE/US"),
+        ({"min_success_rate": 0.9}, ">=0.9"),
+        ({"protocols": ["http"], "min_success_rate": 0.5}, "http>=0.5"),
+    ],
+)
+def test_filters_keep_exactly_the_matching_proxies(
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    filters: dict[str, Any],
+    expected: object,
+) -> None:
+    exports = tmp_path / "exports"
+    partition = "2026-11-20"
+    config = {"format": "jsonl", **filters}
+    result = materialize(
+        [proxy_list], partition_key=partition, instance=instance,
+        resources=export_resources(sample_deployment.database, exports),
+        run_config={"ops": {"proxy_list": {"config": config}}},
+    )  # fmt: skip
+    assert result.success
+    path = exports / "proxy_list" / f"dt={partition}" / f"proxy_list-{partition}.jsonl.gz"
+    rows = [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
+    everything: list[dict[str, Any]] = [
+        json.loads(line) for line in _all_rows(sample_deployment, tmp_path, instance)
+    ]
+    wanted = [row for row in everything if matches(row, filters)]
+    assert rows == wanted
+    if filters:
+        assert 0 < len(rows) < len(everything), f"{expected}: the filter should select a part"
+
+
+def matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
+    """What the filters mean, written out independently of the asset's Arrow code."""
+    rate = row["success_rate"]
+    return (
+        row["protocol"] in filters.get("protocols", [row["protocol"]])
+        and row["health_status"] in filters.get("health_statuses", [row["health_status"]])
+        and ("countries" not in filters or row["country_code"] in ("DE", "US"))
+        and (
+            "min_success_rate" not in filters
+            or (rate is not None and rate >= filters["min_success_rate"])
+        )
+    )
+
+
+def _all_rows(sample: SampleDeployment, tmp_path: Path, instance: DagsterInstance) -> list[bytes]:
+    everything = tmp_path / "everything"
+    assert materialize(
+        [proxy_list], partition_key="2026-11-20", instance=instance,
+        resources=export_resources(sample.database, everything),
+        run_config={"ops": {"proxy_list": {"config": {"format": "jsonl"}}}},
+    ).success  # fmt: skip
+    path = everything / "proxy_list" / "dt=2026-11-20" / "proxy_list-2026-11-20.jsonl.gz"
+    return gzip.decompress(path.read_bytes()).splitlines()

@@ -2,21 +2,79 @@
 # No "from __future__ import annotations": Dagster reads the config and resource annotations.
 
 from collections.abc import Iterator
+from enum import StrEnum
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import AssetExecutionContext, asset
+from pydantic import Field
 
 from export_assets.credentials import mask_url_credentials_array
 from export_assets.exports import Export, ExportConfig
 from export_assets.partitions import daily_partitions, next_day, partition_day
 from export_assets.source import POOL_SCHEMA, ProxyWhirlSource
 
+
+class HealthStatus(StrEnum):
+    """ProxyWhirl's health statuses, as a launchpad choice."""
+
+    healthy = "healthy"
+    unhealthy = "unhealthy"
+    dead = "dead"
+    unknown = "unknown"
+
+
 # Free-text URL columns that could carry user:pass@ if a source put it there.
 _URL_COLUMNS = ("url", "source_url")
 
 
 class ProxyListConfig(ExportConfig):
-    """Run config of ``proxy_list``."""
+    """Run config of ``proxy_list``: the export options and which proxies to keep."""
+
+    protocols: list[str] | None = Field(
+        default=None, description="Keep these protocols only (http, https, socks4, socks5)."
+    )
+    countries: list[str] | None = Field(
+        default=None,
+        description="Keep these ISO country codes only (any case); proxies without a country "
+        "are dropped when this is set.",
+    )
+    health_statuses: list[HealthStatus] | None = Field(
+        default=None,
+        description="Keep these health statuses (as of the end of the day) only.",
+    )
+    sources: list[str] | None = Field(
+        default=None, description="Keep proxies from these sources only (exact match)."
+    )
+    min_success_rate: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Keep proxies whose lifetime success rate is at least this (0 to 1); "
+        "never-checked proxies are dropped when this is set.",
+    )
+
+    def keeps(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """The rows of ``batch`` these filters keep."""
+        conditions = []
+        if self.protocols is not None:
+            conditions.append(pc.is_in(batch["protocol"], pa.array(self.protocols, pa.string())))
+        if self.countries is not None:
+            wanted = pa.array([code.upper() for code in self.countries], pa.string())
+            conditions.append(pc.is_in(pc.utf8_upper(batch["country_code"]), wanted))
+        if self.health_statuses is not None:
+            wanted = pa.array([str(status) for status in self.health_statuses], pa.string())
+            conditions.append(pc.is_in(batch["health_status"], wanted))
+        if self.sources is not None:
+            conditions.append(pc.is_in(batch["source"], pa.array(self.sources, pa.string())))
+        if self.min_success_rate is not None:
+            conditions.append(pc.greater_equal(batch["success_rate"], self.min_success_rate))
+        if not conditions:
+            return batch
+        keep = conditions[0]
+        for condition in conditions[1:]:
+            keep = pc.and_kleene(keep, condition)
+        return batch.filter(pc.fill_null(keep, False))
 
 
 @asset(
@@ -46,7 +104,7 @@ def proxy_list(
     context.log.info(f"proxy pool as of {source['as_of']} from {proxywhirl.database}")
     return Export(
         schema=POOL_SCHEMA,
-        batches=_without_credentials(snapshot.proxy_pool(as_of)),
+        batches=(config.keeps(batch) for batch in _without_credentials(snapshot.proxy_pool(as_of))),
         options=config.options(),
         source=source,
         close=snapshot.close,
