@@ -1,0 +1,106 @@
+"""``validation_events``: every validation result recorded in the partition's UTC day."""
+# No "from __future__ import annotations": Dagster reads the config and resource annotations.
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, asset
+from pydantic import Field, field_validator
+
+from export_assets.credentials import mask_url_credentials_array
+from export_assets.exports import Export, ExportConfig
+from export_assets.partitions import daily_partitions, partition_day
+from export_assets.source import ProxyWhirlSource, validations
+from export_assets.source.validations import VALIDATION_EVENTS_SCHEMA, ValidationFilters
+
+# Free text that may quote a proxy URL with its user:pass@ (remote errors echo requests).
+_MASKED_COLUMNS = frozenset({"proxy_url", "error_message"})
+
+
+class ValidationEventsConfig(ExportConfig):
+    """Run config of ``validation_events``: the export options and which results to keep."""
+
+    proxy_urls: list[str] | None = Field(
+        default=None,
+        description=(
+            "Only the results of these proxies, given as ProxyWhirl stores their URL "
+            "(e.g. socks5://1.2.3.4:1080). Unset: every proxy."
+        ),
+    )
+    is_valid: bool | None = Field(
+        default=None,
+        description="Only successful checks (true) or only failed ones (false). Unset: both.",
+    )
+    error_types: list[str] | None = Field(
+        default=None,
+        description=(
+            "Only results with one of these error types (timeout, connection_refused, "
+            "ssl_error, proxy_error, http_error, dns_error, or any other value ProxyWhirl "
+            "recorded); successful checks have none. Unset: every result."
+        ),
+    )
+
+    @field_validator("proxy_urls", "error_types")
+    @classmethod
+    def _not_empty(cls, values: list[str] | None) -> list[str] | None:
+        if values is not None and not values:
+            raise ValueError("an empty list matches nothing: list values, or leave it unset")
+        return values
+
+    def filters(self) -> ValidationFilters:
+        """The source filters this config selects."""
+        return ValidationFilters(
+            proxy_urls=None if self.proxy_urls is None else tuple(self.proxy_urls),
+            is_valid=self.is_valid,
+            error_types=None if self.error_types is None else tuple(self.error_types),
+        )
+
+
+@asset(
+    partitions_def=daily_partitions,
+    group_name="proxywhirl_exports",
+    kinds={"sqlite", "csv"},
+    description=(
+        "Every validation result ProxyWhirl recorded in the partition's UTC day "
+        "([D 00:00, D+1 00:00)), in id order, optionally filtered by proxy, outcome and "
+        "error type. The union over all days is the validation history, row for row. "
+        "Credentials in URLs and error messages are masked."
+    ),
+)
+def validation_events(
+    context: AssetExecutionContext, config: ValidationEventsConfig, proxywhirl: ProxyWhirlSource
+) -> Export:
+    day = partition_day(context.partition_key)
+    filters = config.filters()
+    snapshot = proxywhirl.open_snapshot()
+    try:
+        ids = validations.validation_id_range(snapshot, day, filters)
+    except BaseException:
+        snapshot.close()
+        raise
+    source = {
+        "database": proxywhirl.database,
+        "day": day.isoformat(),
+        "validation_results_min_id": None if ids is None else ids[0],
+        "validation_results_max_id": None if ids is None else ids[1],
+    }
+    context.log.info(
+        f"validation results of {day} from {proxywhirl.database}: ids "
+        f"{'none' if ids is None else f'{ids[0]} to {ids[1]}'}"
+    )
+    return Export(
+        schema=VALIDATION_EVENTS_SCHEMA,
+        batches=_masked(validations.validation_events(snapshot, day, ids, filters)),
+        options=config.options(),
+        source=source,
+        close=snapshot.close,
+    )
+
+
+def _masked(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    for batch in batches:
+        columns = [
+            mask_url_credentials_array(column) if name in _MASKED_COLUMNS else column
+            for name, column in zip(batch.schema.names, batch.columns, strict=True)
+        ]
+        yield pa.RecordBatch.from_arrays(columns, schema=batch.schema)
