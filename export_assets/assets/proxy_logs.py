@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext, MetadataValue, asset
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from export_assets.credentials import mask_url_credentials_array
 from export_assets.exports import Export, ExportConfig
@@ -128,9 +128,9 @@ class ProxyLogsConfig(ExportConfig):
 
     @field_validator("start_time", "end_time")
     @classmethod
-    def _is_a_moment(cls, value: str | None) -> str | None:
+    def _is_a_moment(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
-            parse_moment(value, "start_time or end_time")
+            parse_moment(value, info.field_name or "start_time/end_time")
         return value
 
 
@@ -244,8 +244,8 @@ def _report(context: AssetExecutionContext, logs: LogDay, source: dict[str, Any]
             )
         if scan.error is not None:
             context.log.warning(f"{scan.name}: read only in part, {scan.error}")
-    if logs.ignored:
-        context.log.info(f"not log files, not read: {', '.join(logs.ignored)}")
+    for entry in logs.ignored:
+        context.log.info(f"{entry['name']}: not read, {entry['why']}")
     context.add_output_metadata(
         {
             "log_dir": MetadataValue.path(str(logs.log_dir)),

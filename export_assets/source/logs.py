@@ -1,0 +1,665 @@
+"""Reading ProxyWhirl's log folder: loguru JSON lines (``serialize=True``), one UTC day at a time.
+
+Every file of the folder whose name is a log file's is read: the live ``NAME.log``, loguru's
+rotated ``NAME.<created>.log`` and their compressed forms (``.gz``, ``.bz2``, ``.xz``,
+``.lzma``, ``.zip``, ``.tar[.gz|.bz2|.xz]``), logrotate's ``NAME.log.1[.gz]`` too. Files are
+streamed line by line (split on ``b"\\n"`` only: messages may hold U+2028 or U+0085, which
+``str.splitlines`` would break on), never read whole into memory. While loguru compresses a
+rotated file both it and its archive exist: only the (whole) uncompressed one is read.
+
+A day is read in two passes over the same open file descriptors:
+
+1. ``open_log_day`` scans every file: it counts lines, records of the day, malformed lines and
+   a partial last line, and measures how far out of time order the day's records of each
+   file are (their *lateness*: how much earlier than an already seen record a record is).
+2. ``LogDay.rows`` re-reads only the files holding records of the day and merges them with
+   ``heapq.merge`` by (time, file name, line number). Loguru writes records in the order
+   they were logged, so a file is ordered but for threads and processes racing for the
+   sink; a reorder heap per file holds records only until no later line can precede them
+   (by the lateness pass 1 measured), so memory is bounded by that window (nothing, for an
+   ordered file), not by the size of the day.
+
+Between the passes the live file may grow or be rotated away: the descriptors stay open
+and a plain file is re-read only up to the bytes pass 1 saw, and pass 2 checks that it
+found exactly the records pass 1 counted (``SourceError`` otherwise: export again).
+
+A line's day is read cheaply from its end, where loguru puts ``"timestamp": N}}}``; only
+lines of the day (or whose end does not say) are parsed as JSON. A malformed line (not
+UTF-8 JSON, or JSON without loguru's record structure) is counted with its line number,
+never with its content, which may hold secrets; a line that says which day it belongs to
+is counted in that day's export only. A last line without ``\\n`` that does not parse is a
+record still being written: it is counted as partial, not malformed.
+
+Only the flattened ``record`` fields are returned; loguru's ``text`` (where tracebacks and
+their variable values, secrets included, are printed) is never read.
+
+No file name or modification time is trusted to bound a file's days: loguru names rotated
+files after their creation, zip entries keep times to two seconds, logs can be dated in
+the future of the file system's clock. Every file is scanned, cheaply, for every day.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import heapq
+import json
+import lzma
+import math
+import re
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from itertools import islice
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, Protocol
+
+import pyarrow as pa
+
+from export_assets.source.database import SourceError
+from export_assets.source.timestamps import TIMESTAMP_UTC
+
+LEVELS: dict[str, int] = {
+    "TRACE": 5,
+    "DEBUG": 10,
+    "INFO": 20,
+    "SUCCESS": 25,
+    "WARNING": 30,
+    "ERROR": 40,
+    "CRITICAL": 50,
+}
+"""Loguru's standard levels and their numbers."""
+
+LOG_SCHEMA = pa.schema(
+    [
+        pa.field("time", TIMESTAMP_UTC, nullable=False),
+        pa.field("level", pa.string(), nullable=False),
+        pa.field("level_no", pa.int32(), nullable=False),
+        pa.field("component", pa.string()),
+        pa.field("module", pa.string(), nullable=False),
+        pa.field("function", pa.string(), nullable=False),
+        pa.field("line", pa.int32(), nullable=False),
+        pa.field("message", pa.string(), nullable=False),
+        pa.field("exception_type", pa.string()),
+        pa.field("exception_value", pa.string()),
+        pa.field("extra", pa.string()),
+        pa.field("process_id", pa.int64(), nullable=False),
+        pa.field("thread_name", pa.string(), nullable=False),
+        pa.field("source_file", pa.string(), nullable=False),
+    ]
+)
+"""One log record, flattened: ``record.time.timestamp`` as UTC, ``record.name`` as the
+component, ``extra`` as JSON text with sorted keys; ``source_file`` is the log file's name."""
+
+MAX_LINE_BYTES = 64 * 1024 * 1024
+"""A longer line is counted as malformed (and skipped in chunks) rather than held in memory."""
+
+MALFORMED_EXAMPLES = 10
+"""Line numbers of malformed lines kept per file for the manifest (with why, never what)."""
+
+Kind = Literal["plain", "gzip", "bz2", "xz", "zip", "tar"]
+
+# NAME.log, NAME.<anything>.log, NAME.log.3 (logrotate), then an optional compression suffix.
+_LOG_NAME = re.compile(
+    r"^.+\.log(?:\.[0-9]+)?(?P<suffix>\.gz|\.bz2|\.xz|\.lzma|\.zip|\.tar|\.tar\.gz|\.tgz"
+    r"|\.tar\.bz2|\.tar\.xz)?$"
+)
+_KINDS: dict[str | None, Kind] = {  # by compression suffix
+    None: "plain", ".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".lzma": "xz", ".zip": "zip",
+    ".tar": "tar", ".tar.gz": "tar", ".tgz": "tar", ".tar.bz2": "tar", ".tar.xz": "tar",
+}  # fmt: skip
+
+# Errors of a compressed file that does not decompress (truncated, corrupt, encrypted).
+_READ_ERRORS = (
+    OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError,
+    NotImplementedError, RuntimeError,
+)  # fmt: skip
+
+# Loguru serializes ``record`` last and ``time`` last in it: a line ends with its timestamp.
+_TIME_AT_END = re.compile(rb'"timestamp": ?(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)\}\}\}\s*$')
+_TIME_PROBE_BYTES = 96
+_SKIP_CHUNK = 1 << 20
+
+_INT32 = 2**31
+_INT64 = 2**63
+_DAY_US = 86_400_000_000
+_EPOCH = date(1970, 1, 1)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def day_bounds_us(day: date) -> tuple[int, int]:
+    """``[day, day + 1)`` in microseconds since the epoch (UTC)."""
+    start = (day - _EPOCH).days * _DAY_US
+    return start, start + _DAY_US
+
+
+def iso_us(moment_us: int) -> str:
+    """ISO-8601 UTC text of a microsecond timestamp, ``2026-11-01T00:00:00.000000Z``."""
+    moment = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=moment_us)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def component_matches(component: str | None, prefixes: tuple[str, ...]) -> bool:
+    """Whether a dotted component is one of ``prefixes`` or below one: ``proxywhirl.api``
+    matches ``proxywhirl.api`` and ``proxywhirl.api.core``, not ``proxywhirl.apix``."""
+    if component is None:
+        return False
+    return any(component == p or component.startswith(p + ".") for p in prefixes)
+
+
+@dataclass(frozen=True)
+class LogSelection:
+    """Which records of the day to return: a window ``[start_us, end_us)`` inside it, a
+    minimum level number and component prefixes (None: all)."""
+
+    start_us: int
+    end_us: int
+    min_level_no: int | None = None
+    components: tuple[str, ...] | None = None
+
+    def selects(self, time_us: int, level_no: int, component: str | None) -> bool:
+        """Whether a record with these fields is selected."""
+        if not self.start_us <= time_us < self.end_us:
+            return False
+        if self.min_level_no is not None and level_no < self.min_level_no:
+            return False
+        return self.components is None or component_matches(component, self.components)
+
+
+@dataclass
+class LogFileScan:
+    """What reading one log file found, for the day being exported."""
+
+    name: str
+    kind: Kind
+    lines: int = 0
+    records_in_day: int = 0
+    malformed: int = 0
+    partial: int = 0
+    earliest_us: int | None = None
+    latest_us: int | None = None
+    max_lateness_us: int = 0
+    malformed_examples: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    bytes_read: int = 0  # of the (plain) file: pass 2 reads no further
+
+    def facts(self) -> dict[str, Any]:
+        """The file's facts for the manifest (JSON-ready)."""
+        facts: dict[str, Any] = {
+            "name": self.name,
+            "compression": None if self.kind == "plain" else self.kind,
+            "lines": self.lines,
+            "records_in_day": self.records_in_day,
+            "malformed": self.malformed,
+            "partial": self.partial,
+            "earliest": None if self.earliest_us is None else iso_us(self.earliest_us),
+            "latest": None if self.latest_us is None else iso_us(self.latest_us),
+            "max_lateness_us": self.max_lateness_us,
+        }
+        if self.malformed_examples:
+            facts["malformed_examples"] = list(self.malformed_examples)
+        if self.error is not None:
+            facts["error"] = self.error
+        return facts
+
+    def _saw(self, time_us: int) -> None:
+        if self.earliest_us is None or time_us < self.earliest_us:
+            self.earliest_us = time_us
+        if self.latest_us is None or time_us > self.latest_us:
+            self.latest_us = time_us
+
+    def _malformed(self, line_number: int, reason: str) -> None:
+        self.malformed += 1
+        if len(self.malformed_examples) < MALFORMED_EXAMPLES:
+            self.malformed_examples.append({"line": line_number, "reason": reason})
+
+
+Row = tuple[Any, ...]
+"""One record's values in ``LOG_SCHEMA`` order, less ``source_file``."""
+
+OrderedRow = tuple[int, str, int, Row]
+"""(time in µs, file name, line number, row): the merge order."""
+
+
+@dataclass
+class _OpenLogFile:
+    path: Path
+    raw: BinaryIO
+    scan: LogFileScan
+
+
+class LogDay:
+    """The log files of a folder, scanned for one UTC day and held open until ``close``."""
+
+    def __init__(
+        self, log_dir: Path, day: date, files: list[_OpenLogFile], ignored: list[dict[str, str]]
+    ) -> None:
+        self.log_dir = log_dir
+        self.day = day
+        self.start_us, self.end_us = day_bounds_us(day)
+        self._files = files
+        self.ignored = ignored
+        """Names in the folder that were not read, and why."""
+
+    @property
+    def scans(self) -> list[LogFileScan]:
+        """What pass 1 found in each log file, in file name order."""
+        return [f.scan for f in self._files]
+
+    def facts(self) -> dict[str, Any]:
+        """The folder's facts for the manifest: files read, ignored names, totals."""
+        scans = self.scans
+        return {
+            "log_dir": str(self.log_dir),
+            "day": {"start": iso_us(self.start_us), "end": iso_us(self.end_us)},
+            "files": [scan.facts() for scan in scans],
+            "ignored_files": [dict(entry) for entry in self.ignored],
+            "totals": {
+                "files": len(scans),
+                "lines": sum(s.lines for s in scans),
+                "records_in_day": sum(s.records_in_day for s in scans),
+                "malformed": sum(s.malformed for s in scans),
+                "partial": sum(s.partial for s in scans),
+                "unreadable_files": sum(s.error is not None for s in scans),
+            },
+        }
+
+    def rows(self, selection: LogSelection) -> Iterator[tuple[str, Row]]:
+        """The selected records of the day, as (source file, row), ordered by time, then
+        file name and line number."""
+        streams = [
+            _ordered_rows(f, self.start_us, self.end_us, selection)
+            for f in self._files
+            if f.scan.records_in_day
+        ]
+        for _, name, _, row in heapq.merge(*streams):
+            yield name, row
+
+    def batches(self, selection: LogSelection, batch_rows: int) -> Iterator[pa.RecordBatch]:
+        """``rows`` as record batches of ``LOG_SCHEMA``, unmasked (the caller masks)."""
+        pending: list[tuple[str, Row]] = []
+        for item in self.rows(selection):
+            pending.append(item)
+            if len(pending) >= batch_rows:
+                yield log_batch(pending)
+                pending = []
+        if pending:
+            yield log_batch(pending)
+
+    def close(self) -> None:
+        """Close every file descriptor (idempotent); the scans stay readable."""
+        for f in self._files:
+            f.raw.close()
+
+
+def open_log_day(log_dir: Path, day: date) -> LogDay:
+    """Scan every log file of ``log_dir`` for ``day`` (pass 1); the caller closes the result.
+
+    A missing folder is a ``SourceError``; an empty one gives a day without records.
+    """
+    if not log_dir.is_dir():
+        what = "is not a folder" if log_dir.exists() else "does not exist"
+        raise SourceError(
+            f"ProxyWhirl log folder {log_dir} {what}: set PROXYWHIRL_LOG_DIR to the folder of "
+            "ProxyWhirl's JSON logs (the sink of configure_logging(format='json'))"
+        )
+    start_us, end_us = day_bounds_us(day)
+    files: list[_OpenLogFile] = []
+    ignored: list[dict[str, str]] = []
+    try:
+        entries = sorted(log_dir.iterdir(), key=lambda p: p.name)
+    except OSError as error:
+        raise SourceError(
+            f"cannot list ProxyWhirl log folder {log_dir}: {error.strerror or error}"
+        ) from None
+    kinds = {
+        path.name: (_KINDS[match["suffix"]], match["suffix"])
+        for path in entries
+        if path.is_file() and (match := _LOG_NAME.match(path.name)) is not None
+    }
+    try:
+        for path in entries:
+            if path.name not in kinds:
+                ignored.append({"name": path.name, "why": "not a log file"})
+                continue
+            kind, suffix = kinds[path.name]
+            if suffix is not None and path.name.removesuffix(suffix) in kinds:
+                # Loguru compresses a rotated file next to it, then deletes it: until then
+                # the uncompressed one is whole and the archive may not be.
+                ignored.append(
+                    {"name": path.name, "why": f"being compressed from {path.name[: -len(suffix)]}"}
+                )
+                continue
+            try:
+                raw = path.open("rb")
+            except FileNotFoundError:
+                raise SourceError(
+                    f"ProxyWhirl log file {path} disappeared while the folder was read "
+                    "(rotated or compressed meanwhile): export the partition again"
+                ) from None
+            except OSError as error:
+                raise SourceError(
+                    f"cannot read ProxyWhirl log file {path}: {error.strerror or error}"
+                ) from None
+            opened = _OpenLogFile(path, raw, LogFileScan(path.name, kind))
+            files.append(opened)
+            _scan(opened, start_us, end_us)
+            if not opened.scan.records_in_day:
+                raw.close()  # pass 2 does not need it
+    except BaseException:
+        for f in files:
+            f.raw.close()
+        raise
+    return LogDay(log_dir, day, files, ignored)
+
+
+def log_batch(items: list[tuple[str, Row]]) -> pa.RecordBatch:
+    """A ``LOG_SCHEMA`` batch of (source file, row) items."""
+    columns: list[list[Any]] = [[] for _ in LOG_SCHEMA]
+    last = len(LOG_SCHEMA) - 1
+    for name, row in items:
+        for i, value in enumerate(row):
+            columns[i].append(value)
+        columns[last].append(name)
+    arrays = []
+    for values, schema_field in zip(columns, LOG_SCHEMA, strict=True):
+        try:
+            arrays.append(pa.array(values, schema_field.type))
+        except UnicodeEncodeError:
+            # A JSON "\ud800" escape decodes to a lone surrogate, which UTF-8 cannot hold.
+            arrays.append(pa.array([_without_surrogates(v) for v in values], schema_field.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=LOG_SCHEMA)
+
+
+def _without_surrogates(value: Any) -> Any:
+    return _SURROGATE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
+# --- reading a file -------------------------------------------------------------------
+
+
+class _ReadFailure(Exception):
+    """A log file stopped decompressing; carries what went wrong."""
+
+
+class _LineSource(Protocol):
+    def readline(self, size: int = -1, /) -> bytes: ...
+
+
+def _decompressed(kind: Kind, raw: BinaryIO) -> AbstractContextManager[_LineSource]:
+    if kind == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    if kind == "bz2":
+        return bz2.BZ2File(raw, "rb")
+    return lzma.LZMAFile(raw, "rb")
+
+
+def _file_lines(
+    opened: _OpenLogFile, scan: LogFileScan, *, bytes_limit: int | None
+) -> Iterator[bytes | None]:
+    """The file's lines (``None`` for a line longer than ``MAX_LINE_BYTES``), members of an
+    archive one after the other; decompression errors become ``_ReadFailure``."""
+    raw = opened.raw
+    raw.seek(0)
+    kind = scan.kind
+    try:
+        if kind == "plain":
+            yield from _stream_lines(raw, bytes_limit, scan)
+        elif kind in ("gzip", "bz2", "xz"):
+            with _decompressed(kind, raw) as stream:
+                yield from _stream_lines(stream, None, None)
+        elif kind == "zip":
+            with zipfile.ZipFile(raw) as archive:
+                for info in archive.infolist():
+                    if not info.is_dir():
+                        with archive.open(info) as member:
+                            yield from _stream_lines(member, None, None)
+        else:
+            with tarfile.open(fileobj=raw, mode="r:*") as archive:
+                for entry in archive:
+                    extracted = archive.extractfile(entry) if entry.isfile() else None
+                    if extracted is not None:
+                        with extracted:
+                            yield from _stream_lines(extracted, None, None)
+    except _READ_ERRORS as error:
+        raise _ReadFailure(f"{type(error).__name__}: {error}") from None
+
+
+def _stream_lines(
+    stream: _LineSource, bytes_limit: int | None, scan: LogFileScan | None
+) -> Iterator[bytes | None]:
+    """Lines split on ``b"\\n"`` only, at most ``bytes_limit`` bytes in all; an overlong line
+    is skipped in chunks and given as ``None``. Bytes read are added to ``scan.bytes_read``."""
+    remaining = bytes_limit
+    while remaining is None or remaining > 0:
+        limit = MAX_LINE_BYTES + 1 if remaining is None else min(MAX_LINE_BYTES + 1, remaining)
+        line = stream.readline(limit)
+        if not line:
+            return
+        size = len(line)
+        overlong = size > MAX_LINE_BYTES and not line.endswith(b"\n")
+        tail = line
+        while overlong and not tail.endswith(b"\n"):
+            chunk = _SKIP_CHUNK if remaining is None else min(_SKIP_CHUNK, remaining - size)
+            if chunk <= 0:
+                break
+            tail = stream.readline(chunk)
+            if not tail:
+                break
+            size += len(tail)
+        if remaining is not None:
+            remaining -= size
+        if scan is not None:
+            scan.bytes_read += size
+        yield None if overlong else line
+
+
+def _probe_time_us(line: bytes) -> int | None:
+    """The timestamp at the end of a loguru line, without parsing the line; None if absent."""
+    match = _TIME_AT_END.search(line, max(0, len(line) - _TIME_PROBE_BYTES))
+    if match is None:
+        return None
+    seconds = float(match[1])
+    return round(seconds * 1_000_000) if math.isfinite(seconds) else None
+
+
+def _records_of_day(
+    opened: _OpenLogFile, scan: LogFileScan, start_us: int, end_us: int,
+    *, bytes_limit: int | None, line_limit: int | None,
+) -> Iterator[tuple[int, int, dict[str, Any]]]:  # fmt: skip
+    """The file's valid records of ``[start_us, end_us)`` as (line number, time, record),
+    in file order; counts every line into ``scan``."""
+    for line in islice(_file_lines(opened, scan, bytes_limit=bytes_limit), line_limit):
+        scan.lines += 1
+        number = scan.lines
+        if line is None:
+            scan._malformed(number, f"longer than {MAX_LINE_BYTES} bytes")
+            continue
+        probed = _probe_time_us(line)
+        if probed is not None and not start_us <= probed < end_us:
+            scan._saw(probed)
+            continue
+        parsed = _parse_record(line)
+        if isinstance(parsed, str):
+            if line.endswith(b"\n"):
+                scan._malformed(number, parsed)
+            else:
+                scan.partial += 1
+            continue
+        time_us, record = parsed
+        scan._saw(time_us)
+        if start_us <= time_us < end_us:
+            scan.records_in_day += 1
+            yield number, time_us, record
+
+
+def _scan(opened: _OpenLogFile, start_us: int, end_us: int) -> None:
+    """Pass 1: count the file's lines and records of the day and measure their lateness."""
+    scan = opened.scan
+    latest: int | None = None
+    try:
+        for _, time_us, _ in _records_of_day(
+            opened, scan, start_us, end_us, bytes_limit=None, line_limit=None
+        ):
+            if latest is None or time_us > latest:
+                latest = time_us
+            else:
+                scan.max_lateness_us = max(scan.max_lateness_us, latest - time_us)
+    except _ReadFailure as failure:
+        scan.error = f"stopped after line {scan.lines}: {failure}"
+
+
+def _ordered_rows(
+    opened: _OpenLogFile, start_us: int, end_us: int, selection: LogSelection
+) -> Iterator[OrderedRow]:
+    """Pass 2: the file's selected records of the day in (time, line) order.
+
+    A record is held in a heap until the latest time seen, less the file's lateness, has
+    reached it: no later line can then come before it.
+    """
+    first = opened.scan
+    again = LogFileScan(first.name, first.kind)
+    lateness = first.max_lateness_us
+    pending: list[OrderedRow] = []
+    latest: int | None = None
+    try:
+        for number, time_us, record in _records_of_day(
+            opened, again, start_us, end_us,
+            bytes_limit=first.bytes_read if first.kind == "plain" else None,
+            line_limit=first.lines,
+        ):  # fmt: skip
+            latest = time_us if latest is None or time_us > latest else latest
+            level_no = record["level"]["no"]
+            if selection.selects(time_us, level_no, record["name"]):
+                heapq.heappush(pending, (time_us, first.name, number, _row(time_us, record)))
+            while pending and pending[0][0] <= latest - lateness:
+                yield heapq.heappop(pending)
+    except _ReadFailure as failure:
+        raise SourceError(
+            f"ProxyWhirl log file {opened.path} could not be read again: {failure}"
+        ) from None
+    if again.records_in_day != first.records_in_day:
+        raise SourceError(
+            f"ProxyWhirl log file {opened.path} changed while it was exported "
+            f"({first.records_in_day} records of the day at first, {again.records_in_day} "
+            "when read again): export the partition again"
+        )
+    while pending:
+        yield heapq.heappop(pending)
+
+
+# --- one line -------------------------------------------------------------------------
+
+
+def _parse_record(line: bytes) -> tuple[int, dict[str, Any]] | str:
+    """(time in µs, loguru ``record``) of a line, or why it is not a loguru record."""
+    try:
+        document = json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError:
+        return "not UTF-8"
+    except (ValueError, RecursionError):
+        return "not JSON"
+    record = document.get("record") if isinstance(document, dict) else None
+    if not isinstance(record, dict):
+        return "JSON without a loguru record"
+    problem = _record_problem(record)
+    if problem is not None:
+        return f"loguru record with {problem}"
+    seconds = record["time"]["timestamp"]
+    time_us = seconds * 1_000_000 if isinstance(seconds, int) else round(seconds * 1_000_000)
+    return time_us, record
+
+
+def _is_int(value: Any, bound: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and -bound <= value < bound
+
+
+def _record_problem(record: dict[str, Any]) -> str | None:
+    """What in ``record`` is not as loguru writes it, or None."""
+    time = record.get("time")
+    seconds = time.get("timestamp") if isinstance(time, dict) else None
+    if (
+        not isinstance(seconds, int | float)
+        or isinstance(seconds, bool)
+        or not math.isfinite(seconds)
+    ):
+        return "no time.timestamp"
+    level = record.get("level")
+    if (
+        not isinstance(level, dict)
+        or not isinstance(level.get("name"), str)
+        or not _is_int(level.get("no"), _INT32)
+    ):
+        return "no level name and number"
+    if not isinstance(record.get("message"), str):
+        return "no message"
+    name = record.get("name", ...)
+    if name is not None and not isinstance(name, str):
+        return "no name"
+    if not isinstance(record.get("module"), str) or not isinstance(record.get("function"), str):
+        return "no module or function"
+    if not _is_int(record.get("line"), _INT32):
+        return "no line"
+    process, thread = record.get("process"), record.get("thread")
+    if not isinstance(process, dict) or not _is_int(process.get("id"), _INT64):
+        return "no process id"
+    if not isinstance(thread, dict) or not isinstance(thread.get("name"), str):
+        return "no thread name"
+    exception = record.get("exception", ...)
+    if exception is not None and not (
+        isinstance(exception, dict)
+        and isinstance(exception.get("type"), str | None)
+        and isinstance(exception.get("value"), str | None)
+    ):
+        return "an exception that is neither null nor {type, value}"
+    if "extra" not in record:
+        return "no extra"
+    return None
+
+
+def _row(time_us: int, record: dict[str, Any]) -> Row:
+    """A validated record's values in ``LOG_SCHEMA`` order (``source_file`` left out)."""
+    exception = record["exception"]
+    return (
+        time_us,
+        record["level"]["name"],
+        record["level"]["no"],
+        record["name"],
+        record["module"],
+        record["function"],
+        record["line"],
+        record["message"],
+        None if exception is None else exception.get("type"),
+        None if exception is None else exception.get("value"),
+        extra_json(record["extra"]),
+        record["process"]["id"],
+        record["thread"]["name"],
+    )
+
+
+def extra_json(extra: Any) -> str | None:
+    """``extra`` as JSON text with sorted keys (NaN and infinities as null); null as None.
+
+    The separators stay ``", "`` and ``": "``: with a space between any two tokens, masking
+    ``user:pass@`` (which stops at whitespace) can never span two JSON strings.
+    """
+    if extra is None:
+        return None
+    try:
+        return json.dumps(extra, sort_keys=True, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(extra), sort_keys=True, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
