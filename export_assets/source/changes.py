@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 
 from export_assets.source.database import POOL_SCHEMA, SourceSnapshot, rows_to_batch
-from export_assets.source.status import ProxyHealth
+from export_assets.source.status import replay
 from export_assets.source.timestamps import day_text
 
 ChangeKind = Literal["added", "removed", "status_changed"]
@@ -159,24 +159,8 @@ def removed_from_history(snapshot: SourceSnapshot, day: date) -> Iterator[pa.Rec
     cursor = snapshot.execute(_REMOVED_HISTORY, (day_text(day - timedelta(days=1)), day_text(day)))
     rows: list[tuple[Any, ...]] = []
     for url, checks in groupby(_fetched(cursor, snapshot.batch_rows), key=itemgetter(0)):
-        health = ProxyHealth()
-        checks_7d = successes_7d = 0
-        for _, validated_at, is_valid, response_time_ms in checks:
-            health.record(validated_at, bool(is_valid), response_time_ms)
-            if validated_at >= window_start:
-                checks_7d += 1
-                successes_7d += bool(is_valid)
-        rows.append(
-            (
-                REMOVED, health.health_status, None,
-                url, *_url_parts(url), *(None,) * 13,
-                health.health_status, health.last_check_at, health.last_success_at,
-                health.last_failure_at, health.consecutive_successes,
-                health.consecutive_failures, health.total_checks, health.total_successes,
-                health.success_rate, checks_7d,
-                successes_7d / checks_7d if checks_7d else None, health.avg_response_time_ms,
-            )
-        )  # fmt: skip
+        health = replay((check[1:] for check in checks), window_start)
+        rows.append((REMOVED, health[0], None, url, *_url_parts(url), *(None,) * 13, *health))
         if len(rows) >= snapshot.batch_rows:
             yield rows_to_batch(rows, CHANGES_SCHEMA, table="validation_results")
             rows = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -13,7 +15,7 @@ from urllib.parse import quote
 import pyarrow as pa
 
 from export_assets.source.schema import REQUIRED_COLUMNS
-from export_assets.source.status import ProxyHealth
+from export_assets.source.status import replay
 from export_assets.source.timestamps import TIMESTAMP_UTC, TimestampError, day_text, parse_utc_text
 
 
@@ -198,40 +200,19 @@ class SourceSnapshot:
             (end,),
         )
         # A second cursor on the same connection reads inside the same transaction.
-        checks = _rows(self.execute(_VALIDATIONS_UP_TO, (end,)))
-        pending = next(checks, None)
+        histories = groupby(_rows(self.execute(_VALIDATIONS_UP_TO, (end,))), key=itemgetter(0))
+        current = next(histories, None)
         while rows := identities.fetchmany(self.batch_rows):
             pool: list[tuple[Any, ...]] = []
             for identity in rows:
                 url = identity[0]
-                while pending is not None and pending[0] < url:  # history of a deleted proxy
-                    pending = next(checks, None)
-                health = ProxyHealth()
-                checks_7d = successes_7d = 0
-                while pending is not None and pending[0] == url:
-                    _, validated_at, is_valid, response_time_ms = pending
-                    health.record(validated_at, bool(is_valid), response_time_ms)
-                    if validated_at >= window_start:
-                        checks_7d += 1
-                        successes_7d += bool(is_valid)
-                    pending = next(checks, None)
-                pool.append(
-                    (
-                        *identity,
-                        health.health_status,
-                        health.last_check_at,
-                        health.last_success_at,
-                        health.last_failure_at,
-                        health.consecutive_successes,
-                        health.consecutive_failures,
-                        health.total_checks,
-                        health.total_successes,
-                        health.success_rate,
-                        checks_7d,
-                        successes_7d / checks_7d if checks_7d else None,
-                        health.avg_response_time_ms,
-                    )
-                )
+                while current is not None and current[0] < url:  # history of a deleted proxy
+                    current = next(histories, None)
+                if current is not None and current[0] == url:
+                    pool.append((*identity, *replay((c[1:] for c in current[1]), window_start)))
+                    current = next(histories, None)
+                else:
+                    pool.append((*identity, *replay((), window_start)))
             yield rows_to_batch(pool, POOL_SCHEMA, table="proxy_identities")
 
 

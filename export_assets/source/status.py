@@ -7,7 +7,9 @@ rebuilds the status a proxy had at any moment.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
@@ -65,3 +67,37 @@ class ProxyHealth:
     def success_rate(self) -> float | None:
         """Share of successful checks, or None before the first check."""
         return self.total_successes / self.total_checks if self.total_checks else None
+
+
+def replay(
+    checks: Iterable[tuple[str, object, float | None]], window_start: str
+) -> tuple[Any, ...]:
+    """Replay one proxy's checks ``(validated_at, is_valid, response_time_ms)`` in order.
+
+    Returns the health columns of the pool, in its order: health_status, last_check_at,
+    last_success_at, last_failure_at, consecutive_successes, consecutive_failures,
+    total_checks, total_successes, success_rate, checks_7d, success_rate_7d and
+    avg_response_time_ms. The 7-day figures count checks at or after ``window_start``
+    (DATETIME text, compared as text).
+    """
+    health = ProxyHealth()
+    checks_7d = successes_7d = 0
+    for validated_at, is_valid, response_time_ms in checks:
+        health.record(validated_at, bool(is_valid), response_time_ms)
+        if validated_at >= window_start:
+            checks_7d += 1
+            successes_7d += bool(is_valid)
+    return (
+        health.health_status,
+        health.last_check_at,
+        health.last_success_at,
+        health.last_failure_at,
+        health.consecutive_successes,
+        health.consecutive_failures,
+        health.total_checks,
+        health.total_successes,
+        health.success_rate,
+        checks_7d,
+        successes_7d / checks_7d if checks_7d else None,
+        health.avg_response_time_ms,
+    )
