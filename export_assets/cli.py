@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+import warnings
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -75,8 +76,12 @@ def sample_data(
 @click.option("--verbose", is_flag=True, help="Show Dagster's own run log (DEBUG and up).")
 def materialize(job_name: str, last_days: int, end_date: date | None, verbose: bool) -> None:
     """Run a job for each of the last N complete UTC days, recorded in Dagster's run history."""
-    from dagster import DagsterInstance
+    from dagster import BetaWarning, DagsterInstance, PreviewWarning
 
+    # Dagster flags the features we rely on (per-partition backfills, partitioned checks)
+    # as beta or preview on every load; that is for developers, not for this command's user.
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    warnings.filterwarnings("ignore", category=PreviewWarning)
     from export_assets.definitions import defs
     from export_assets.failures import failure_reason
 

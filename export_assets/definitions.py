@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from dagster import Definitions, EnvVar
 
 from export_assets.assets import EXPORT_ASSETS
 from export_assets.checks import export_checks
 from export_assets.exports import ExportIOManager, ExportStore
-from export_assets.jobs import daily_export_job
+from export_assets.jobs import EXPORT_JOBS
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.resource import DEFAULT_DEPLOYMENT
 
@@ -19,17 +20,20 @@ def _env_or(name: str, default: str) -> str:
     return EnvVar(name) if name in os.environ else default
 
 
+# Logs and config default to their places beside the database, as ProxyWhirl lays them out.
+_deployment = Path(os.environ.get("PROXYWHIRL_DB", str(DEFAULT_DEPLOYMENT / "proxies.db"))).parent
+
 export_store = ExportStore(destination=_env_or("EXPORT_DESTINATION", "exports"))
 
 defs = Definitions(
     assets=EXPORT_ASSETS,
     asset_checks=export_checks(EXPORT_ASSETS),
-    jobs=[daily_export_job],
+    jobs=EXPORT_JOBS,
     resources={
         "proxywhirl": ProxyWhirlSource(
             database=_env_or("PROXYWHIRL_DB", str(DEFAULT_DEPLOYMENT / "proxies.db")),
-            log_dir=_env_or("PROXYWHIRL_LOG_DIR", str(DEFAULT_DEPLOYMENT / "logs")),
-            config_path=_env_or("PROXYWHIRL_CONFIG", str(DEFAULT_DEPLOYMENT / "proxywhirl.toml")),
+            log_dir=_env_or("PROXYWHIRL_LOG_DIR", str(_deployment / "logs")),
+            config_path=_env_or("PROXYWHIRL_CONFIG", str(_deployment / "proxywhirl.toml")),
         ),
         "export_store": export_store,
         "io_manager": ExportIOManager(store=export_store),

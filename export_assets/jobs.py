@@ -1,6 +1,8 @@
-"""Jobs: named selections of export assets."""
+"""Jobs: the daily export of every domain, and named export templates with their defaults."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from dagster import AssetSelection, define_asset_job
 
@@ -8,9 +10,43 @@ from export_assets.partitions import daily_partitions
 
 EXPORT_GROUP = "proxywhirl_exports"
 
+
+def _options(**assets: dict[str, Any]) -> dict[str, Any]:
+    """Default run config setting each named asset's export options."""
+    return {"ops": {name: {"config": config} for name, config in assets.items()}}
+
+
 daily_export_job = define_asset_job(
     name="daily_export_job",
     selection=AssetSelection.groups(EXPORT_GROUP),
     partitions_def=daily_partitions,
-    description="Every daily export of one UTC day, written to EXPORT_DESTINATION.",
+    description="Every daily export of one UTC day (each asset's defaults), to "
+    "EXPORT_DESTINATION. A backfill runs one day per run.",
 )
+
+backup_job = define_asset_job(
+    name="backup_job",
+    selection=AssetSelection.assets("proxy_list", "pool_config"),
+    partitions_def=daily_partitions,
+    config=_options(proxy_list={"format": "json"}, pool_config={"format": "json"}),
+    description="Backup template: the day's pool and the config, as JSON.",
+)
+
+analytics_job = define_asset_job(
+    name="analytics_job",
+    selection=AssetSelection.assets("validation_events", "proxy_metrics"),
+    partitions_def=daily_partitions,
+    config=_options(validation_events={"format": "parquet"}, proxy_metrics={"format": "parquet"}),
+    description="Analytics template: the day's validation events and metrics, as Parquet.",
+)
+
+compliance_logs_job = define_asset_job(
+    name="compliance_logs_job",
+    selection=AssetSelection.assets("proxy_logs"),
+    partitions_def=daily_partitions,
+    config=_options(proxy_logs={"format": "jsonl", "compression": "gzip"}),
+    description="Compliance template: the day's log records, credentials masked, as "
+    "gzip-compressed JSON lines.",
+)
+
+EXPORT_JOBS = [daily_export_job, backup_job, analytics_job, compliance_logs_job]

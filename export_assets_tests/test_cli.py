@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -15,6 +16,8 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.instance.ref import InstanceRef
+
+from export_assets.assets import EXPORT_ASSETS
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).with_name("export-assets")
@@ -53,22 +56,25 @@ def test_sample_data_then_materialize_twice_is_reproducible(tmp_path: Path) -> N
     assert first.returncode == 0, first.stderr
     table = first.stdout.splitlines()
     assert table[0].split() == ["partition", "asset", "path", "rows", "bytes"]
-    assert [line.split()[0] for line in table[1:]] == ["2026-11-08", "2026-11-09", "2026-11-10"]
-    data_files = sorted(exports.rglob("*.csv.gz"))
-    assert [p.relative_to(exports).as_posix() for p in data_files] == [
-        f"proxy_list/dt=2026-11-{d}/proxy_list-2026-11-{d}.csv.gz" for d in ("08", "09", "10")
-    ]
-    for line, path in zip(table[1:], data_files, strict=True):
-        assert line.split()[2] == str(path)
-        assert int(line.split()[4].replace(",", "")) == path.stat().st_size
-        rows = gzip.decompress(path.read_bytes()).decode().count("\n") - 1
-        assert int(line.split()[3].replace(",", "")) >= 1
-        assert rows >= 1
+    names = [asset.key.path[-1] for asset in EXPORT_ASSETS]
+    days = ["2026-11-08", "2026-11-09", "2026-11-10"]
+    listed = [tuple(line.split()[:2]) for line in table[1:]]
+    assert sorted(listed) == sorted((day, name) for day in days for name in names)
+    for line in table[1:]:
+        partition, asset, path_text, rows, size = line.split()
+        path = Path(path_text)
+        assert path.parent == exports / asset / f"dt={partition}"
+        assert path.name.startswith(f"{asset}-{partition}.")
+        assert int(size.replace(",", "")) == path.stat().st_size
+        manifest = json.loads((path.parent / "_manifest.json").read_bytes())
+        assert int(rows.replace(",", "")) == manifest["total_rows"]
+    data_files = sorted(p for p in exports.rglob("*") if p.is_file() and p.name != "_manifest.json")
+    assert len(data_files) == len(days) * len(names)
     before = {p: p.read_bytes() for p in data_files}
 
     again = cli("materialize", "--last-days", "3", "--end-date", "2026-11-10", env=env, cwd=ROOT)
     assert again.returncode == 0, again.stderr
-    assert {p: p.read_bytes() for p in sorted(exports.rglob("*.csv.gz"))} == before
+    assert {p: p.read_bytes() for p in data_files} == before
 
     assert hashlib.sha256(database.read_bytes()).hexdigest() == database_digest
     secrets = proxy_credentials(database, deployment / ".env")

@@ -8,7 +8,7 @@ from dagster import AssetExecutionContext, asset
 
 from export_assets.credentials import mask_url_credentials
 from export_assets.exports.export import DocumentConfig, DocumentExport
-from export_assets.partitions import daily_partitions
+from export_assets.partitions import daily_partitions, one_partition_per_run
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.config import CREDENTIAL_KEYS, LOST_BY_SAVE_CONFIG, read_config
 
@@ -22,6 +22,7 @@ class PoolConfigConfig(DocumentConfig):
 
 @asset(
     partitions_def=daily_partitions,
+    backfill_policy=one_partition_per_run,
     group_name="proxywhirl_exports",
     kinds={"toml", "yaml"},
     description=(

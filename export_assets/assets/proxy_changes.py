@@ -9,7 +9,12 @@ from pydantic import Field, field_validator
 
 from export_assets.credentials import mask_url_credentials_array
 from export_assets.exports import Export, ExportConfig
-from export_assets.partitions import daily_partitions, next_day, partition_day
+from export_assets.partitions import (
+    daily_partitions,
+    next_day,
+    one_partition_per_run,
+    partition_day,
+)
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.changes import (
     CHANGE_KINDS,
@@ -58,6 +63,7 @@ class ProxyChangesConfig(ExportConfig):
 
 @asset(
     partitions_def=daily_partitions,
+    backfill_policy=one_partition_per_run,
     group_name="proxywhirl_exports",
     kinds={"sqlite", "csv"},
     description=(

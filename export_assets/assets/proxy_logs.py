@@ -28,7 +28,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from export_assets.credentials import mask_url_credentials_array
 from export_assets.exports import Export, ExportConfig
 from export_assets.exports.export import Format
-from export_assets.partitions import daily_partitions, partition_day
+from export_assets.partitions import daily_partitions, one_partition_per_run, partition_day
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.logs import (
     LEVELS,
@@ -185,6 +185,7 @@ def _moment_us(day: date, value: str, setting: str) -> int:
 
 @asset(
     partitions_def=daily_partitions,
+    backfill_policy=one_partition_per_run,
     group_name="proxywhirl_exports",
     kinds={"json"},
     description=(

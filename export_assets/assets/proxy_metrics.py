@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext, asset
 
 from export_assets.credentials import mask_url_credentials_array
 from export_assets.exports import Export, ExportConfig
-from export_assets.partitions import daily_partitions, partition_day
+from export_assets.partitions import daily_partitions, one_partition_per_run, partition_day
 from export_assets.source import ProxyWhirlSource, validations
 from export_assets.source.validations import PROXY_METRICS_SCHEMA
 
@@ -23,6 +23,7 @@ class ProxyMetricsConfig(ExportConfig):
 
 @asset(
     partitions_def=daily_partitions,
+    backfill_policy=one_partition_per_run,
     group_name="proxywhirl_exports",
     kinds={"sqlite", "csv"},
     description=(

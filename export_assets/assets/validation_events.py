@@ -4,12 +4,13 @@
 from collections.abc import Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import AssetExecutionContext, asset
 from pydantic import Field, field_validator
 
 from export_assets.credentials import mask_url_credentials_array
 from export_assets.exports import Export, ExportConfig
-from export_assets.partitions import daily_partitions, partition_day
+from export_assets.partitions import daily_partitions, one_partition_per_run, partition_day
 from export_assets.source import ProxyWhirlSource, validations
 from export_assets.source.validations import VALIDATION_EVENTS_SCHEMA, ValidationFilters
 
@@ -58,6 +59,7 @@ class ValidationEventsConfig(ExportConfig):
 
 @asset(
     partitions_def=daily_partitions,
+    backfill_policy=one_partition_per_run,
     group_name="proxywhirl_exports",
     kinds={"sqlite", "csv"},
     description=(
@@ -88,19 +90,40 @@ def validation_events(
         f"validation results of {day} from {proxywhirl.database}: ids "
         f"{'none' if ids is None else f'{ids[0]} to {ids[1]}'}"
     )
+    # Read (and mask) in a thread while the IO manager formats and compresses.
+    events = validations.read_ahead(
+        _masked(validations.validation_events(snapshot, day, ids, filters))
+    )
+
+    def close() -> None:
+        events.close()  # stops the reading thread before its connection goes
+        snapshot.close()
+
     return Export(
         schema=VALIDATION_EVENTS_SCHEMA,
-        batches=_masked(validations.validation_events(snapshot, day, ids, filters)),
+        batches=events,
         options=config.options(),
         source=source,
-        close=snapshot.close,
+        close=close,
     )
 
 
 def _masked(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     for batch in batches:
         columns = [
-            mask_url_credentials_array(column) if name in _MASKED_COLUMNS else column
+            _mask_credentials(column) if name in _MASKED_COLUMNS else column
             for name, column in zip(batch.schema.names, batch.columns, strict=True)
         ]
         yield pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+
+
+def _mask_credentials(column: pa.Array) -> pa.Array:
+    """``mask_url_credentials_array``, run only on the values that hold an ``@`` (the
+    credentials pattern needs one): a substring search is several times cheaper than the
+    regular expression on a million URLs that hold none."""
+    holds_at = pc.fill_null(pc.match_substring(column, "@"), False)
+    if not pc.any(holds_at).as_py():
+        return column
+    return pc.replace_with_mask(
+        column, holds_at, mask_url_credentials_array(column.filter(holds_at))
+    )

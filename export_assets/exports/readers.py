@@ -270,7 +270,7 @@ def _count_json(stream: BinaryIO, what: str) -> int:
 
     try:
         if next_char() == "{":  # a document (a config): one object, small by nature
-            _json_object(buffer[pos:] + text.read(), what, "the document")
+            _json_object(buffer[pos:] + text.read(), what, "document")
             return 1
         if next_char() != "[":
             raise ValueError(f"{what} does not start with a JSON array '[' or an object")
