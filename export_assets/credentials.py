@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -22,5 +23,22 @@ def mask_url_credentials(text: str) -> str:
 
 
 def mask_url_credentials_array(values: pa.Array) -> pa.Array:
-    """``mask_url_credentials`` over a string array (nulls stay null)."""
-    return pc.replace_substring_regex(values, _USERINFO, rf"\1{MASK}@")
+    """``mask_url_credentials`` over a string array (nulls stay null).
+
+    The expression runs only on values holding an ``@`` (the pattern needs one): a
+    substring search is several times cheaper than the regex on a million plain URLs.
+    """
+    holds_at = pc.fill_null(pc.match_substring(values, "@"), False)
+    if not pc.any(holds_at).as_py():
+        return values
+    masked = pc.replace_substring_regex(values.filter(holds_at), _USERINFO, rf"\1{MASK}@")
+    return pc.replace_with_mask(values, holds_at, masked)
+
+
+def mask_columns(batch: pa.RecordBatch, names: Collection[str]) -> pa.RecordBatch:
+    """``batch`` with ``user:pass@`` masked in the string columns ``names``."""
+    columns = [
+        mask_url_credentials_array(column) if name in names else column
+        for name, column in zip(batch.schema.names, batch.columns, strict=True)
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)

@@ -6,9 +6,8 @@ from typing import Any
 
 from dagster import AssetSelection, define_asset_job
 
+from export_assets.assets.daily import EXPORT_GROUP
 from export_assets.partitions import daily_partitions
-
-EXPORT_GROUP = "proxywhirl_exports"
 
 
 def _options(**assets: dict[str, Any]) -> dict[str, Any]:

@@ -4,11 +4,11 @@
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 
+from export_assets.assets.daily import daily_export
 from export_assets.credentials import mask_url_credentials
 from export_assets.exports.export import DocumentConfig, DocumentExport
-from export_assets.partitions import daily_partitions, one_partition_per_run
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.config import CREDENTIAL_KEYS, LOST_BY_SAVE_CONFIG, read_config
 
@@ -20,10 +20,7 @@ class PoolConfigConfig(DocumentConfig):
     """Run config of ``pool_config``."""
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=one_partition_per_run,
-    group_name="proxywhirl_exports",
+@daily_export(
     kinds={"toml", "yaml"},
     description=(
         "ProxyWhirl's config (proxywhirl.toml or [tool.proxywhirl] in pyproject.toml) as it is "

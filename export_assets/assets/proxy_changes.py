@@ -4,15 +4,14 @@
 from collections.abc import Iterator
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue
 from pydantic import Field, field_validator
 
-from export_assets.credentials import mask_url_credentials_array
+from export_assets.assets.daily import daily_export
+from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
 from export_assets.partitions import (
-    daily_partitions,
     next_day,
-    one_partition_per_run,
     partition_day,
 )
 from export_assets.source import ProxyWhirlSource
@@ -61,10 +60,7 @@ class ProxyChangesConfig(ExportConfig):
         return tuple(kind for kind in CHANGE_KINDS if kind in selected)
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=one_partition_per_run,
-    group_name="proxywhirl_exports",
+@daily_export(
     kinds={"sqlite", "csv"},
     description=(
         "What changed in the proxy pool during the partition's UTC day, against the end of "
@@ -107,17 +103,12 @@ def proxy_changes(
         raise
     return Export(
         schema=CHANGES_SCHEMA,
-        batches=_without_credentials(changes.batches()),
+        batches=_masked(changes.batches()),
         options=config.options(),
         source=source,
         close=changes.close,
     )
 
 
-def _without_credentials(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        columns = [
-            mask_url_credentials_array(column) if name in _URL_COLUMNS else column
-            for name, column in zip(batch.schema.names, batch.columns, strict=True)
-        ]
-        yield pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+def _masked(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    return (mask_columns(batch, _URL_COLUMNS) for batch in batches)

@@ -6,15 +6,14 @@ from enum import StrEnum
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 from pydantic import Field
 
-from export_assets.credentials import mask_url_credentials_array
+from export_assets.assets.daily import daily_export
+from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
 from export_assets.partitions import (
-    daily_partitions,
     next_day,
-    one_partition_per_run,
     partition_day,
 )
 from export_assets.source import POOL_SCHEMA, ProxyWhirlSource
@@ -82,10 +81,7 @@ class ProxyListConfig(ExportConfig):
         return batch.filter(pc.fill_null(keep, False))
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=one_partition_per_run,
-    group_name="proxywhirl_exports",
+@daily_export(
     kinds={"sqlite", "csv"},
     description=(
         "The proxy pool as of the end of the partition's UTC day: every proxy discovered by "
@@ -110,17 +106,12 @@ def proxy_list(
     context.log.info(f"proxy pool as of {source['as_of']} from {proxywhirl.database}")
     return Export(
         schema=POOL_SCHEMA,
-        batches=(config.keeps(batch) for batch in _without_credentials(snapshot.proxy_pool(as_of))),
+        batches=(config.keeps(batch) for batch in _masked(snapshot.proxy_pool(as_of))),
         options=config.options(),
         source=source,
         close=snapshot.close,
     )
 
 
-def _without_credentials(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        columns = [
-            mask_url_credentials_array(column) if name in _URL_COLUMNS else column
-            for name, column in zip(batch.schema.names, batch.columns, strict=True)
-        ]
-        yield pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+def _masked(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    return (mask_columns(batch, _URL_COLUMNS) for batch in batches)

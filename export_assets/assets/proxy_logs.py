@@ -22,13 +22,14 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetExecutionContext, MetadataValue, asset
+from dagster import AssetExecutionContext, MetadataValue
 from pydantic import Field, ValidationInfo, field_validator
 
-from export_assets.credentials import mask_url_credentials_array
+from export_assets.assets.daily import daily_export
+from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
 from export_assets.exports.export import Format
-from export_assets.partitions import daily_partitions, one_partition_per_run, partition_day
+from export_assets.partitions import partition_day
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.logs import (
     LEVELS,
@@ -183,10 +184,7 @@ def _moment_us(day: date, value: str, setting: str) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=one_partition_per_run,
-    group_name="proxywhirl_exports",
+@daily_export(
     kinds={"json"},
     description=(
         "ProxyWhirl's log records of the partition's UTC day from every log file (live, "
@@ -271,11 +269,7 @@ def _report(context: AssetExecutionContext, logs: LogDay, source: dict[str, Any]
 def _masked(batches: Iterator[pa.RecordBatch], contains: str | None) -> Iterator[pa.RecordBatch]:
     """Mask ``user:pass@`` in the free-text columns, then keep messages holding ``contains``."""
     for batch in batches:
-        columns = [
-            mask_url_credentials_array(column) if name in _MASKED_COLUMNS else column
-            for name, column in zip(batch.schema.names, batch.columns, strict=True)
-        ]
-        masked = pa.RecordBatch.from_arrays(columns, schema=batch.schema)
+        masked = mask_columns(batch, _MASKED_COLUMNS)
         if contains is not None:
             masked = masked.filter(pc.match_substring(masked.column("message"), contains))
         if masked.num_rows:

@@ -8,11 +8,12 @@ The columns, the groups and the percentile rule are documented in
 from collections.abc import Iterator
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 
+from export_assets.assets.daily import daily_export
 from export_assets.credentials import mask_url_credentials_array
 from export_assets.exports import Export, ExportConfig
-from export_assets.partitions import daily_partitions, one_partition_per_run, partition_day
+from export_assets.partitions import partition_day
 from export_assets.source import ProxyWhirlSource, validations
 from export_assets.source.validations import PROXY_METRICS_SCHEMA
 
@@ -21,10 +22,7 @@ class ProxyMetricsConfig(ExportConfig):
     """Run config of ``proxy_metrics``: the export options."""
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=one_partition_per_run,
-    group_name="proxywhirl_exports",
+@daily_export(
     kinds={"sqlite", "csv"},
     description=(
         "Check metrics of the partition's UTC day, one row per group (scope, key): the pool "

@@ -4,13 +4,13 @@
 from collections.abc import Iterator
 
 import pyarrow as pa
-import pyarrow.compute as pc
-from dagster import AssetExecutionContext, asset
+from dagster import AssetExecutionContext
 from pydantic import Field, field_validator
 
-from export_assets.credentials import mask_url_credentials_array
+from export_assets.assets.daily import daily_export
+from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
-from export_assets.partitions import daily_partitions, one_partition_per_run, partition_day
+from export_assets.partitions import partition_day
 from export_assets.source import ProxyWhirlSource, validations
 from export_assets.source.validations import VALIDATION_EVENTS_SCHEMA, ValidationFilters
 
@@ -57,10 +57,7 @@ class ValidationEventsConfig(ExportConfig):
         )
 
 
-@asset(
-    partitions_def=daily_partitions,
-    backfill_policy=one_partition_per_run,
-    group_name="proxywhirl_exports",
+@daily_export(
     kinds={"sqlite", "csv"},
     description=(
         "Every validation result ProxyWhirl recorded in the partition's UTC day "
@@ -109,21 +106,4 @@ def validation_events(
 
 
 def _masked(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-    for batch in batches:
-        columns = [
-            _mask_credentials(column) if name in _MASKED_COLUMNS else column
-            for name, column in zip(batch.schema.names, batch.columns, strict=True)
-        ]
-        yield pa.RecordBatch.from_arrays(columns, schema=batch.schema)
-
-
-def _mask_credentials(column: pa.Array) -> pa.Array:
-    """``mask_url_credentials_array``, run only on the values that hold an ``@`` (the
-    credentials pattern needs one): a substring search is several times cheaper than the
-    regular expression on a million URLs that hold none."""
-    holds_at = pc.fill_null(pc.match_substring(column, "@"), False)
-    if not pc.any(holds_at).as_py():
-        return column
-    return pc.replace_with_mask(
-        column, holds_at, mask_url_credentials_array(column.filter(holds_at))
-    )
+    return (mask_columns(batch, _MASKED_COLUMNS) for batch in batches)
