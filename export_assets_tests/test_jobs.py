@@ -1,0 +1,62 @@
+"""The export templates run with their own defaults, one partition per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dagster import BackfillPolicy, DagsterInstance, Definitions
+
+from export_assets.assets import EXPORT_ASSETS
+from export_assets.checks import export_checks
+from export_assets.jobs import EXPORT_JOBS
+from export_assets.sample import SampleDeployment
+from export_assets_tests.conftest import SAMPLE_END, export_resources
+
+PARTITION = SAMPLE_END.isoformat()
+
+
+@pytest.mark.parametrize(
+    ("job", "files"),
+    [
+        ("backup_job", {"proxy_list": ".json.gz", "pool_config": ".json"}),
+        ("analytics_job", {"validation_events": ".parquet", "proxy_metrics": ".parquet"}),
+        ("compliance_logs_job", {"proxy_logs": ".jsonl.gz"}),
+    ],
+)
+def test_a_template_exports_its_assets_in_its_format(
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    job: str,
+    files: dict[str, str],
+) -> None:
+    exports = tmp_path / "exports"
+    defs = Definitions(
+        assets=EXPORT_ASSETS,
+        asset_checks=export_checks(EXPORT_ASSETS),
+        jobs=EXPORT_JOBS,
+        resources=export_resources(
+            sample_deployment.database, exports, log_dir=str(sample_deployment.log_dir),
+            config_path=str(sample_deployment.config_path),
+        ),
+    )  # fmt: skip
+    result = defs.resolve_job_def(job).execute_in_process(
+        partition_key=PARTITION, instance=instance
+    )
+    assert result.success
+    written = {
+        p.relative_to(exports).as_posix()
+        for p in exports.rglob("*")
+        if p.is_file() and p.name != "_manifest.json"
+    }
+    assert written == {
+        f"{asset}/dt={PARTITION}/{asset}-{PARTITION}{extension}"
+        for asset, extension in files.items()
+    }
+    assert all(evaluation.passed for evaluation in result.get_asset_check_evaluations())
+
+
+def test_every_export_runs_one_partition_per_backfill_run() -> None:
+    for asset in EXPORT_ASSETS:
+        assert asset.backfill_policy == BackfillPolicy.multi_run(1), asset.key
