@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import sqlite3
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from dagster import DagsterInstance, instance_for_test
 
 from export_assets.exports import ExportIOManager, ExportStore
@@ -64,3 +67,20 @@ def export_resources(
         "export_store": store,
         "io_manager": ExportIOManager(store=store),
     }
+
+
+def proxy_credentials(database: Path, env_file: Path) -> set[str]:
+    """Every username and password in the database, in clear text (the sample's key)."""
+    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    fernet = Fernet(env["PROXYWHIRL_CACHE_ENCRYPTION_KEY"].encode())
+    found: set[str] = set()
+    with sqlite3.connect(database) as connection:
+        for row in connection.execute("SELECT username, password FROM proxy_identities"):
+            for value in row:
+                if value and value.startswith("encrypted:"):
+                    found.add(fernet.decrypt(base64.b64decode(value[10:])).decode())
+                    found.add(value[10:])
+                elif value:
+                    found.add(value)
+    connection.close()
+    return found

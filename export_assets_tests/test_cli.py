@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import base64
 import gzip
 import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
-from cryptography.fernet import Fernet
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.instance.ref import InstanceRef
 
 from export_assets.assets import EXPORT_ASSETS
+from export_assets_tests.conftest import proxy_credentials
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).with_name("export-assets")
@@ -94,23 +92,6 @@ def test_sample_data_then_materialize_twice_is_reproducible(tmp_path: Path) -> N
             "2026-11-08", "2026-11-09", "2026-11-10",
         }  # fmt: skip
         assert all(run.tags.get("export_assets/requested_by") for run in runs)
-
-
-def proxy_credentials(database: Path, env_file: Path) -> set[str]:
-    """Every username and password in the database, in clear text (the sample's key)."""
-    env = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
-    fernet = Fernet(env["PROXYWHIRL_CACHE_ENCRYPTION_KEY"].encode())
-    found: set[str] = set()
-    with sqlite3.connect(database) as connection:
-        for row in connection.execute("SELECT username, password FROM proxy_identities"):
-            for value in row:
-                if value and value.startswith("encrypted:"):
-                    found.add(fernet.decrypt(base64.b64decode(value[10:])).decode())
-                    found.add(value[10:])
-                elif value:
-                    found.add(value)
-    connection.close()
-    return found
 
 
 def test_materialize_on_a_missing_database_fails_clearly(tmp_path: Path) -> None:

@@ -22,8 +22,7 @@ from export_assets.sample import SampleDeployment
 from export_assets.source import SourceError
 from export_assets.source import logs as source_logs
 from export_assets.source.logs import LOG_SCHEMA, LogSelection, day_bounds_us, open_log_day
-from export_assets_tests.conftest import export_resources
-from export_assets_tests.test_cli import proxy_credentials
+from export_assets_tests.conftest import export_resources, proxy_credentials
 
 DAY = "2026-11-01"
 ROTATED_GZ = "proxywhirl.2026-10-31_12-00-00_000000.log.gz"
