@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from export_assets.assets.daily import daily_export
 from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
+from export_assets.exports.export import closed_on_error
 from export_assets.partitions import (
     next_day,
     partition_day,
@@ -80,7 +81,7 @@ def proxy_changes(
     with proxywhirl.open_snapshot() as snapshot:
         watermark = snapshot.validation_watermark(end)
         changes = pool_changes(snapshot, day, config.kinds())
-    try:
+    with closed_on_error(changes.close):
         counts = dict(changes.counts)
         source = {
             "database": proxywhirl.database,
@@ -98,9 +99,6 @@ def proxy_changes(
         context.add_output_metadata(
             {f"changes_{kind}": MetadataValue.int(count) for kind, count in counts.items()}
         )
-    except BaseException:
-        changes.close()
-        raise
     return Export(
         schema=CHANGES_SCHEMA,
         batches=_masked(changes.batches()),

@@ -12,6 +12,7 @@ from pydantic import Field
 from export_assets.assets.daily import daily_export
 from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
+from export_assets.exports.export import closed_on_error
 from export_assets.partitions import (
     next_day,
     partition_day,
@@ -94,15 +95,12 @@ def proxy_list(
 ) -> Export:
     as_of = next_day(partition_day(context.partition_key))
     snapshot = proxywhirl.open_snapshot()
-    try:
+    with closed_on_error(snapshot.close):
         source = {
             "database": proxywhirl.database,
             "as_of": f"{as_of.isoformat()}T00:00:00Z",
             "validation_results_max_id": snapshot.validation_watermark(as_of),
         }
-    except BaseException:
-        snapshot.close()
-        raise
     context.log.info(f"proxy pool as of {source['as_of']} from {proxywhirl.database}")
     return Export(
         schema=POOL_SCHEMA,

@@ -28,7 +28,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from export_assets.assets.daily import daily_export
 from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
-from export_assets.exports.export import Format
+from export_assets.exports.export import Format, closed_on_error
 from export_assets.partitions import partition_day
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.logs import (
@@ -204,7 +204,7 @@ def proxy_logs(
         components=None if config.components is None else tuple(config.components),
     )
     logs = open_log_day(Path(proxywhirl.log_dir), day)
-    try:
+    with closed_on_error(logs.close):
         source = logs.facts()
         source["selection"] = {
             "start": iso_us(start_us),
@@ -214,9 +214,6 @@ def proxy_logs(
             "contains": config.contains,
         }
         _report(context, logs, source)
-    except BaseException:
-        logs.close()
-        raise
     return Export(
         schema=LOG_SCHEMA,
         batches=_masked(logs.batches(selection, LOG_BATCH_ROWS), config.contains),

@@ -13,6 +13,7 @@ from dagster import AssetExecutionContext
 from export_assets.assets.daily import daily_export
 from export_assets.credentials import mask_url_credentials_array
 from export_assets.exports import Export, ExportConfig
+from export_assets.exports.export import closed_on_error
 from export_assets.partitions import partition_day
 from export_assets.source import ProxyWhirlSource, validations
 from export_assets.source.validations import PROXY_METRICS_SCHEMA
@@ -38,11 +39,8 @@ def proxy_metrics(
 ) -> Export:
     day = partition_day(context.partition_key)
     snapshot = proxywhirl.open_snapshot()
-    try:
+    with closed_on_error(snapshot.close):
         ids = validations.validation_id_range(snapshot, day)
-    except BaseException:
-        snapshot.close()
-        raise
     source = {
         "database": proxywhirl.database,
         "day": day.isoformat(),

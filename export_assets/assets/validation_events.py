@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from export_assets.assets.daily import daily_export
 from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
+from export_assets.exports.export import closed_on_error
 from export_assets.partitions import partition_day
 from export_assets.source import ProxyWhirlSource, validations
 from export_assets.source.validations import VALIDATION_EVENTS_SCHEMA, ValidationFilters
@@ -72,11 +73,8 @@ def validation_events(
     day = partition_day(context.partition_key)
     filters = config.filters()
     snapshot = proxywhirl.open_snapshot()
-    try:
+    with closed_on_error(snapshot.close):
         ids = validations.validation_id_range(snapshot, day, filters)
-    except BaseException:
-        snapshot.close()
-        raise
     source = {
         "database": proxywhirl.database,
         "day": day.isoformat(),

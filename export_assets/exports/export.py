@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from types import TracebackType
@@ -152,6 +153,17 @@ class ExportConfig(Config):
             neutralize_formulas=self.neutralize_formulas,
             fields=None if self.fields is None else tuple(self.fields),
         )
+
+
+@contextmanager
+def closed_on_error(close: Callable[[], None]) -> Iterator[None]:
+    """Run ``close`` if the block raises; otherwise the resource stays open for its new
+    owner (an ``Export``, which closes it once written)."""
+    try:
+        yield
+    except BaseException:
+        close()
+        raise
 
 
 class Export:
