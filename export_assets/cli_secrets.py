@@ -1,0 +1,130 @@
+"""``export-assets scan`` and ``export-assets restore``: the credential and restore verbs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import cast
+
+import click
+
+from export_assets.source.resource import DEFAULT_DEPLOYMENT
+
+
+def _default_database() -> Path:
+    return Path(os.environ.get("PROXYWHIRL_DB", str(DEFAULT_DEPLOYMENT / "proxies.db")))
+
+
+def _default_config(database: Path) -> Path:
+    return Path(os.environ.get("PROXYWHIRL_CONFIG", str(database.parent / "proxywhirl.toml")))
+
+
+@click.command("scan")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--db", "database", type=click.Path(path_type=Path),
+    help="ProxyWhirl database whose credentials to look for. Default: PROXYWHIRL_DB.",
+)  # fmt: skip
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path),
+    help="ProxyWhirl config whose credentials to look for. Default: PROXYWHIRL_CONFIG.",
+)  # fmt: skip
+def scan(paths: tuple[Path, ...], database: Path | None, config_path: Path | None) -> None:
+    """Scan export files or folders for credentials; exit 1 on a finding.
+
+    Looks for every username and password in the ProxyWhirl database and config (decrypted
+    with PROXYWHIRL_CACHE_ENCRYPTION_KEY and the config's key when set) and for any
+    scheme://user:pass@. Prints file and line of each finding, the secret masked.
+    """
+    from export_assets.leaks import LeakScanner, files_to_scan, known_credentials
+
+    database = database or _default_database()
+    known = known_credentials(database, config_path or _default_config(database))
+    for note in known.notes:
+        click.echo(f"note: {note}", err=True)
+    scanner = LeakScanner(known.secrets)
+    files = findings = 0
+    for path in files_to_scan(paths):
+        files += 1
+        for finding in scanner.scan_path(path):
+            findings += 1
+            click.echo(str(finding))
+    click.echo(
+        f"scanned {files} file(s) for {len(known.secrets)} known credential(s): "
+        f"{findings} finding(s)",
+        err=True,
+    )
+    if findings:
+        raise SystemExit(1)
+
+
+@click.group("restore")
+def restore() -> None:
+    """Restore a ProxyWhirl pool or config from a verified export.
+
+    Keys come from the environment only: EXPORT_ENCRYPTION_KEY or EXPORT_PASSWORD to read
+    an encrypted export, PROXYWHIRL_CACHE_ENCRYPTION_KEY (pool) or the config's
+    encryption_key_env (config) to encrypt the restored credentials.
+    """
+
+
+@restore.command("pool")
+@click.argument("export", type=click.Path(path_type=Path))
+@click.option(
+    "--db",
+    "database",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="ProxyWhirl's proxies.db to restore into (created if it does not exist).",
+)
+@click.option(
+    "--on-duplicate",
+    type=click.Choice(["skip", "overwrite", "merge"]),
+    default="skip",
+    show_default=True,
+    help="A URL already in the database: keep it, replace it, or fill its empty "
+    "fields (keeping its status).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the diff; write nothing.")
+def restore_pool_command(export: Path, database: Path, on_duplicate: str, dry_run: bool) -> None:
+    """Restore a proxy_list export (its dt= folder) into proxies.db, in one transaction."""
+    from export_assets.restore import RestoreError
+    from export_assets.restore.pool import OnDuplicate, restore_pool
+
+    try:
+        diff = restore_pool(
+            export,
+            database,
+            on_duplicate=cast(OnDuplicate, on_duplicate),
+            dry_run=dry_run,
+        )
+    except RestoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if dry_run:
+        for line in diff.lines():
+            click.echo(line)
+    click.echo(diff.summary())
+
+
+@restore.command("config")
+@click.argument("export", type=click.Path(path_type=Path))
+@click.option(
+    "--to",
+    "target",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="proxywhirl.toml (or a pyproject.toml, into [tool.proxywhirl]) to write.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the diff; write nothing.")
+def restore_config_command(export: Path, target: Path, dry_run: bool) -> None:
+    """Restore a pool_config export (its dt= folder) as TOML ProxyWhirl loads."""
+    from export_assets.restore import RestoreError
+    from export_assets.restore.config import restore_config
+
+    try:
+        diff = restore_config(export, target, dry_run=dry_run)
+    except RestoreError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for line in diff.lines() if dry_run else [f"note: {n}" for n in diff.notes]:
+        click.echo(line)
+    click.echo(diff.summary())

@@ -1,0 +1,354 @@
+"""The leak scanner: no credential the source knows, and no ``user:pass@``, in what we publish.
+
+Known credentials are every username and password in ``proxy_identities`` (decrypted when
+``PROXYWHIRL_CACHE_ENCRYPTION_KEY`` allows, and in their stored form) and in the config's
+``[[proxies]]`` (decrypted under the key ``encryption_key_env`` names). Files are streamed
+and decoded the way a reader would see them: text line by line after decompression,
+Parquet and xlsx cell by cell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+import zipfile
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
+from openpyxl import load_workbook
+
+from export_assets.crypto import (
+    CACHE_KEY_ENV,
+    CACHE_PREVIOUS_KEY_ENV,
+    DEFAULT_CONFIG_KEY_ENV,
+    ENCRYPTED_PREFIX,
+    EXPORT_KEY_ENV,
+    EXPORT_PASSWORD_ENV,
+    CredentialKeyError,
+    config_cipher,
+    decrypt_config_credential,
+    decrypt_database_credential,
+    proxywhirl_cipher,
+)
+from export_assets.source.config import CREDENTIAL_KEYS, LOST_BY_SAVE_CONFIG, read_config
+from export_assets.source.database import SourceError, connect_read_only
+
+# Shorter values (a one-letter username) would match everywhere; they are counted instead.
+MIN_SECRET_LENGTH = 4
+_CHUNK = 1 << 20
+# scheme://user:pass@ with a non-empty user and password; our own mask (***:***) is allowed.
+_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^\s/?#@:\"'<>]+):([^\s/?#@\"'<>]+)@")
+_MASKED_PART = "***"
+KEY_VARIABLES = (CACHE_KEY_ENV, CACHE_PREVIOUS_KEY_ENV, EXPORT_KEY_ENV, EXPORT_PASSWORD_ENV)
+
+
+@dataclass
+class KnownCredentials:
+    """The secrets a deployment holds, and what could not be read (never the secrets)."""
+
+    secrets: set[str] = field(default_factory=set)
+    too_short: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, value: str) -> None:
+        """Add a secret (and its stored forms: the token inside ``encrypted:``)."""
+        if not value or value == LOST_BY_SAVE_CONFIG:
+            return
+        forms = {value}
+        if value.startswith(ENCRYPTED_PREFIX):
+            forms.add(value[len(ENCRYPTED_PREFIX) :])
+        for form in forms:
+            if len(form) < MIN_SECRET_LENGTH:
+                self.too_short += 1
+            else:
+                self.secrets.add(form)
+
+
+def known_credentials(
+    database: Path | None, config_path: Path | None, environ: Mapping[str, str] | None = None
+) -> KnownCredentials:
+    """Every credential in the deployment's database and config that can be read."""
+    env = os.environ if environ is None else environ
+    known = KnownCredentials()
+    if database is not None and database.is_file():
+        _database_credentials(database, env, known)
+    elif database is not None:
+        known.notes.append(f"database {database} not found: its credentials were not scanned for")
+    if config_path is not None and config_path.is_file():
+        _config_credentials(config_path, env, known)
+        variable = _config_key_variable(config_path)
+        if env.get(variable):
+            known.add(env[variable])
+    elif config_path is not None:
+        known.notes.append(f"config {config_path} not found: its credentials were not scanned for")
+    # The keys themselves must never be published either.
+    for variable in KEY_VARIABLES:
+        if env.get(variable):
+            known.add(env[variable])
+    return known
+
+
+def _config_key_variable(path: Path) -> str:
+    try:
+        settings = read_config(path).settings
+    except SourceError:
+        return DEFAULT_CONFIG_KEY_ENV
+    return str(settings.get("encryption_key_env") or DEFAULT_CONFIG_KEY_ENV)
+
+
+def _database_credentials(database: Path, env: Mapping[str, str], known: KnownCredentials) -> None:
+    try:
+        cipher = proxywhirl_cipher(env)
+    except CredentialKeyError as exc:
+        cipher = None
+        known.notes.append(str(exc))
+    try:
+        connection = connect_read_only(database, 30_000)
+        try:
+            rows = connection.execute(
+                "SELECT url, username, password FROM proxy_identities"
+                " WHERE username IS NOT NULL OR password IS NOT NULL"
+            ).fetchall()
+        finally:
+            connection.close()
+    except (sqlite3.Error, SourceError) as exc:
+        known.notes.append(f"cannot read credentials from {database}: {exc}")
+        return
+    undecrypted = 0
+    for url, *values in rows:
+        for column, value in zip(CREDENTIAL_KEYS, values, strict=True):
+            if value is None:
+                continue
+            known.add(str(value))
+            try:
+                known.add(decrypt_database_credential(str(value), cipher, f"{column} of {url}"))
+            except CredentialKeyError:
+                undecrypted += 1
+    if undecrypted:
+        known.notes.append(
+            f"{undecrypted} database credentials could not be decrypted (is "
+            "PROXYWHIRL_CACHE_ENCRYPTION_KEY set?): scanned for in their stored form only"
+        )
+
+
+def _config_credentials(path: Path, env: Mapping[str, str], known: KnownCredentials) -> None:
+    try:
+        settings = read_config(path).settings
+    except SourceError as exc:
+        known.notes.append(str(exc))
+        return
+    entries = settings.get("proxies")
+    if not isinstance(entries, list):
+        return
+    variable = str(settings.get("encryption_key_env") or DEFAULT_CONFIG_KEY_ENV)
+    encrypted = bool(settings.get("encrypt_credentials", False))
+    undecrypted = 0
+    for entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        for key in CREDENTIAL_KEYS:
+            value = entry.get(key)
+            if not isinstance(value, str) or value == LOST_BY_SAVE_CONFIG:
+                continue
+            known.add(value)
+            if not encrypted:
+                continue
+            try:
+                cipher = config_cipher(variable, env)
+                known.add(decrypt_config_credential(value, cipher, variable, key))
+            except CredentialKeyError:
+                undecrypted += 1
+    if undecrypted:
+        known.notes.append(
+            f"{undecrypted} config credentials could not be decrypted (is {variable} set?): "
+            "scanned for in their stored form only"
+        )
+
+
+def mask_secret(value: str) -> str:
+    """A secret as a finding shows it: its first character and its length."""
+    return f"{value[:1]}{'*' * 7} ({len(value)} chars)"
+
+
+def _variants(secret: str) -> set[str]:
+    # How a secret looks once a writer escaped it: JSON, CSV's doubled quote, YAML's
+    # doubled apostrophe, URL percent-encoding.
+    return {
+        secret,
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        json.dumps(secret)[1:-1],
+        secret.replace('"', '""'),
+        secret.replace("'", "''"),
+        quote(secret, safe=""),
+    }
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One leak: where it is and what it is (masked)."""
+
+    file: str
+    line: str  # a line number, or sheet!row / row:column for tabular files
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.what}"
+
+
+class LeakScanner:
+    """Finds known credentials and ``scheme://user:pass@`` in text, files and streams."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._original: dict[str, str] = {}
+        for secret in secrets:
+            for variant in _variants(secret):
+                if len(variant) >= MIN_SECRET_LENGTH:
+                    self._original.setdefault(variant, secret)
+        ordered = sorted(self._original, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def scan_text(self, text: str) -> Iterator[str]:
+        """What leaks in ``text``, described with the secret masked."""
+        if self._pattern is not None:
+            for match in self._pattern.finditer(text):
+                yield f"credential {mask_secret(self._original[match.group(0)])}"
+        for match in _URL_USERINFO.finditer(text):
+            user, password = match.group(2), match.group(3)
+            if user == _MASKED_PART and password == _MASKED_PART:
+                continue
+            if user.startswith("${") or password.startswith("${"):
+                continue  # a reference placeholder, not a secret
+            yield f"URL with user:pass@ {match.group(1)}{mask_secret(user)}:***@"
+
+    def scan_stream(self, name: str, stream: BinaryIO) -> list[Finding]:
+        """Scan one published file, decoded as its name says (``x.csv.gz``, ``x.parquet``)."""
+        base, compression = _split_compression(name)
+        findings: list[Finding] = []
+        try:
+            with _decompressed(compression, stream) as plain:
+                if base.endswith(".parquet"):
+                    with _seekable(plain) as seekable:
+                        findings += self._scan_parquet(name, seekable)
+                elif base.endswith(".xlsx"):
+                    with _seekable(plain) as seekable:
+                        findings += self._scan_xlsx(name, seekable)
+                else:
+                    findings += self._scan_lines(name, plain)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile, zstandard.ZstdError,
+                pa.ArrowException) as exc:  # fmt: skip
+            # An unreadable file cannot be proven clean.
+            findings.append(Finding(name, "-", f"cannot be read to scan it: {exc}"))
+        return findings
+
+    def scan_path(self, path: Path, shown: str | None = None) -> list[Finding]:
+        """Scan one local file."""
+        with path.open("rb") as stream:
+            return self.scan_stream(shown or str(path), stream)
+
+    def _scan_lines(self, name: str, stream: BinaryIO) -> Iterator[Finding]:
+        text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+        for number, line in enumerate(text, start=1):
+            for what in self.scan_text(line):
+                yield Finding(name, str(number), what)
+        text.detach()
+
+    def _scan_parquet(self, name: str, stream: IO[bytes]) -> Iterator[Finding]:
+        row = 0
+        for batch in pq.ParquetFile(stream).iter_batches(batch_size=8192):
+            for column_name, column in zip(batch.schema.names, batch.columns, strict=True):
+                if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+                    continue
+                for offset, value in enumerate(column.to_pylist()):
+                    if value is None:
+                        continue
+                    for what in self.scan_text(value):
+                        yield Finding(name, f"row {row + offset + 1} column {column_name}", what)
+            row += batch.num_rows
+
+    def _scan_xlsx(self, name: str, stream: IO[bytes]) -> Iterator[Finding]:
+        workbook = load_workbook(stream, read_only=True)
+        try:
+            for sheet in workbook.worksheets:
+                for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+                    for value in row:
+                        if isinstance(value, str):
+                            for what in self.scan_text(value):
+                                yield Finding(name, f"{sheet.title}!{number}", what)
+        finally:
+            workbook.close()
+
+
+def _split_compression(name: str) -> tuple[str, str]:
+    for suffix, compression in ((".gz", "gzip"), (".zst", "zstd"), (".zip", "zip")):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), compression
+    return name, "none"
+
+
+@contextlib.contextmanager
+def _decompressed(compression: str, stream: BinaryIO) -> Iterator[BinaryIO]:
+    if compression == "gzip":
+        with gzip.GzipFile(fileobj=stream, mode="rb") as plain:
+            yield plain  # type: ignore[misc]
+    elif compression == "zstd":
+        with zstandard.ZstdDecompressor().stream_reader(stream) as plain:
+            yield io.BufferedReader(plain, _CHUNK)
+    elif compression == "zip":
+        with _seekable(stream) as seekable, zipfile.ZipFile(seekable) as archive:
+            for entry in archive.namelist()[:1]:
+                with archive.open(entry) as plain:
+                    yield plain  # type: ignore[misc]
+    else:
+        yield stream
+
+
+@contextlib.contextmanager
+def _seekable(stream: IO[bytes]) -> Iterator[IO[bytes]]:
+    try:
+        seekable = stream.seekable()
+    except (AttributeError, ValueError):
+        seekable = False
+    if seekable:
+        yield stream
+        return
+    with tempfile.TemporaryFile(prefix="export-scan-") as copy:
+        shutil.copyfileobj(stream, copy, _CHUNK)
+        copy.seek(0)
+        yield copy
+
+
+SCANNED_SUFFIXES = (".csv", ".jsonl", ".json", ".txt", ".yaml", ".yml", ".parquet", ".xlsx",
+                    ".pdf", ".log", ".toml")  # fmt: skip
+
+
+def files_to_scan(paths: Iterable[Path]) -> Iterator[Path]:
+    """The files of ``paths``: files as given, folders walked (exports and manifests)."""
+    for path in paths:
+        if path.is_dir():
+            for found in sorted(path.rglob("*")):
+                if found.is_file() and _split_compression(found.name)[0].endswith(SCANNED_SUFFIXES):
+                    yield found
+        else:
+            yield path
+
+
+def scan_metadata(scanner: LeakScanner, where: str, values: Mapping[str, Any]) -> list[Finding]:
+    """Scan materialization metadata (or any mapping) rendered as text."""
+    findings = []
+    for key, value in values.items():
+        for what in scanner.scan_text(f"{key}={getattr(value, 'value', value)!s}"):
+            findings.append(Finding(where, key, what))
+    return findings

@@ -1,0 +1,185 @@
+"""The leak scanner: finds planted credentials in every format; the sample's exports pass it."""
+
+# No "from __future__ import annotations": Dagster reads the test asset's annotations.
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from dagster import AssetExecutionContext, DagsterInstance, asset, materialize
+
+from export_assets.assets import EXPORT_ASSETS, proxy_list
+from export_assets.checks import export_checks
+from export_assets.cli import main
+from export_assets.exports import ExportStore
+from export_assets.exports.export import DocumentExport, DocumentOptions
+from export_assets.leak_checks import leak_checks
+from export_assets.leaks import LeakScanner, known_credentials, mask_secret
+from export_assets.partitions import daily_partitions
+from export_assets.sample import SampleDeployment
+from export_assets_tests import s3_server
+from export_assets_tests.conftest import export_resources, proxy_credentials
+from export_assets_tests.test_round_trip import EXPORT_KEY, PARTITION, sample_keys
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, sample_deployment: SampleDeployment) -> pytest.MonkeyPatch:
+    sample_keys(monkeypatch, sample_deployment)
+    monkeypatch.setenv("EXPORT_ENCRYPTION_KEY", EXPORT_KEY)
+    return monkeypatch
+
+
+def a_password(sample: SampleDeployment) -> str:
+    """A clear-text password of the sample (decrypted), the kind of secret that must not leak."""
+    secrets = proxy_credentials(sample.database, sample.env_file)
+    return sorted(s for s in secrets if len(s) == 20)[0]
+
+
+def test_known_credentials_are_decrypted_from_database_and_config(
+    sample_deployment: SampleDeployment, env: pytest.MonkeyPatch
+) -> None:
+    known = known_credentials(sample_deployment.database, sample_deployment.config_path)
+    assert (
+        proxy_credentials(sample_deployment.database, sample_deployment.env_file) <= known.secrets
+    )
+    assert sample_deployment.cache_encryption_key in known.secrets  # keys are secrets too
+    assert not known.notes
+
+
+def test_text_findings_and_masking() -> None:
+    scanner = LeakScanner({"s3cr3t-'pa\"ss"})
+    assert list(scanner.scan_text("x s3cr3t-'pa\"ss y")) == [
+        f"credential {mask_secret('s3cr3t-' + chr(39) + 'pa' + chr(34) + 'ss')}"
+    ]
+    assert list(scanner.scan_text('"s3cr3t-\'pa""ss"'))  # CSV's doubled quote
+    assert list(scanner.scan_text('"s3cr3t-\'pa\\"ss"'))  # JSON's escape
+    found = list(scanner.scan_text("see socks5://alice:hunter22@10.0.0.1:1080 now"))
+    assert found == ["URL with user:pass@ socks5://a******* (5 chars):***@"]
+    assert not list(scanner.scan_text("see http://***:***@10.0.0.1:80 and ${PROXYWHIRL_CRED_X}"))
+    assert "hunter22" not in found[0]
+    assert "s3cr3t" not in mask_secret("s3cr3t-pass")
+
+
+@pytest.fixture
+def planted(sample_deployment: SampleDeployment, tmp_path: Path) -> tuple[Path, str]:
+    """A copy of the sample whose free-text source column carries another proxy's password."""
+    root = tmp_path / "planted"
+    shutil.copytree(sample_deployment.root, root)
+    secret = a_password(sample_deployment)
+    connection = sqlite3.connect(root / "proxies.db")
+    connection.execute(
+        "UPDATE proxy_identities SET source = ?"
+        " WHERE url = (SELECT min(url) FROM proxy_identities)",
+        (f"scraped from a paste: {secret}",),
+    )
+    connection.commit()
+    connection.close()
+    return root, secret
+
+
+@pytest.mark.parametrize(
+    ("fmt", "compression", "where"),
+    [("csv", "none", ":2:"), ("jsonl", "gzip", ":1:"), ("parquet", "none", ":row 1 column source:"),
+     ("xlsx", "none", ":")],
+)  # fmt: skip
+def test_planted_credential_is_found_in_every_format(
+    planted: tuple[Path, str], tmp_path: Path, instance: DagsterInstance,
+    env: pytest.MonkeyPatch, fmt: str, compression: str, where: str,
+) -> None:  # fmt: skip
+    root, secret = planted
+    exports = tmp_path / "exports"
+    result = materialize(
+        [proxy_list, *leak_checks([proxy_list])], partition_key=PARTITION, instance=instance,
+        resources=export_resources(root / "proxies.db", exports,
+                                   config_path=str(root / "proxywhirl.toml")),
+        run_config={"ops": {"proxy_list": {"config": {"format": fmt,
+                                                      "compression": compression}}}},
+        raise_on_error=False,
+    )  # fmt: skip
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed  # blocking: the run fails
+    assert not result.success
+    details = str(evaluation.metadata["details"].value)
+    assert f"proxy_list/dt={PARTITION}/proxy_list-{PARTITION}" in details
+    assert mask_secret(secret) in details
+    assert secret not in details
+
+    cli = CliRunner().invoke(main, ["scan", str(exports), "--db", str(root / "proxies.db"),
+                                    "--config", str(root / "proxywhirl.toml")])  # fmt: skip
+    assert cli.exit_code == 1
+    assert where in cli.output
+    assert mask_secret(secret) in cli.output
+    assert secret not in cli.output
+
+
+def test_the_run_event_log_is_scanned(
+    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    env: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    secret = a_password(sample_deployment)
+
+    @asset(name="chatty_export", partitions_def=daily_partitions)
+    def chatty_export(context: AssetExecutionContext) -> DocumentExport:
+        context.log.info(f"connecting with {secret}")  # the bug the check must catch
+        return DocumentExport(document={"ok": True}, options=DocumentOptions(), source={})
+
+    result = materialize(
+        [chatty_export, *leak_checks([chatty_export])], partition_key=PARTITION,
+        instance=instance, raise_on_error=False,
+        resources=export_resources(sample_deployment.database, tmp_path,
+                                   config_path=str(sample_deployment.config_path)),
+    )  # fmt: skip
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    assert "event log" in str(evaluation.metadata["details"].value)
+
+
+@pytest.mark.parametrize("policy", ["redact", "encrypt", "reference"])
+def test_every_export_of_the_sample_passes(
+    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    env: pytest.MonkeyPatch, policy: str,
+) -> None:  # fmt: skip
+    credentials = {"config": {"credentials": policy}}
+    result = materialize(
+        [*EXPORT_ASSETS, *export_checks(EXPORT_ASSETS), *leak_checks(EXPORT_ASSETS)],
+        partition_key=PARTITION, instance=instance,
+        resources=export_resources(sample_deployment.database, tmp_path,
+                                   config_path=str(sample_deployment.config_path),
+                                   log_dir=str(sample_deployment.log_dir)),
+        run_config={"ops": {"proxy_list": credentials, "pool_config": credentials}},
+    )  # fmt: skip
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    leaks = [e for e in evaluations if e.check_name == "no_credential_leak"]
+    assert len(leaks) == len(EXPORT_ASSETS)
+    assert all(e.passed for e in leaks)
+    assert all(int(str(e.metadata["known_credentials"].value)) > 20 for e in leaks)
+    cli = CliRunner().invoke(main, ["scan", str(tmp_path), "--db", str(sample_deployment.database),
+                                    "--config", str(sample_deployment.config_path)])  # fmt: skip
+    assert cli.exit_code == 0, cli.output
+    assert "0 finding(s)" in cli.output
+
+
+@pytest.mark.parametrize(("fmt", "where"), [("parquet", "column source"), ("csv", ".csv.gz:2:")])
+def test_the_check_reads_through_s3(
+    planted: tuple[Path, str], instance: DagsterInstance, env: pytest.MonkeyPatch,
+    moto_server: s3_server.MotoServer, fmt: str, where: str,
+) -> None:  # fmt: skip
+    root, secret = planted
+    client = moto_server.client()
+    client.create_bucket(Bucket=f"leaks-{fmt}")
+    store = ExportStore(destination=f"s3://leaks-{fmt}/exports", s3=moto_server.resource())
+    result = materialize(
+        [proxy_list, *leak_checks([proxy_list])], partition_key=PARTITION, instance=instance,
+        resources=export_resources(root / "proxies.db", "unused", store=store,
+                                   config_path=str(root / "proxywhirl.toml")),
+        run_config={"ops": {"proxy_list": {"config": {"format": fmt}}}},
+        raise_on_error=False,
+    )  # fmt: skip
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed
+    details = str(evaluation.metadata["details"].value)
+    assert where in details
+    assert mask_secret(secret) in details
