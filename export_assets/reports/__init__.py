@@ -1,0 +1,1 @@
+"""Reports people read: the weekly PDF health report and the analytics workbook."""

@@ -1,0 +1,536 @@
+"""The numbers of a weekly report: the 7 UTC days ending on D, and the 7 days before them.
+
+Everything is read from one source snapshot, so every figure of a report describes the same
+data. Pool figures (size, health statuses, composition) are the pool as of the end of a
+day, rebuilt from the append-only history with ProxyWhirl's rules, as ``proxy_list`` does;
+check figures (checks, success rate, latency percentiles, errors) count the checks made
+during the days, as ``proxy_metrics`` does, with the same percentile rule (linear
+interpolation between closest ranks, computed exactly in integers).
+
+SQLite does the heavy work (aggregation, sorting); Python holds a few numbers per proxy, so
+a pool of 100,000 proxies costs seconds and tables stay bounded (``TOP_PROXIES``,
+``TOP_ERRORS``, ``TOP_SOURCES``...).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+
+from export_assets.credentials import mask_url_credentials
+from export_assets.source.database import SourceSnapshot
+from export_assets.source.status import (
+    DEAD,
+    DEAD_AFTER_FAILURES,
+    HEALTH_STATUSES,
+    HEALTHY,
+    UNHEALTHY,
+    UNKNOWN,
+)
+from export_assets.source.timestamps import day_text
+from export_assets.source.validations import ERROR_TYPES, NO_COUNTRY
+
+WINDOW_DAYS = 7
+TOP_PROXIES = 10
+TOP_ERRORS = 10
+TOP_SOURCES = 15
+TOP_COUNTRIES = 10
+TOP_PROTOCOLS = 6
+MESSAGE_LENGTH = 120
+OTHER = "(other)"
+OTHER_ERRORS = "other"
+ERROR_KINDS = (*ERROR_TYPES, OTHER_ERRORS)
+"""Failure kinds in the report: ProxyWhirl's error types, then any other."""
+
+# Latency histogram bins in ms, logarithmic: 1, 2, 5, 10, ... 50,000, then "more".
+LATENCY_EDGES = tuple(float(m * 10**e) for e in range(0, 5) for m in (1, 2, 5))
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
+@dataclass(frozen=True)
+class PeriodFigures:
+    """The summary of one 7-day period: the pool at its end and the checks during it."""
+
+    start: date
+    end: date
+    pool: int
+    statuses: dict[str, int]
+    new: int
+    removed: int
+    checks: int
+    successes: int
+    latency_samples: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.checks if self.checks else None
+
+    def share(self, status: str) -> float | None:
+        """Share of the pool in ``status`` at the end of the period."""
+        return self.statuses[status] / self.pool if self.pool else None
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    """One UTC day: its checks, and the pool at its end."""
+
+    day: date
+    checks: int
+    successes: int
+    latency_samples: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+    pool: int
+    healthy: int
+    errors: dict[str, int]
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.checks if self.checks else None
+
+    @property
+    def healthy_share(self) -> float | None:
+        return self.healthy / self.pool if self.pool else None
+
+
+@dataclass(frozen=True)
+class ProxyFigures:
+    """One proxy of the pool at the end of D, with its checks during the week."""
+
+    url: str
+    protocol: str
+    country: str
+    source: str
+    health_status: str
+    checks: int
+    successes: int
+    latency_avg_ms: float | None
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.checks if self.checks else None
+
+
+@dataclass(frozen=True)
+class ErrorMessage:
+    """A failure message (credentials masked, control characters removed, truncated)."""
+
+    error_type: str
+    message: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SourceFigures:
+    """One proxy source: its proxies at the end of D and their checks during the week."""
+
+    source: str
+    proxies: int
+    healthy: int
+    checks: int
+    successes: int
+
+    @property
+    def healthy_share(self) -> float:
+        return self.healthy / self.proxies if self.proxies else 0.0
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes / self.checks if self.checks else None
+
+
+@dataclass(frozen=True)
+class WeekFigures:
+    """Everything a weekly report shows, for the 7 days ending on ``end``."""
+
+    end: date
+    current: PeriodFigures
+    previous: PeriodFigures
+    days: list[DayFigures]
+    latency_histogram: list[tuple[float, float | None, int]]  # [low, high) ms, count
+    protocols: list[tuple[str, int]]
+    countries: list[tuple[str, int]]
+    top: list[ProxyFigures]
+    bottom: list[ProxyFigures]
+    min_checks: int
+    errors: list[ErrorMessage]
+    sources: list[SourceFigures]
+    sources_total: int
+    proxies: list[ProxyFigures] = field(repr=False)
+    validation_results_max_id: int | None = None
+
+    @property
+    def start(self) -> date:
+        return self.current.start
+
+    @property
+    def empty(self) -> bool:
+        """No proxy and no check in the week: nothing to chart."""
+        return self.current.pool == 0 and self.current.checks == 0
+
+
+def clean_text(value: str, length: int = MESSAGE_LENGTH) -> str:
+    """Free text for a report: credentials masked, control characters as one space,
+    truncated to ``length`` characters with an ellipsis."""
+    text = _CONTROL.sub(" ", mask_url_credentials(value)).strip()
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def percentile(values_at: Any, samples: int, percent: int) -> float | None:
+    """The ``percent``-th percentile of ``samples`` sorted values by linear interpolation;
+    ``values_at(rank, count)`` returns ``count`` values from ``rank``."""
+    if samples == 0:
+        return None
+    low, part = divmod((samples - 1) * percent, 100)
+    values = values_at(low, 2 if part else 1)
+    if not part:
+        return float(values[0])
+    return float(values[0]) + part * (float(values[1]) - float(values[0])) / 100
+
+
+def week_figures(snapshot: SourceSnapshot, end: date, *, min_checks: int) -> WeekFigures:
+    """The figures of the 7 days ending on ``end`` (and of the 7 before), from one snapshot."""
+    first = end - timedelta(days=WINDOW_DAYS - 1)
+    previous_first = first - timedelta(days=WINDOW_DAYS)
+    # Midnights closing each day from previous_first - 1 to end: boundary k closes the day
+    # previous_first - 1 + k. Index WINDOW_DAYS closes the previous period, the last one D.
+    closes = [previous_first + timedelta(days=k) for k in range(2 * WINDOW_DAYS + 1)]
+    pool = _Pool.rebuild(snapshot, closes)
+    checks = _day_checks(snapshot, previous_first, end)
+    removed = _removed_per_day(snapshot, previous_first, end)
+
+    def period(start: date, stop: date) -> PeriodFigures:
+        index = closes.index(stop + timedelta(days=1))
+        samples = _latency_samples(snapshot, start, stop)
+        in_period = [checks.get(start + timedelta(days=n)) for n in range(WINDOW_DAYS)]
+        return PeriodFigures(
+            start=start,
+            end=stop,
+            pool=pool.size(index),
+            statuses=pool.statuses(index),
+            new=pool.discovered_between(start, stop),
+            removed=sum(removed[start + timedelta(days=n)] for n in range(WINDOW_DAYS)),
+            checks=sum(c.checks for c in in_period if c),
+            successes=sum(c.successes for c in in_period if c),
+            latency_samples=samples,
+            latency_p50_ms=_latency_percentile(snapshot, start, stop, samples, 50),
+            latency_p95_ms=_latency_percentile(snapshot, start, stop, samples, 95),
+        )
+
+    days = []
+    for n in range(WINDOW_DAYS):
+        day = first + timedelta(days=n)
+        index = closes.index(day + timedelta(days=1))
+        counts = checks.get(day) or _DayChecks()
+        samples = _latency_samples(snapshot, day, day)
+        days.append(
+            DayFigures(
+                day=day,
+                checks=counts.checks,
+                successes=counts.successes,
+                latency_samples=samples,
+                latency_p50_ms=_latency_percentile(snapshot, day, day, samples, 50),
+                latency_p95_ms=_latency_percentile(snapshot, day, day, samples, 95),
+                pool=pool.size(index),
+                healthy=pool.statuses(index)[HEALTHY],
+                errors={kind: counts.errors[kind] for kind in ERROR_KINDS},
+            )
+        )
+
+    week = _proxy_week(snapshot, first, end)
+    last = len(closes) - 1
+    proxies = [
+        ProxyFigures(
+            url=identity.url,
+            protocol=identity.protocol,
+            country=identity.country,
+            source=identity.source,
+            health_status=pool.status_of(identity, last),
+            checks=week.get(identity.raw_url, (0, 0, None))[0],
+            successes=week.get(identity.raw_url, (0, 0, None))[1],
+            latency_avg_ms=week.get(identity.raw_url, (0, 0, None))[2],
+        )
+        for identity in pool.identities
+        if identity.discovered_at < closes[last].isoformat()
+    ]
+    ranked = [p for p in proxies if p.checks >= min_checks and p.checks]
+    top = sorted(ranked, key=lambda p: (-(p.success_rate or 0.0), -p.checks, p.url))
+    bottom = sorted(ranked, key=lambda p: (p.success_rate or 0.0, -p.checks, p.url))
+    sources = _sources(proxies)
+    row = snapshot.execute(
+        "SELECT max(id) FROM validation_results WHERE validated_at < ?",
+        (day_text(end + timedelta(days=1)),),
+    ).fetchone()
+    return WeekFigures(
+        end=end,
+        current=period(first, end),
+        previous=period(previous_first, first - timedelta(days=1)),
+        days=days,
+        latency_histogram=_latency_histogram(snapshot, first, end),
+        protocols=_top(Counter(p.protocol for p in proxies), TOP_PROTOCOLS),
+        countries=_top(Counter(p.country for p in proxies), TOP_COUNTRIES),
+        top=top[:TOP_PROXIES],
+        bottom=bottom[:TOP_PROXIES],
+        min_checks=min_checks,
+        errors=_error_messages(snapshot, first, end),
+        sources=sources[:TOP_SOURCES],
+        sources_total=len(sources),
+        proxies=proxies,
+        validation_results_max_id=None if row is None or row[0] is None else int(row[0]),
+    )
+
+
+# --- the pool at each midnight ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Identity:
+    raw_url: str
+    url: str
+    protocol: str
+    country: str
+    source: str
+    discovered_at: str
+
+
+_STATUS_CODES = {status: code for code, status in enumerate(HEALTH_STATUSES)}
+_HEALTHY_CODE, _UNHEALTHY_CODE, _DEAD_CODE, _UNKNOWN_CODE = (
+    _STATUS_CODES[s] for s in (HEALTHY, UNHEALTHY, DEAD, UNKNOWN)
+)
+
+
+class _Pool:
+    """Every proxy discovered before the last midnight, with its status at each midnight."""
+
+    def __init__(self, closes: list[date], identities: list[_Identity], codes: dict[str, bytes]):
+        self.closes = [day_text(day) for day in closes]
+        self.identities = identities
+        self._codes = codes
+        # Counted with numpy: one row of status codes per proxy, one column per midnight;
+        # a proxy counts from the first midnight after its discovery.
+        unknown = bytes([_STATUS_CODES[UNKNOWN]]) * len(closes)
+        matrix = np.frombuffer(
+            b"".join(codes.get(identity.raw_url, unknown) for identity in identities), np.uint8
+        ).reshape(len(identities), len(closes))
+        first = np.array(
+            [bisect.bisect_right(self.closes, i.discovered_at) for i in identities], np.int64
+        ).reshape(-1, 1)
+        present = np.arange(len(closes)).reshape(1, -1) >= first
+        self._statuses = [
+            {
+                status: int(np.count_nonzero(present[:, index] & (matrix[:, index] == code)))
+                for status, code in _STATUS_CODES.items()
+            }
+            for index in range(len(closes))
+        ]
+        self._sizes = [int(np.count_nonzero(present[:, index])) for index in range(len(closes))]
+
+    @classmethod
+    def rebuild(cls, snapshot: SourceSnapshot, closes: list[date]) -> _Pool:
+        last = day_text(closes[-1])
+        identities = [
+            _Identity(
+                raw_url=url,
+                url=mask_url_credentials(url) if "@" in url else url,
+                protocol=protocol,
+                country=NO_COUNTRY if country is None else country,
+                source=source,
+                discovered_at=discovered_at,
+            )
+            for url, protocol, country, source, discovered_at in snapshot.execute(
+                "SELECT url, protocol, country_code, source, discovered_at FROM proxy_identities"
+                " WHERE discovered_at < ? ORDER BY url",
+                (last,),
+            )
+        ]
+        bounds = [day_text(day) for day in closes]
+        history = snapshot.execute(
+            "SELECT proxy_url, validated_at, is_valid <> 0 FROM validation_results"
+            " WHERE validated_at < ? ORDER BY proxy_url, validated_at, id",
+            (last,),
+        )
+        codes: dict[str, bytes] = {}
+        for url, checks in itertools.groupby(history, key=lambda row: row[0]):
+            codes[url] = _statuses_at(((at, valid) for _, at, valid in checks), bounds)
+        return cls(closes, identities, codes)
+
+    def status_of(self, identity: _Identity, index: int) -> str:
+        codes = self._codes.get(identity.raw_url)
+        return UNKNOWN if codes is None else HEALTH_STATUSES[codes[index]]
+
+    def size(self, index: int) -> int:
+        return self._sizes[index]
+
+    def statuses(self, index: int) -> dict[str, int]:
+        return dict(self._statuses[index])
+
+    def discovered_between(self, first: date, last: date) -> int:
+        low, high = day_text(first), day_text(last + timedelta(days=1))
+        return sum(1 for identity in self.identities if low <= identity.discovered_at < high)
+
+
+def _statuses_at(checks: Any, bounds: list[str]) -> bytes:
+    """A proxy's status code at each bound, replaying its checks with ProxyWhirl's rules."""
+    status, failures, out, k, n = _UNKNOWN_CODE, 0, bytearray(), 0, len(bounds)
+    for validated_at, valid in checks:
+        while k < n and validated_at >= bounds[k]:
+            out.append(status)
+            k += 1
+        if valid:
+            status, failures = _HEALTHY_CODE, 0
+        else:
+            failures += 1
+            status = _DEAD_CODE if failures >= DEAD_AFTER_FAILURES else _UNHEALTHY_CODE
+    out.extend(bytes([status]) * (n - k))
+    return bytes(out)
+
+
+# --- checks ------------------------------------------------------------------------------
+
+
+@dataclass
+class _DayChecks:
+    checks: int = 0
+    successes: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+def _day_checks(snapshot: SourceSnapshot, first: date, last: date) -> dict[date, _DayChecks]:
+    days: dict[date, _DayChecks] = {}
+    cursor = snapshot.execute(
+        "SELECT substr(validated_at, 1, 10), error_type, count(*), sum(is_valid <> 0)"
+        " FROM validation_results WHERE validated_at >= ? AND validated_at < ?"
+        " GROUP BY 1, 2",
+        (day_text(first), day_text(last + timedelta(days=1))),
+    )
+    for day, error_type, count, successes in cursor:
+        counts = days.setdefault(date.fromisoformat(day), _DayChecks())
+        counts.checks += count
+        counts.successes += successes
+        if error_type is not None:
+            counts.errors[error_type if error_type in ERROR_TYPES else OTHER_ERRORS] += count
+    return days
+
+
+_LATENCY_WHERE = (
+    "FROM validation_results WHERE validated_at >= ? AND validated_at < ?"
+    " AND is_valid <> 0 AND response_time_ms IS NOT NULL"
+)
+
+
+def _bounds(first: date, last: date) -> tuple[str, str]:
+    return day_text(first), day_text(last + timedelta(days=1))
+
+
+def _latency_samples(snapshot: SourceSnapshot, first: date, last: date) -> int:
+    return int(
+        snapshot.execute(f"SELECT count(*) {_LATENCY_WHERE}", _bounds(first, last)).fetchone()[0]
+    )
+
+
+def _latency_percentile(
+    snapshot: SourceSnapshot, first: date, last: date, samples: int, percent: int
+) -> float | None:
+    def values_at(rank: int, count: int) -> list[float]:
+        rows = snapshot.execute(
+            f"SELECT response_time_ms {_LATENCY_WHERE} ORDER BY response_time_ms LIMIT ? OFFSET ?",
+            (*_bounds(first, last), count, rank),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    return percentile(values_at, samples, percent)
+
+
+def _latency_histogram(
+    snapshot: SourceSnapshot, first: date, last: date
+) -> list[tuple[float, float | None, int]]:
+    edges = (0.0, *LATENCY_EDGES)
+    sums = ", ".join(
+        f"sum(response_time_ms >= {low!r} AND response_time_ms < {high!r})"
+        for low, high in itertools.pairwise(edges)
+    )
+    row = snapshot.execute(
+        f"SELECT {sums}, sum(response_time_ms >= {edges[-1]!r}) {_LATENCY_WHERE}",
+        _bounds(first, last),
+    ).fetchone()
+    highs: list[float | None] = [*edges[1:], None]
+    return [
+        (low, high, int(count or 0)) for low, high, count in zip(edges, highs, row, strict=True)
+    ]
+
+
+def _removed_per_day(snapshot: SourceSnapshot, first: date, last: date) -> Counter[date]:
+    """Proxies removed from ProxyWhirl (history but no identity), counted on the day after
+    their last check, the first day nobody saw them (as ``proxy_changes`` reports them)."""
+    removed: Counter[date] = Counter()
+    cursor = snapshot.execute(
+        "SELECT substr(max(v.validated_at), 1, 10) FROM validation_results AS v"
+        " WHERE NOT EXISTS (SELECT 1 FROM proxy_identities AS p WHERE p.url = v.proxy_url)"
+        " GROUP BY v.proxy_url"
+    )
+    for (last_check,) in cursor:
+        gone = date.fromisoformat(last_check) + timedelta(days=1)
+        if first <= gone <= last:
+            removed[gone] += 1
+    return removed
+
+
+def _proxy_week(
+    snapshot: SourceSnapshot, first: date, last: date
+) -> dict[str, tuple[int, int, float | None]]:
+    cursor = snapshot.execute(
+        "SELECT proxy_url, count(*), sum(is_valid <> 0),"
+        " avg(CASE WHEN is_valid <> 0 THEN response_time_ms END)"
+        " FROM validation_results WHERE validated_at >= ? AND validated_at < ? GROUP BY proxy_url",
+        _bounds(first, last),
+    )
+    return {url: (int(n), int(ok), avg) for url, n, ok, avg in cursor}
+
+
+def _error_messages(snapshot: SourceSnapshot, first: date, last: date) -> list[ErrorMessage]:
+    cursor = snapshot.execute(
+        "SELECT coalesce(error_type, ''), error_message, count(*) FROM validation_results"
+        " WHERE validated_at >= ? AND validated_at < ? AND error_message IS NOT NULL"
+        " GROUP BY 1, 2 ORDER BY 3 DESC, 2, 1 LIMIT ?",
+        (*_bounds(first, last), TOP_ERRORS),
+    )
+    return [
+        ErrorMessage(clean_text(str(kind), 40) or "(none)", clean_text(str(message)), int(count))
+        for kind, message, count in cursor
+    ]
+
+
+def _sources(proxies: list[ProxyFigures]) -> list[SourceFigures]:
+    totals: dict[str, list[int]] = {}
+    for proxy in proxies:
+        entry = totals.setdefault(proxy.source, [0, 0, 0, 0])
+        entry[0] += 1
+        entry[1] += proxy.health_status == HEALTHY
+        entry[2] += proxy.checks
+        entry[3] += proxy.successes
+    figures = [SourceFigures(source, *values) for source, values in totals.items()]
+    return sorted(
+        figures, key=lambda s: (-s.healthy_share, -(s.success_rate or 0.0), -s.proxies, s.source)
+    )
+
+
+def _top(counts: Counter[str], keep: int) -> list[tuple[str, int]]:
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    if len(ranked) <= keep:
+        return ranked
+    return [*ranked[: keep - 1], (OTHER, sum(count for _, count in ranked[keep - 1 :]))]
+
+
+__all__ = [
+    "DEAD", "ERROR_KINDS", "HEALTHY", "UNHEALTHY", "UNKNOWN", "DayFigures", "ErrorMessage",
+    "PeriodFigures", "ProxyFigures", "SourceFigures", "WeekFigures", "clean_text", "week_figures",
+]  # fmt: skip
