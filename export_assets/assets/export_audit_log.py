@@ -1,0 +1,60 @@
+"""``export_audit_log``: the audit trail of one UTC day, read from Dagster's instance."""
+# No "from __future__ import annotations": Dagster reads the config annotation.
+
+from datetime import UTC, datetime, time
+
+import pyarrow as pa
+from dagster import AssetExecutionContext, asset
+
+from export_assets.assets.daily import EXPORT_WRITERS_POOL
+from export_assets.audit import HISTORY_FIELDS, export_history
+from export_assets.exports import Export, ExportConfig
+from export_assets.partitions import daily_partitions, next_day, partition_day
+from export_assets.retries import export_retry_policy
+
+OPERATIONS_GROUP = "export_operations"
+
+_INTEGERS = {"rows", "bytes"}
+AUDIT_LOG_SCHEMA = pa.schema(
+    [
+        pa.field(name, pa.int64() if name in _INTEGERS else pa.string(), nullable=name in _INTEGERS)
+        for name in HISTORY_FIELDS
+    ]
+)
+
+
+class AuditLogConfig(ExportConfig):
+    """Run config of ``export_audit_log``: the export options (csv or jsonl, gzip by default)."""
+
+
+@asset(
+    partitions_def=daily_partitions,
+    group_name=OPERATIONS_GROUP,
+    retry_policy=export_retry_policy(),
+    pool=EXPORT_WRITERS_POOL,
+    kinds={"dagster", "csv"},
+    description=(
+        "The day's audit trail from Dagster's run history: every export materialized in "
+        "the UTC day (who requested it, job, run, asset, partition, uri, rows, bytes, sha256, "
+        "credential policy, run status) and every failed step with its error's first line. "
+        "The same records as `export-assets history --json`."
+    ),
+)
+def export_audit_log(context: AssetExecutionContext, config: AuditLogConfig) -> Export:
+    day = partition_day(context.partition_key)
+    since = datetime.combine(day, time(), UTC)
+    until = datetime.combine(next_day(day), time(), UTC)
+    records = [
+        record
+        for record in export_history(context.instance, since=since, until=until)
+        if record.asset != "export_audit_log"
+    ]
+    context.log.info(f"{len(records)} audit records for {day}")
+    columns = {name: [getattr(r, name) for r in records] for name in HISTORY_FIELDS}
+    batch = pa.RecordBatch.from_pydict(columns, schema=AUDIT_LOG_SCHEMA)
+    return Export(
+        schema=AUDIT_LOG_SCHEMA,
+        batches=iter([batch]),
+        options=config.options(),
+        source={"dagster_instance": "run history and event log", "day": day.isoformat()},
+    )

@@ -1,0 +1,95 @@
+"""``export-assets retention`` and ``export-assets history``: operations from a shell."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import UTC, date, datetime, time
+
+import click
+
+
+@click.command("retention")
+@click.option(
+    "--keep-days", type=click.IntRange(min=0), default=None,
+    help="Keep partitions of this many days before today (UTC).  [default: "
+    "EXPORT_RETENTION_DAYS, or 30]",
+)  # fmt: skip
+@click.option(
+    "--max-total-bytes", type=click.IntRange(min=0), default=None,
+    help="When what is kept exceeds this many bytes, delete the oldest partitions first.",
+)  # fmt: skip
+@click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
+def retention(keep_days: int | None, max_total_bytes: int | None, dry_run: bool) -> None:
+    """Delete expired export partitions in EXPORT_DESTINATION (disk or S3).
+
+    Only the files each partition's manifest lists are deleted, then the manifest; other
+    files are left alone.
+    """
+    from export_assets.exports.destinations import DestinationError
+    from export_assets.exports.store import store_from_environment
+    from export_assets.retention import apply_retention, default_keep_days
+
+    try:
+        days = keep_days if keep_days is not None else default_keep_days()
+        store = store_from_environment()
+        report = apply_retention(
+            store.open(), keep_days=days, max_total_bytes=max_total_bytes, dry_run=dry_run
+        )
+    except (ValueError, DestinationError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    dry = " (dry run)" if dry_run else ""
+    click.echo(f"retention of {store.destination}: keep {days} days{dry}")
+    for line in report.lines():
+        click.echo(line)
+
+
+def _since(_: click.Context, __: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(), UTC)
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date: write YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@click.command("history")
+@click.option("--asset", default=None, help="Only this asset (e.g. proxy_list).")
+@click.option("--since", callback=_since, help="Only from this UTC date or time on.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def history(asset: str | None, since: datetime | None, as_json: bool) -> None:
+    """Who exported what and when, from Dagster's run history (failed runs included)."""
+    from dagster import DagsterInstance
+
+    from export_assets.audit import export_history
+
+    if not os.environ.get("DAGSTER_HOME"):
+        raise click.ClickException(
+            "DAGSTER_HOME is not set: export DAGSTER_HOME=$PWD/.dagster (the instance `make run` "
+            "and `make ui` use)"
+        )
+    with DagsterInstance.get() as instance:
+        records = export_history(instance, asset=asset, since=since)
+    if as_json:
+        for record in records:
+            click.echo(json.dumps(record.as_dict(), sort_keys=False))
+        return
+    if not records:
+        click.echo("(no exports recorded)", err=True)
+        return
+    header = ("time", "requested_by", "job", "status", "asset", "partition", "rows", "bytes",
+              "sha256", "credential_policy", "uri", "error")  # fmt: skip
+    rows = [
+        (r.time, r.requested_by, r.job, r.status, r.asset, r.partition,
+         "" if r.rows is None else f"{r.rows:,}", "" if r.bytes is None else f"{r.bytes:,}",
+         r.sha256[:12], r.credential_policy, r.uri, r.error)
+        for r in records
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

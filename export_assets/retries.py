@@ -1,0 +1,111 @@
+"""Which failures are worth retrying: transient ones retry, permanent ones fail the run at once.
+
+Dagster retries a step on *any* exception once it has a ``RetryPolicy``; a ``Failure`` with
+``allow_retries=False`` is the one exception it does not retry. Every export runs its
+compute and its write inside ``fail_fast_on_permanent_errors``: a SQLite database locked by
+a writer, an S3 5xx, throttling or a dropped connection propagate as they are (the policy
+retries them); everything else (a missing table, a bad key, a wrong option) becomes such a
+``Failure`` with the original error as its cause and its message as the description.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TypeVar
+
+from botocore.exceptions import ClientError, EndpointConnectionError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+from dagster import Backoff, Failure, Jitter, RetryPolicy
+
+_Number = TypeVar("_Number", int, float)
+
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_RETRY_DELAY_SECONDS = 10.0
+
+# S3's codes for "try again later" (HTTP 5xx and throttling).
+_TRANSIENT_S3_CODES = frozenset(
+    {
+        "InternalError", "ServiceUnavailable", "SlowDown", "Throttling", "ThrottlingException",
+        "RequestTimeout", "RequestTimeoutException", "RequestLimitExceeded",
+        "500", "502", "503", "504",
+    }
+)  # fmt: skip
+
+
+def export_retry_policy() -> RetryPolicy:
+    """The policy of every export asset: exponential backoff with jitter.
+
+    ``EXPORT_MAX_RETRIES`` (3) and ``EXPORT_RETRY_DELAY_SECONDS`` (10) tune it; they are
+    read when the code location loads, as the policy is part of the asset's definition.
+    """
+    return RetryPolicy(
+        max_retries=_env_number("EXPORT_MAX_RETRIES", DEFAULT_MAX_RETRIES, int),
+        delay=_env_number("EXPORT_RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECONDS, float),
+        backoff=Backoff.EXPONENTIAL,
+        jitter=Jitter.PLUS_MINUS,
+    )
+
+
+def _env_number(name: str, default: _Number, kind: type[_Number]) -> _Number:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a number: write e.g. {default}") from None
+    if value < 0:
+        raise ValueError(f"{name}={text!r} is negative: write 0 or more")
+    return value
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` may go away by itself (a busy database, an S3 hiccup)."""
+    # Imported here: the IO manager imports this module while its package loads.
+    from export_assets.exports.destinations import DestinationError
+
+    if isinstance(error, DestinationError):
+        return False  # the destination already said what to fix
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if _transient_itself(current):
+            return True
+        current = current.__cause__
+    return False
+
+
+def _transient_itself(error: BaseException) -> bool:
+    if isinstance(error, sqlite3.OperationalError):
+        text = str(error).lower()
+        return "locked" in text or "busy" in text
+    if isinstance(error, ClientError):
+        response = error.response
+        code = str(response.get("Error", {}).get("Code", ""))
+        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return code in _TRANSIENT_S3_CODES or status >= 500
+    if isinstance(error, EndpointConnectionError):
+        return False  # nothing listens there: a configuration error
+    return isinstance(error, BotoConnectionError | HTTPClientError | ConnectionError | TimeoutError)
+
+
+@contextmanager
+def fail_fast_on_permanent_errors() -> Iterator[None]:
+    """Let transient errors through for the retry policy; turn the rest into a final Failure."""
+    try:
+        yield
+    except Failure:
+        raise
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        raise Failure(description=_first_line(exc), allow_retries=False) from exc
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
