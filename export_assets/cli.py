@@ -16,7 +16,13 @@ import click
 if TYPE_CHECKING:
     from dagster import MetadataValue
 
-REQUESTED_BY_TAG = "export_assets/requested_by"
+REQUESTED_BY_TAG = "export/requested_by"
+TEMPLATE_TAG = "export/template"
+
+
+def requesting_user() -> str:
+    """Who runs the CLI: ``EXPORT_REQUESTED_BY``, else the login name."""
+    return os.environ.get("EXPORT_REQUESTED_BY", "").strip() or getpass.getuser()
 
 
 def _yesterday() -> date:
@@ -102,7 +108,7 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
                 instance=instance,
                 raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
-                tags={REQUESTED_BY_TAG: getpass.getuser()},
+                tags={REQUESTED_BY_TAG: requesting_user(), TEMPLATE_TAG: job_name},
             )
             if not result.success:
                 reason = failure_reason(result.get_step_failure_events())
@@ -196,6 +202,18 @@ def _print_table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     if not rows:
         click.echo("(nothing was written)", err=True)
 
+
+from export_assets.cli_secrets import restore as _restore  # noqa: E402
+from export_assets.cli_secrets import scan as _scan  # noqa: E402
+
+main.add_command(_scan)
+main.add_command(_restore)
+
+from export_assets.cli_ops import history as _history  # noqa: E402
+from export_assets.cli_ops import retention as _retention  # noqa: E402
+
+main.add_command(_retention)
+main.add_command(_history)
 
 if __name__ == "__main__":
     sys.exit(main())

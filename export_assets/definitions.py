@@ -7,10 +7,17 @@ from pathlib import Path
 
 from dagster import Definitions, EnvVar
 
-from export_assets.assets import EXPORT_ASSETS
+from export_assets.assets import EXPORT_ASSETS, REPORT_ASSETS
+from export_assets.assets.export_audit_log import export_audit_log
 from export_assets.checks import export_checks
 from export_assets.exports import ExportIOManager, ExportStore
 from export_assets.jobs import EXPORT_JOBS
+from export_assets.leak_checks import leak_checks
+from export_assets.notify import notifier_from_environment
+from export_assets.restore.jobs import RESTORE_JOBS
+from export_assets.retention import retention_job
+from export_assets.schedules import audit_log_job, export_schedules
+from export_assets.sensors import EXPORT_SENSORS
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.resource import DEFAULT_DEPLOYMENT
 
@@ -26,9 +33,13 @@ _deployment = Path(os.environ.get("PROXYWHIRL_DB", str(DEFAULT_DEPLOYMENT / "pro
 export_store = ExportStore(destination=_env_or("EXPORT_DESTINATION", "exports"))
 
 defs = Definitions(
-    assets=EXPORT_ASSETS,
-    asset_checks=export_checks(EXPORT_ASSETS),
-    jobs=EXPORT_JOBS,
+    assets=[*EXPORT_ASSETS, *REPORT_ASSETS, export_audit_log],
+    asset_checks=export_checks([*EXPORT_ASSETS, *REPORT_ASSETS])
+    + leak_checks([*EXPORT_ASSETS, *REPORT_ASSETS])
+    + export_checks([export_audit_log]),
+    jobs=[*EXPORT_JOBS, *RESTORE_JOBS, retention_job, audit_log_job],
+    schedules=export_schedules(),
+    sensors=EXPORT_SENSORS,
     resources={
         "proxywhirl": ProxyWhirlSource(
             database=_env_or("PROXYWHIRL_DB", str(DEFAULT_DEPLOYMENT / "proxies.db")),
@@ -37,5 +48,6 @@ defs = Definitions(
         ),
         "export_store": export_store,
         "io_manager": ExportIOManager(store=export_store),
+        "notifier": notifier_from_environment(),
     },
 )

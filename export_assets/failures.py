@@ -16,9 +16,16 @@ def user_error(error: SerializableErrorInfo) -> SerializableErrorInfo:
     wrapped error names the problem and the fix. Its own causes (an ``OSError`` under a
     ``DestinationError``) are details, so the walk stops there.
     """
-    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+    while error.cause is not None and (
+        (error.cls_name or "").startswith("Dagster") or error.cls_name in _RETRY_WRAPPERS
+    ):
         error = error.cause
     return error
+
+
+# What the retry machinery wraps a user error in (export_assets.retries): a final Failure,
+# or the step's last attempt after the retries ran out.
+_RETRY_WRAPPERS = frozenset({"Failure", "RetryRequestedFromPolicy", "RetryRequested"})
 
 
 def error_message(error: SerializableErrorInfo) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from dagster import AssetSelection, define_asset_job
 
-from export_assets.assets.daily import EXPORT_GROUP
+from export_assets.assets.daily import EXPORT_GROUP, REPORT_GROUP
 from export_assets.partitions import daily_partitions
 
 
@@ -17,6 +17,7 @@ def _options(**assets: dict[str, Any]) -> dict[str, Any]:
 
 daily_export_job = define_asset_job(
     name="daily_export_job",
+    run_tags={"export/template": "daily_export_job"},
     selection=AssetSelection.groups(EXPORT_GROUP),
     partitions_def=daily_partitions,
     description="Every daily export of one UTC day (each asset's defaults), to "
@@ -25,6 +26,7 @@ daily_export_job = define_asset_job(
 
 backup_job = define_asset_job(
     name="backup_job",
+    run_tags={"export/template": "backup_job"},
     selection=AssetSelection.assets("proxy_list", "pool_config"),
     partitions_def=daily_partitions,
     config=_options(proxy_list={"format": "json"}, pool_config={"format": "json"}),
@@ -33,6 +35,7 @@ backup_job = define_asset_job(
 
 analytics_job = define_asset_job(
     name="analytics_job",
+    run_tags={"export/template": "analytics_job"},
     selection=AssetSelection.assets("validation_events", "proxy_metrics"),
     partitions_def=daily_partitions,
     config=_options(validation_events={"format": "parquet"}, proxy_metrics={"format": "parquet"}),
@@ -41,6 +44,7 @@ analytics_job = define_asset_job(
 
 compliance_logs_job = define_asset_job(
     name="compliance_logs_job",
+    run_tags={"export/template": "compliance_logs_job"},
     selection=AssetSelection.assets("proxy_logs"),
     partitions_def=daily_partitions,
     config=_options(proxy_logs={"format": "jsonl", "compression": "gzip"}),
@@ -48,4 +52,13 @@ compliance_logs_job = define_asset_job(
     "gzip-compressed JSON lines.",
 )
 
-EXPORT_JOBS = [daily_export_job, backup_job, analytics_job, compliance_logs_job]
+weekly_report_job = define_asset_job(
+    name="weekly_report_job",
+    run_tags={"export/template": "weekly_report_job"},
+    selection=AssetSelection.groups(REPORT_GROUP),
+    partitions_def=daily_partitions,
+    description="The weekly reports of the 7 UTC days ending on the partition's day: the PDF "
+    "health_report and the analytics_workbook (xlsx).",
+)
+
+EXPORT_JOBS = [daily_export_job, backup_job, analytics_job, compliance_logs_job, weekly_report_job]

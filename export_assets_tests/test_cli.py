@@ -91,7 +91,7 @@ def test_sample_data_then_materialize_twice_is_reproducible(tmp_path: Path) -> N
         assert {run.tags["dagster/partition"] for run in runs} == {
             "2026-11-08", "2026-11-09", "2026-11-10",
         }  # fmt: skip
-        assert all(run.tags.get("export_assets/requested_by") for run in runs)
+        assert all(run.tags.get("export/requested_by") for run in runs)
 
 
 def test_materialize_on_a_missing_database_fails_clearly(tmp_path: Path) -> None:

@@ -17,6 +17,12 @@ EXPORT_ASSETS = [
 ]
 """Every daily export asset, in the order the UI lists them."""
 
+from export_assets.assets.analytics_workbook import analytics_workbook  # noqa: E402
+from export_assets.assets.health_report import health_report  # noqa: E402
+
+REPORT_ASSETS = [health_report, analytics_workbook]
+"""The weekly reports (group proxywhirl_reports), built from the exports' source."""
+
 __all__ = [
     "EXPORT_ASSETS",
     "pool_config",

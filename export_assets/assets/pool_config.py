@@ -1,14 +1,23 @@
 """``pool_config``: ProxyWhirl's config as it is when the run happens, without credentials."""
 # No "from __future__ import annotations": Dagster reads the config and resource annotations.
 
+import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext
+from pydantic import Field
 
 from export_assets.assets.daily import daily_export
+from export_assets.credential_policy import (
+    CREDENTIALS_DESCRIPTION,
+    CredentialChoice,
+    config_credentials,
+    credential_protection,
+)
 from export_assets.credentials import mask_url_credentials
-from export_assets.exports.export import DocumentConfig, DocumentExport
+from export_assets.exports.export import DocumentConfig, DocumentExport, DocumentOptions
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.config import CREDENTIAL_KEYS, LOST_BY_SAVE_CONFIG, read_config
 
@@ -18,6 +27,14 @@ REDACTED = "redacted"
 
 class PoolConfigConfig(DocumentConfig):
     """Run config of ``pool_config``."""
+
+    credentials: CredentialChoice = Field(
+        default=CredentialChoice.redact, description=CREDENTIALS_DESCRIPTION
+    )
+
+    def options(self) -> DocumentOptions:
+        """The document options, with the credential policy."""
+        return replace(super().options(), credential_policy=self.credentials.value)
 
 
 @daily_export(
@@ -33,7 +50,16 @@ def pool_config(
     context: AssetExecutionContext, config: PoolConfigConfig, proxywhirl: ProxyWhirlSource
 ) -> DocumentExport:
     read = read_config(Path(proxywhirl.config_path))
-    settings, redacted, lost = without_credentials(read.settings)
+    options = config.options()
+    protection = credential_protection(options.credential_policy)
+    protected = 0
+    if options.credential_policy == "redact":
+        settings, redacted, lost = without_credentials(read.settings)
+    else:
+        # Protected first, masked after: masking must not touch a credential's clear text.
+        settings, redacted = copy.deepcopy(read.settings), 0
+        protected, lost = config_credentials(settings, protection)
+        settings = _masked(settings)
     if lost:
         context.log.warning(
             f"{len(lost)} proxies in {read.path} have credentials written as "
@@ -41,13 +67,15 @@ def pool_config(
         )
     return DocumentExport(
         document=settings,
-        options=config.options(),
+        options=options,
+        encryption=protection.encryption,
         source={
             "config": str(read.path),
             "config_table": read.table or None,
             "config_sha256": read.sha256,
             "as_of": "the run (a config file has no history)",
             "credentials_redacted": redacted,
+            "credentials_protected": protected,
             "credentials_not_recoverable": lost,
         },
     )

@@ -2,6 +2,7 @@
 # No "from __future__ import annotations": Dagster reads the config and resource annotations.
 
 from collections.abc import Iterator
+from dataclasses import replace
 from enum import StrEnum
 
 import pyarrow as pa
@@ -10,9 +11,17 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from export_assets.assets.daily import daily_export
+from export_assets.credential_policy import (
+    CREDENTIALS_DESCRIPTION,
+    CredentialChoice,
+    credential_protection,
+    database_credentials,
+    pool_schema,
+    with_credentials,
+)
 from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
-from export_assets.exports.export import closed_on_error
+from export_assets.exports.export import ExportOptions, closed_on_error
 from export_assets.partitions import (
     next_day,
     partition_day,
@@ -59,6 +68,14 @@ class ProxyListConfig(ExportConfig):
         "never-checked proxies are dropped when this is set.",
     )
 
+    credentials: CredentialChoice = Field(
+        default=CredentialChoice.redact, description=CREDENTIALS_DESCRIPTION
+    )
+
+    def options(self) -> ExportOptions:
+        """The export options, with the credential policy."""
+        return replace(super().options(), credential_policy=self.credentials.value)
+
     def keeps(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """The rows of ``batch`` these filters keep."""
         conditions = []
@@ -87,13 +104,16 @@ class ProxyListConfig(ExportConfig):
     description=(
         "The proxy pool as of the end of the partition's UTC day: every proxy discovered by "
         "then, with health rebuilt from the validation history up to then by ProxyWhirl's "
-        "rules. Never holds credentials."
+        "rules. Credentials only as the credentials option says (default: redacted)."
     ),
 )
 def proxy_list(
     context: AssetExecutionContext, config: ProxyListConfig, proxywhirl: ProxyWhirlSource
 ) -> Export:
     as_of = next_day(partition_day(context.partition_key))
+    options = config.options()
+    protection = credential_protection(options.credential_policy)
+    schema = pool_schema(POOL_SCHEMA, options.credential_policy, options.fields)
     snapshot = proxywhirl.open_snapshot()
     with closed_on_error(snapshot.close):
         source = {
@@ -101,13 +121,16 @@ def proxy_list(
             "as_of": f"{as_of.isoformat()}T00:00:00Z",
             "validation_results_max_id": snapshot.validation_watermark(as_of),
         }
+        credentials = database_credentials(snapshot, protection)
     context.log.info(f"proxy pool as of {source['as_of']} from {proxywhirl.database}")
+    pool = (config.keeps(batch) for batch in _masked(snapshot.proxy_pool(as_of)))
     return Export(
-        schema=POOL_SCHEMA,
-        batches=(config.keeps(batch) for batch in _masked(snapshot.proxy_pool(as_of))),
-        options=config.options(),
+        schema=schema,
+        batches=with_credentials(pool, schema, credentials),
+        options=options,
         source=source,
         close=snapshot.close,
+        encryption=protection.encryption,
     )
 
 

@@ -100,6 +100,7 @@ def validation_events(
         options=config.options(),
         source=source,
         close=close,
+        estimated_rows=None if ids is None else ids[1] - ids[0] + 1,
     )
 
 

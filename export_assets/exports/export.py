@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 Format = Literal["csv", "jsonl", "json", "txt", "parquet", "xlsx"]
 Compression = Literal["none", "gzip", "zstd", "zip"]
 ParquetCompression = Literal["zstd", "snappy", "gzip", "none"]
-CredentialPolicy = Literal["redact"]
+CredentialPolicy = Literal["redact", "encrypt", "reference"]
 
 INTERNALLY_COMPRESSED: frozenset[Format] = frozenset({"parquet", "xlsx"})
 """Formats that compress inside the file: an outer codec would only cost time."""
@@ -182,12 +182,18 @@ class Export:
         options: ExportOptions,
         source: Mapping[str, Any],
         close: Callable[[], None] | None = None,
+        estimated_rows: int | None = None,
+        encryption: Mapping[str, Any] | None = None,
     ) -> None:
         self.schema = schema
         self.batches = batches
         self.options = options
         self.source = dict(source)
         self._close = close
+        # How many rows the batches will hold, when the source knows cheaply (size guard).
+        self.estimated_rows = estimated_rows
+        # Key id and KDF of credentials encrypted under the ``encrypt`` policy (never the key).
+        self.encryption = None if encryption is None else dict(encryption)
 
     def close(self) -> None:
         """Release the source the batches read from (idempotent)."""
@@ -249,4 +255,31 @@ class DocumentExport:
 
     document: Mapping[str, Any]
     options: DocumentOptions
+    source: Mapping[str, Any]
+    encryption: Mapping[str, Any] | None = None  # key id and KDF under ``encrypt``, never the key
+
+
+RenderedFormat = Literal["pdf", "xlsx"]
+
+
+@dataclass(frozen=True)
+class RenderedOptions:
+    """How an already-rendered document (a report) is written: as is, by default."""
+
+    format: RenderedFormat
+    compression: Compression = "none"
+    gzip_level: int = 6
+    zstd_level: int = 3
+    credential_policy: CredentialPolicy = "redact"
+
+
+@dataclass(frozen=True)
+class RenderedExport:
+    """A binary document an asset rendered itself (a PDF report, a multi-sheet workbook),
+    published as is. ``records`` is what ``readers.count_rows`` counts in it: the pages of a
+    PDF, the data rows (headers excluded) of every sheet of a workbook."""
+
+    content: bytes
+    records: int
+    options: RenderedOptions
     source: Mapping[str, Any]

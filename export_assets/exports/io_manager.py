@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import os
+import shutil
 import time as clock
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-import json
-from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -15,13 +19,15 @@ from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputCo
 from pydantic import Field
 
 from export_assets.exports import codecs, formats
-from export_assets.exports.destinations import Destination, LocalDestination
+from export_assets.exports.destinations import Destination, DestinationError, LocalDestination
 from export_assets.exports.export import (
     DocumentExport,
     DocumentFormat,
     DocumentOptions,
     Export,
     ExportOptions,
+    RenderedExport,
+    RenderedOptions,
 )
 from export_assets.exports.manifest import (
     MANIFEST_NAME,
@@ -37,6 +43,7 @@ from export_assets.exports.manifest import (
 )
 from export_assets.exports.store import ExportStore
 from export_assets.exports.streams import MeasuredStream
+from export_assets.retries import fail_fast_on_permanent_errors
 
 PROGRESS_EVERY_SECONDS = 5.0
 # Temporary files and multipart uploads older than this can only be a killed run's.
@@ -76,10 +83,26 @@ class ExportIOManager(ConfigurableIOManager):
         """The destination this IO manager writes to."""
         return self.store.open()
 
-    def handle_output(self, context: OutputContext, obj: Export | DocumentExport) -> None:
+    def handle_output(
+        self, context: OutputContext, obj: Export | DocumentExport | RenderedExport
+    ) -> None:
+        # Transient faults propagate for the asset's retry policy; the rest fail at once.
+        with fail_fast_on_permanent_errors():
+            self._handle_output(context, obj)
+
+    def _handle_output(
+        self, context: OutputContext, obj: Export | DocumentExport | RenderedExport
+    ) -> None:
         asset = context.asset_key.path[-1]
+        if isinstance(obj, RenderedExport):
+            self._publish_rendered(context, obj)
+            return
         if isinstance(obj, DocumentExport):
             document = serialise_document(obj.document, obj.options.format)
+            check_room(
+                self.open_destination(), asset, context.partition_key if
+                context.has_partition_key else "", rows=1, row_bytes=float(len(document)),
+            )  # fmt: skip
 
             def write_document(key: str, plain: MeasuredStream) -> int:
                 plain.write(document)
@@ -92,6 +115,7 @@ class ExportIOManager(ConfigurableIOManager):
                 columns=[],
                 source=obj.source,
                 produce=write_document,
+                encryption=obj.encryption,
             )
             return
         if not isinstance(obj, Export):
@@ -101,6 +125,8 @@ class ExportIOManager(ConfigurableIOManager):
             )
         with obj:
             schema = selected_schema(obj.schema, obj.options.fields, asset)
+            if context.has_partition_key:
+                _guard_size(self.open_destination(), asset, context.partition_key, obj)
             self._publish(
                 context,
                 options=obj.options,
@@ -108,17 +134,40 @@ class ExportIOManager(ConfigurableIOManager):
                 columns=columns_of(schema),
                 source=obj.source,
                 produce=lambda key, plain: _write_batches(context, key, obj, schema, plain),
+                encryption=obj.encryption,
             )
+
+    def _publish_rendered(self, context: OutputContext, obj: RenderedExport) -> None:
+        """Publish a document the asset rendered (a PDF, a workbook) as is."""
+        content = obj.content
+        check_room(
+            self.open_destination(), context.asset_key.path[-1], context.partition_key if
+            context.has_partition_key else "", rows=1, row_bytes=float(len(content)),
+        )  # fmt: skip
+
+        def write_rendered(key: str, plain: MeasuredStream) -> int:
+            plain.write(content)
+            return obj.records
+
+        self._publish(
+            context,
+            options=obj.options,
+            extension=f".{obj.options.format}",
+            columns=[],
+            source=obj.source,
+            produce=write_rendered,
+        )
 
     def _publish(
         self,
         context: OutputContext,
         *,
-        options: ExportOptions | DocumentOptions,
+        options: ExportOptions | DocumentOptions | RenderedOptions,
         extension: str,
         columns: list[dict[str, Any]],
         source: Mapping[str, Any],
         produce: Callable[[str, MeasuredStream], int],
+        encryption: Mapping[str, Any] | None = None,
     ) -> None:
         asset = context.asset_key.path[-1]
         if not context.has_partition_key:
@@ -148,6 +197,7 @@ class ExportIOManager(ConfigurableIOManager):
                 source=dict(source),
                 credential_policy=options.credential_policy,
                 previous_manifest=previous,
+                encryption=None if encryption is None else dict(encryption),
             )
 
         # The manifest is built and serialised before the data file is published, so only
@@ -181,6 +231,11 @@ class ExportIOManager(ConfigurableIOManager):
             "format": MetadataValue.text(options.format),
             "compression": MetadataValue.text(options.compression),
             "credential_policy": MetadataValue.text(options.credential_policy),
+            **(
+                {"credential_key_id": MetadataValue.text(str(encryption.get("key_id")))}
+                if encryption
+                else {}
+            ),
             "manifest": MetadataValue.text(destination.uri(manifest_key(asset, partition))),
         }
         if isinstance(destination, LocalDestination):
@@ -194,8 +249,8 @@ class ExportIOManager(ConfigurableIOManager):
         manifest = read_manifest(self.open_destination(), manifest_key(asset, partition))
         if manifest is None:
             raise FileNotFoundError(
-                f"{asset} partition {partition} has no {MANIFEST_NAME} in {self.store.destination}: "
-                "materialize it first"
+                f"{asset} partition {partition} has no {MANIFEST_NAME} in "
+                f"{self.store.destination}: materialize it first"
             )
         return manifest
 
@@ -236,7 +291,7 @@ def _iso(value: object) -> str:
 def _write_data_file(
     destination: Destination,
     key: str,
-    options: ExportOptions | DocumentOptions,
+    options: ExportOptions | DocumentOptions | RenderedOptions,
     produce: Callable[[str, MeasuredStream], int],
     seal: Callable[[WrittenFile], ExportManifest],
 ) -> tuple[WrittenFile, ExportManifest, bytes]:
@@ -281,6 +336,69 @@ def _write_batches(
             last_report = clock.monotonic()
     writer.close()
     return rows
+
+
+class ExportTooLargeError(ValueError):
+    """The export's estimated size exceeds EXPORT_MAX_BYTES; nothing was written."""
+
+
+def max_export_bytes() -> int | None:
+    """``EXPORT_MAX_BYTES`` (read when an export runs), or None for no limit."""
+    text = os.environ.get("EXPORT_MAX_BYTES", "").strip().replace("_", "")
+    if not text:
+        return None
+    try:
+        limit = int(text)
+    except ValueError:
+        raise ValueError(
+            f"EXPORT_MAX_BYTES={text!r} is not a number of bytes: write e.g. 5000000000, or "
+            "unset it for no limit"
+        ) from None
+    if limit <= 0:
+        raise ValueError(f"EXPORT_MAX_BYTES={text!r} must be positive: unset it for no limit")
+    return limit
+
+
+def _guard_size(destination: Destination, asset: str, partition: str, export: Export) -> None:
+    """Estimate the export from its first batch and refuse it before writing when too big."""
+    first = next(export.batches, None)
+    if first is None:
+        return
+    export.batches = itertools.chain([first], export.batches)
+    if first.num_rows == 0:
+        return
+    rows = max(export.estimated_rows or 0, first.num_rows)
+    check_room(destination, asset, partition, rows=rows, row_bytes=first.nbytes / first.num_rows)
+
+
+def check_room(
+    destination: Destination, asset: str, partition: str, *, rows: int, row_bytes: float
+) -> None:
+    """Refuse an export of about ``rows * row_bytes`` bytes over the limit or the free space."""
+    estimate = int(rows * row_bytes)
+    limit = max_export_bytes()
+    if limit is not None and estimate > limit:
+        raise ExportTooLargeError(
+            f"{asset} {partition} would be about {estimate:,} bytes ({rows:,} rows × "
+            f"{row_bytes:,.0f} bytes a row), over EXPORT_MAX_BYTES={limit:,}: select fewer "
+            "fields or rows, or raise EXPORT_MAX_BYTES; nothing was written"
+        )
+    if isinstance(destination, LocalDestination):
+        free = shutil.disk_usage(_existing_ancestor(destination.root)).free
+        if estimate > free:
+            raise DestinationError(
+                f"no space left on the device of {destination.root} for {asset} {partition}: "
+                f"it needs about {estimate:,} bytes and {free:,} are free; free space or set "
+                "EXPORT_DESTINATION elsewhere; nothing was written and the previous export is "
+                "intact"
+            )
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def read_manifest(destination: Destination, key: str) -> ExportManifest | None:

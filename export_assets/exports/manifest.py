@@ -66,6 +66,9 @@ class ExportManifest:
     previous_manifest: PreviousManifest | None
     tool_version: str = field(default_factory=lambda: version("export_assets"))
     manifest_version: int = MANIFEST_VERSION
+    # Under the ``encrypt`` credential policy: cipher, key id (a fingerprint) and the KDF's
+    # parameters and salt when the key came from a password. Never the key itself.
+    encryption: dict[str, Any] | None = None
 
     def to_json(self) -> bytes:
         """The manifest's bytes as published (UTF-8 JSON, stable field order)."""

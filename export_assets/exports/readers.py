@@ -29,7 +29,7 @@ import yaml
 import zstandard
 from openpyxl import load_workbook
 
-from export_assets.exports.export import DocumentFormat, Compression, Format
+from export_assets.exports.export import Compression, DocumentFormat, Format, RenderedFormat
 
 _CHUNK = 1024 * 1024
 _ZSTD_READ = 64 * 1024
@@ -39,7 +39,7 @@ _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
 def count_rows(
-    format: Format | DocumentFormat, compression: Compression, stream: BinaryIO
+    format: Format | DocumentFormat | RenderedFormat, compression: Compression, stream: BinaryIO
 ) -> int:
     """Decompress and fully parse a data file; its number of rows (records, not header).
 
@@ -358,14 +358,17 @@ def _count_xlsx(stream: BinaryIO, what: str) -> int:
         try:
             rows = 0
             first_header: tuple[Any, ...] | None = None
+            first_title = ""
             for sheet in workbook.worksheets:
                 values = sheet.iter_rows(values_only=True)
                 header = next(values, None)
                 if header is None:
                     raise ValueError(f"{what} sheet {sheet.title!r} has no header row")
                 if first_header is None:
-                    first_header = header
-                elif header != first_header:
+                    first_header, first_title = header, sheet.title
+                # A table continued on "{title} 2", "{title} 3"... repeats the first header;
+                # a workbook of several tables (a report) has one header per sheet.
+                elif sheet.title.startswith(f"{first_title} ") and header != first_header:
                     raise ValueError(
                         f"{what} sheet {sheet.title!r} has header {header}, the first sheet "
                         f"{first_header}"
@@ -393,7 +396,25 @@ def _count_yaml(stream: BinaryIO, what: str) -> int:
     return 1
 
 
-_COUNTERS: dict[Format | DocumentFormat, Callable[[BinaryIO, str], int]] = {
+_PDF_PAGE = re.compile(rb"/Type\s*/Page(?![A-Za-z])")
+
+
+def _count_pdf(stream: BinaryIO, what: str) -> int:
+    """A PDF's pages: the file starts with ``%PDF-``, ends with ``%%EOF`` and has a page
+    object per page (reportlab writes page dictionaries uncompressed)."""
+    data = stream.read()
+    if not data.startswith(b"%PDF-"):
+        raise ValueError(f"{what} does not start with %PDF-: not a PDF")
+    if b"%%EOF" not in data[-1024:]:
+        raise ValueError(f"{what} has no %%EOF at its end: the PDF is truncated")
+    pages = len(_PDF_PAGE.findall(data))
+    if not pages:
+        raise ValueError(f"{what} has no page")
+    return pages
+
+
+_COUNTERS: dict[Format | DocumentFormat | RenderedFormat, Callable[[BinaryIO, str], int]] = {
+    "pdf": _count_pdf,
     "yaml": _count_yaml,
     "csv": _count_csv,
     "jsonl": _count_jsonl,
