@@ -107,7 +107,12 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
                 partition_key=partition,
                 instance=instance,
                 raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                # The job's own defaults (an export template's formats) plus the log level:
+                # an explicit run_config would otherwise replace them.
+                run_config={
+                    **job.get_run_config_for_partition_key(partition),
+                    "loggers": {"console": {"config": {"log_level": log_level}}},
+                },
                 tags={REQUESTED_BY_TAG: requesting_user(), TEMPLATE_TAG: job_name},
             )
             if not result.success:

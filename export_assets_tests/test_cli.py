@@ -92,6 +92,19 @@ def test_sample_data_then_materialize_twice_is_reproducible(tmp_path: Path) -> N
             "2026-11-08", "2026-11-09", "2026-11-10",
         }  # fmt: skip
         assert all(run.tags.get("export/requested_by") for run in runs)
+        assert {run.tags.get("export/template") for run in runs} == {"daily_export_job"}
+
+    # An export template through the CLI writes in the template's own formats.
+    analytics = cli(
+        "materialize", "--job", "analytics_job", "--last-days", "1", "--end-date", "2026-11-10",
+        env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert analytics.returncode == 0, analytics.stderr
+    for asset in ("validation_events", "proxy_metrics"):
+        folder = exports / asset / "dt=2026-11-10"
+        assert [p.name for p in folder.iterdir() if p.name != "_manifest.json"] == [
+            f"{asset}-2026-11-10.parquet"
+        ]
 
 
 def test_materialize_on_a_missing_database_fails_clearly(tmp_path: Path) -> None:

@@ -347,12 +347,12 @@ def test_an_unknown_field_fails_the_run_naming_it_and_the_valid_ones(
     exports = tmp_path / "exports"
     result = export(
         proxy_list, DAY, export_resources(sample_deployment.database, exports), instance,
-        config={"fields": ["url", "password"]}, raise_on_error=False,
+        config={"fields": ["url", "api_token"]}, raise_on_error=False,
     )  # fmt: skip
 
     assert failure_reason(result) == (
         "ExportFieldsError",
-        f"proxy_list has no field 'password'; valid fields: {', '.join(POOL_SCHEMA.names)}",
+        f"proxy_list has no field 'api_token'; valid fields: {', '.join(POOL_SCHEMA.names)}",
     )
     assert result.get_asset_materialization_events() == []
     assert files_under(exports) == {}
