@@ -7,7 +7,6 @@ from typing import Any
 from dagster import AssetSelection, define_asset_job
 
 from export_assets.assets.daily import EXPORT_GROUP, REPORT_GROUP
-from export_assets.partitions import daily_partitions
 
 
 def _options(**assets: dict[str, Any]) -> dict[str, Any]:
@@ -19,7 +18,6 @@ daily_export_job = define_asset_job(
     name="daily_export_job",
     run_tags={"export/template": "daily_export_job"},
     selection=AssetSelection.groups(EXPORT_GROUP),
-    partitions_def=daily_partitions,
     description="Every daily export of one UTC day (each asset's defaults), to "
     "EXPORT_DESTINATION. A backfill runs one day per run.",
 )
@@ -28,7 +26,6 @@ backup_job = define_asset_job(
     name="backup_job",
     run_tags={"export/template": "backup_job"},
     selection=AssetSelection.assets("proxy_list", "pool_config"),
-    partitions_def=daily_partitions,
     config=_options(proxy_list={"format": "json"}, pool_config={"format": "json"}),
     description="Backup template: the day's pool and the config, as JSON.",
 )
@@ -37,7 +34,6 @@ analytics_job = define_asset_job(
     name="analytics_job",
     run_tags={"export/template": "analytics_job"},
     selection=AssetSelection.assets("validation_events", "proxy_metrics"),
-    partitions_def=daily_partitions,
     config=_options(validation_events={"format": "parquet"}, proxy_metrics={"format": "parquet"}),
     description="Analytics template: the day's validation events and metrics, as Parquet.",
 )
@@ -46,7 +42,6 @@ compliance_logs_job = define_asset_job(
     name="compliance_logs_job",
     run_tags={"export/template": "compliance_logs_job"},
     selection=AssetSelection.assets("proxy_logs"),
-    partitions_def=daily_partitions,
     config=_options(proxy_logs={"format": "jsonl", "compression": "gzip"}),
     description="Compliance template: the day's log records, credentials masked, as "
     "gzip-compressed JSON lines.",
@@ -56,7 +51,6 @@ weekly_report_job = define_asset_job(
     name="weekly_report_job",
     run_tags={"export/template": "weekly_report_job"},
     selection=AssetSelection.groups(REPORT_GROUP),
-    partitions_def=daily_partitions,
     description="The weekly reports of the 7 UTC days ending on the partition's day: the PDF "
     "health_report and the analytics_workbook (xlsx).",
 )
