@@ -9,15 +9,11 @@ Parquet and xlsx cell by cell.
 
 from __future__ import annotations
 
-import contextlib
-import gzip
 import io
 import json
 import os
 import re
-import shutil
 import sqlite3
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +39,8 @@ from export_assets.crypto import (
     decrypt_database_credential,
     proxywhirl_cipher,
 )
+from export_assets.exports.export import Compression
+from export_assets.exports.readers import decompressed, seekable_stream
 from export_assets.source.config import CREDENTIAL_KEYS, LOST_BY_SAVE_CONFIG, read_config
 from export_assets.source.database import SourceError, connect_read_only
 
@@ -238,13 +236,13 @@ class LeakScanner:
         base, compression = _split_compression(name)
         findings: list[Finding] = []
         try:
-            with _decompressed(compression, stream) as plain:
+            with decompressed(compression, stream, name) as plain:
                 if base.endswith(".parquet"):
-                    with _seekable(plain) as seekable:
-                        findings += self._scan_parquet(name, seekable)
+                    with seekable_stream(plain) as whole:
+                        findings += self._scan_parquet(name, whole)
                 elif base.endswith(".xlsx"):
-                    with _seekable(plain) as seekable:
-                        findings += self._scan_xlsx(name, seekable)
+                    with seekable_stream(plain) as whole:
+                        findings += self._scan_xlsx(name, whole)
                 else:
                     findings += self._scan_lines(name, plain)
         except (OSError, EOFError, ValueError, zipfile.BadZipFile, zstandard.ZstdError,
@@ -291,43 +289,14 @@ class LeakScanner:
             workbook.close()
 
 
-def _split_compression(name: str) -> tuple[str, str]:
-    for suffix, compression in ((".gz", "gzip"), (".zst", "zstd"), (".zip", "zip")):
+def _split_compression(name: str) -> tuple[str, Compression]:
+    suffixes: tuple[tuple[str, Compression], ...] = (
+        (".gz", "gzip"), (".zst", "zstd"), (".zip", "zip"),
+    )  # fmt: skip
+    for suffix, compression in suffixes:
         if name.endswith(suffix):
             return name.removesuffix(suffix), compression
     return name, "none"
-
-
-@contextlib.contextmanager
-def _decompressed(compression: str, stream: BinaryIO) -> Iterator[BinaryIO]:
-    if compression == "gzip":
-        with gzip.GzipFile(fileobj=stream, mode="rb") as plain:
-            yield plain  # type: ignore[misc]
-    elif compression == "zstd":
-        with zstandard.ZstdDecompressor().stream_reader(stream) as plain:
-            yield io.BufferedReader(plain, _CHUNK)
-    elif compression == "zip":
-        with _seekable(stream) as seekable, zipfile.ZipFile(seekable) as archive:
-            for entry in archive.namelist()[:1]:
-                with archive.open(entry) as plain:
-                    yield plain  # type: ignore[misc]
-    else:
-        yield stream
-
-
-@contextlib.contextmanager
-def _seekable(stream: IO[bytes]) -> Iterator[IO[bytes]]:
-    try:
-        seekable = stream.seekable()
-    except (AttributeError, ValueError):
-        seekable = False
-    if seekable:
-        yield stream
-        return
-    with tempfile.TemporaryFile(prefix="export-scan-") as copy:
-        shutil.copyfileobj(stream, copy, _CHUNK)
-        copy.seek(0)
-        yield copy
 
 
 SCANNED_SUFFIXES = (".csv", ".jsonl", ".json", ".txt", ".yaml", ".yml", ".parquet", ".xlsx",

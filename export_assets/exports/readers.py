@@ -51,7 +51,7 @@ def count_rows(
     """
     what = format if compression == "none" else f"{format}+{compression}"
     try:
-        with _decompressed(compression, stream, what) as plain:
+        with decompressed(compression, stream, what) as plain:
             return _COUNTERS[format](plain, what)
     except ValueError:
         raise
@@ -127,7 +127,9 @@ def _buffered(stream: _Readable) -> BinaryIO:
 
 
 @contextlib.contextmanager
-def _decompressed(compression: Compression, stream: BinaryIO, what: str) -> Iterator[BinaryIO]:
+def decompressed(compression: Compression, stream: BinaryIO, what: str) -> Iterator[BinaryIO]:
+    """The plain bytes of a data file compressed as ``compression`` (``what`` names it in
+    errors: a damaged archive raises ``ValueError`` saying so)."""
     if compression == "none":
         yield stream
     elif compression == "gzip":
@@ -136,7 +138,7 @@ def _decompressed(compression: Compression, stream: BinaryIO, what: str) -> Iter
     elif compression == "zstd":
         yield io.BufferedReader(_ZstdReader(stream, what), _CHUNK)
     elif compression == "zip":
-        with _seekable(stream) as seekable:
+        with seekable_stream(stream) as seekable:
             try:
                 archive = zipfile.ZipFile(seekable)
             except (zipfile.BadZipFile, OSError) as error:
@@ -158,7 +160,7 @@ def _decompressed(compression: Compression, stream: BinaryIO, what: str) -> Iter
 
 
 @contextlib.contextmanager
-def _seekable(stream: IO[bytes]) -> Iterator[IO[bytes]]:
+def seekable_stream(stream: IO[bytes]) -> Iterator[IO[bytes]]:
     """``stream`` itself if it can seek, else a local temporary copy of it."""
     try:
         seekable = stream.seekable()
@@ -334,7 +336,7 @@ def _count_txt(stream: BinaryIO, what: str) -> int:
 
 
 def _count_parquet(stream: BinaryIO, what: str) -> int:
-    with _seekable(stream) as seekable:
+    with seekable_stream(stream) as seekable:
         try:
             parquet = pq.ParquetFile(seekable)
             rows = 0
@@ -350,7 +352,7 @@ def _count_parquet(stream: BinaryIO, what: str) -> int:
 
 
 def _count_xlsx(stream: BinaryIO, what: str) -> int:
-    with _seekable(stream) as seekable:
+    with seekable_stream(stream) as seekable:
         try:
             workbook = load_workbook(seekable, read_only=True, data_only=True)
         except Exception as error:  # openpyxl raises many types for a damaged workbook

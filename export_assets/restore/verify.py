@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import os
 import zipfile
@@ -13,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import zstandard
 
@@ -24,12 +23,14 @@ from export_assets.crypto import (
     export_cipher_for_reading,
     resolve_reference,
 )
+from export_assets.exports.export import Compression
 from export_assets.exports.manifest import (
     MANIFEST_NAME,
     MANIFEST_VERSION,
     PARTITION_FOLDER_PREFIX,
     ExportManifest,
 )
+from export_assets.exports.readers import decompressed
 
 _CHUNK = 1 << 20
 
@@ -51,24 +52,11 @@ class VerifiedExport:
         """The data file, decompressed."""
         compression = self.manifest.compression
         try:
-            with self.data_file.open("rb") as raw:
-                if compression == "none":
-                    yield raw
-                elif compression == "gzip":
-                    with gzip.GzipFile(fileobj=raw, mode="rb") as plain:
-                        yield plain  # type: ignore[misc]
-                elif compression == "zstd":
-                    with zstandard.ZstdDecompressor().stream_reader(raw) as stream:
-                        yield io.BufferedReader(stream, _CHUNK)
-                elif compression == "zip":
-                    with (
-                        zipfile.ZipFile(raw) as archive,
-                        archive.open(archive.namelist()[0]) as plain,
-                    ):
-                        yield plain  # type: ignore[misc]
-                else:
-                    raise RestoreError(f"{self.data_file}: unknown compression {compression!r}")
-        except (gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError,
+            with self.data_file.open("rb") as raw, decompressed(
+                cast(Compression, compression), raw, str(self.data_file)
+            ) as plain:
+                yield plain
+        except (ValueError, gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError,
                 zipfile.BadZipFile) as exc:  # fmt: skip
             raise RestoreError(
                 f"{self.data_file} does not decompress as {compression} ({exc}): the file is "
