@@ -9,7 +9,9 @@ Parquet and xlsx cell by cell.
 
 from __future__ import annotations
 
+import bisect
 import io
+import itertools
 import json
 import os
 import re
@@ -21,7 +23,9 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 from urllib.parse import quote
 
+import ahocorasick
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 from openpyxl import load_workbook
@@ -215,21 +219,40 @@ class LeakScanner:
             for variant in _variants(secret):
                 if len(variant) >= MIN_SECRET_LENGTH:
                     self._original.setdefault(variant, secret)
-        ordered = sorted(self._original, key=len, reverse=True)
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        # Aho-Corasick: one pass over the text whatever the number of secrets (an
+        # alternation regex tries every secret at every position).
+        self._automaton: Any = None
+        if self._original:
+            self._automaton = ahocorasick.Automaton()
+            for variant in self._original:
+                self._automaton.add_word(variant, variant)
+            self._automaton.make_automaton()
 
     def scan_text(self, text: str) -> Iterator[str]:
         """What leaks in ``text``, described with the secret masked."""
-        if self._pattern is not None:
-            for match in self._pattern.finditer(text):
-                yield f"credential {mask_secret(self._original[match.group(0)])}"
-        for match in _URL_USERINFO.finditer(text):
-            user, password = match.group(2), match.group(3)
-            if user == _MASKED_PART and password == _MASKED_PART:
-                continue
-            if user.startswith("${") or password.startswith("${"):
-                continue  # a reference placeholder, not a secret
-            yield f"URL with user:pass@ {match.group(1)}{mask_secret(user)}:***@"
+        for _, what in self._leaks(text):
+            yield what
+
+    def _leaks(self, text: str) -> list[tuple[int, str]]:
+        """Each leak in ``text``: where it starts, and what it is (masked); in text order."""
+        found: list[tuple[int, str]] = []
+        if self._automaton is not None:
+            # Leftmost-longest, not overlapping: one finding per place a secret stands.
+            for end, variant in self._automaton.iter_long(text):
+                secret = self._original[variant]
+                found.append((end - len(variant) + 1, f"credential {mask_secret(secret)}"))
+        if "@" in text:
+            for match in _URL_USERINFO.finditer(text):
+                user, password = match.group(2), match.group(3)
+                if user == _MASKED_PART and password == _MASKED_PART:
+                    continue
+                if user.startswith("${") or password.startswith("${"):
+                    continue  # a reference placeholder, not a secret
+                found.append(
+                    (match.start(), f"URL with user:pass@ {match.group(1)}{mask_secret(user)}:***@")
+                )
+        found.sort(key=lambda leak: leak[0])
+        return found
 
     def scan_stream(self, name: str, stream: BinaryIO) -> list[Finding]:
         """Scan one published file, decoded as its name says (``x.csv.gz``, ``x.parquet``)."""
@@ -257,23 +280,34 @@ class LeakScanner:
             return self.scan_stream(shown or str(path), stream)
 
     def _scan_lines(self, name: str, stream: BinaryIO) -> Iterator[Finding]:
+        # Whole lines, about a chunk at a time: one scan per chunk, line numbers worked out
+        # only for what is found.
         text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
-        for number, line in enumerate(text, start=1):
-            for what in self.scan_text(line):
-                yield Finding(name, str(number), what)
+        first_line = 1
+        while lines := text.readlines(_CHUNK):
+            leaks = self._leaks("".join(lines))
+            if leaks:
+                starts = list(itertools.accumulate((len(line) for line in lines), initial=0))
+                for position, what in leaks:
+                    number = first_line + bisect.bisect_right(starts, position) - 1
+                    yield Finding(name, str(number), what)
+            first_line += len(lines)
         text.detach()
 
     def _scan_parquet(self, name: str, stream: IO[bytes]) -> Iterator[Finding]:
         row = 0
-        for batch in pq.ParquetFile(stream).iter_batches(batch_size=8192):
+        for batch in pq.ParquetFile(stream).iter_batches(batch_size=65536):
             for column_name, column in zip(batch.schema.names, batch.columns, strict=True):
                 if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
                     continue
-                for offset, value in enumerate(column.to_pylist()):
-                    if value is None:
-                        continue
-                    for what in self.scan_text(value):
-                        yield Finding(name, f"row {row + offset + 1} column {column_name}", what)
+                # One value a line (a value's own line breaks made spaces, so the count holds).
+                values = pc.replace_substring_regex(
+                    pc.fill_null(column, ""), pattern="[\r\n]", replacement=" "
+                ).to_pylist()
+                whole = "\n".join(values)
+                for position, what in self._leaks(whole):
+                    offset = whole.count("\n", 0, position)
+                    yield Finding(name, f"row {row + offset + 1} column {column_name}", what)
             row += batch.num_rows
 
     def _scan_xlsx(self, name: str, stream: IO[bytes]) -> Iterator[Finding]:

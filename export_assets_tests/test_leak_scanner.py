@@ -2,10 +2,13 @@
 
 # No "from __future__ import annotations": Dagster reads the test asset's annotations.
 
+import gzip
 import shutil
 import sqlite3
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from dagster import AssetExecutionContext, DagsterInstance, asset, materialize
@@ -60,6 +63,28 @@ def test_text_findings_and_masking() -> None:
     assert not list(scanner.scan_text("see http://***:***@10.0.0.1:80 and ${PROXYWHIRL_CRED_X}"))
     assert "hunter22" not in found[0]
     assert "s3cr3t" not in mask_secret("s3cr3t-pass")
+
+
+def test_findings_name_the_line_and_row_far_into_a_large_file(tmp_path: Path) -> None:
+    secret = "hunter2-Zq9!x"
+    rows = [f"{n},http://10.0.{n % 250}.1:8080,ok" for n in range(1, 200_001)]
+    rows[149_999] += f",{secret}"  # line 150,000: several MiB in, past the first chunks
+    rows[199_999] += f",{secret}"
+    csv_path = tmp_path / "big.csv.gz"
+    csv_path.write_bytes(gzip.compress(("\n".join(rows) + "\n").encode()))
+    parquet_path = tmp_path / "big.parquet"
+    values = [f"note {n}\nsecond line" for n in range(200_000)]
+    values[123_456] = f"leaked {secret}"
+    pq.write_table(pa.table({"id": list(range(200_000)), "note": values}), parquet_path)
+
+    scanner = LeakScanner({secret})
+    found = scanner.scan_path(csv_path) + scanner.scan_path(parquet_path)
+
+    assert [(finding.line, finding.what) for finding in found] == [
+        ("150000", f"credential {mask_secret(secret)}"),
+        ("200000", f"credential {mask_secret(secret)}"),
+        ("row 123457 column note", f"credential {mask_secret(secret)}"),
+    ]
 
 
 @pytest.fixture
