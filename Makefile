@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster
 SAMPLE := data/proxywhirl
 
-.PHONY: install run test test-slow check ui sample clean
+.PHONY: install run test test-slow check ui daemon sample clean e2e e2e-distributed bench bench-large
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -34,11 +34,42 @@ run: install sample
 ui: install sample
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# Schedules and sensors without the UI (the daemon alone, same instance).
+daemon: install sample
+	$(BIN)/dagster-daemon run -w workspace.yaml
+
 test: install
 	$(BIN)/pytest -q -m "not slow"
 
 test-slow: install
 	$(BIN)/pytest -q -m slow
+
+# End to end on the real stack (e2e/, not part of `make test`): dagster dev + GraphQL +
+# headless Chromium; then PostgreSQL, Redis and two Celery workers. Screenshots: build/e2e/.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell test "$$(id -u)" -eq 0 || echo sudo)
+
+$(CHROMIUM):
+	@echo "installing Debian's chromium for make e2e (Playwright drives it; no browser download)"
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+$(VENV)/.installed-distributed: pyproject.toml | $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e '.[dev,distributed]'
+	@touch $@
+
+e2e: install | $(CHROMIUM)
+	$(BIN)/pytest -q e2e/test_ui.py
+
+e2e-distributed: install $(VENV)/.installed-distributed
+	$(BIN)/pytest -q e2e/test_distributed.py
+
+# Benchmarks (bench/README.md): sample days cached in bench/data/, table in bench/results/latest.md.
+bench: install
+	$(BIN)/python bench/run.py --rows 1000000
+
+bench-large: install
+	$(BIN)/python bench/run.py --rows 1000000 10000000
 
 check: install
 	$(BIN)/ruff check .

@@ -28,11 +28,22 @@ def mask_url_credentials_array(values: pa.Array) -> pa.Array:
     The expression runs only on values holding an ``@`` (the pattern needs one): a
     substring search is several times cheaper than the regex on a million plain URLs.
     """
+    if _no_at_sign(values):
+        return values
     holds_at = pc.fill_null(pc.match_substring(values, "@"), False)
     if not pc.any(holds_at).as_py():
         return values
     masked = pc.replace_substring_regex(values.filter(holds_at), _USERINFO, rf"\1{MASK}@")
     return pc.replace_with_mask(values, holds_at, masked)
+
+
+def _no_at_sign(values: pa.Array) -> bool:
+    """True when a string array's data buffer holds no ``@`` at all (a byte scan, far
+    cheaper than a substring search per value); False means: search per value."""
+    if not isinstance(values, pa.Array) or values.type != pa.string():
+        return False
+    data = values.buffers()[2]
+    return data is None or memoryview(data).tobytes().find(b"@") < 0
 
 
 def mask_columns(batch: pa.RecordBatch, names: Collection[str]) -> pa.RecordBatch:

@@ -10,6 +10,19 @@ range; rows of other days in it are filtered out) and, since ProxyWhirl's ids gr
 time, it reads the day's rows in table order with no index lookups and no sort. With
 filters, the range is that of the rows that pass them.
 
+The rows are read into Arrow without a Python object per row: through the ADBC SQLite driver
+(``adbc_driver_sqlite``), on a second read-only connection (``mode=ro``, the snapshot's busy
+timeout) opened while the snapshot's read transaction holds its SHARED lock. In SQLite's
+rollback-journal modes (ProxyWhirl's default ``delete``) no writer can commit while that
+lock is held, so the second connection reads exactly the snapshot's data. In WAL mode
+writers can commit meanwhile, so there the rows come through the snapshot's own
+connection (``sqlite3``, a tuple per row, about twice as slow). The driver types each
+column from the first batch it reads; a batch whose columns are not of the types
+ProxyWhirl writes (text in a latency, a blob, an is_valid other than 0/1), and every batch
+after a value whose type differs from the first batch's, is read again through
+``sqlite3``, so it converts, or fails naming the value, exactly as before, in the same
+batches.
+
 Metrics (``PROXY_METRICS_SCHEMA``), one row per group of the day's checks:
 
 - ``scope`` / ``key``: ``pool`` / ``all`` (every check of the day); ``protocol`` / the
@@ -53,6 +66,7 @@ from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import numpy.typing as npt
@@ -60,7 +74,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from export_assets.source.database import SourceError, SourceSnapshot, rows_to_batch
-from export_assets.source.timestamps import TIMESTAMP_UTC, day_text
+from export_assets.source.timestamps import TIMESTAMP_UTC, TimestampError, day_text, parse_utc_text
 
 _TABLE = "validation_results"
 
@@ -192,9 +206,181 @@ def validation_events(
     """
     if ids is None:
         return
+    if _journal_mode(snapshot) == "wal":  # a second connection could see later commits
+        yield from _events_by_rows(snapshot, day, ids, filters)
+        return
+    where, parameters = filters.sql()
+    sql = (
+        f"SELECT {_ARROW_EVENT_COLUMNS} FROM {_TABLE}"
+        f" WHERE id >= ? AND id <= ? AND {_DAY}{where} ORDER BY id"
+    )
+    done = ids[0] - 1  # the last id handed on
+    with _arrow_connection(snapshot) as connection:
+        parameters = [*ids, *_day_bounds(day), *parameters]
+        try:
+            for raw in _arrow_batches(snapshot, connection, sql, parameters):
+                if raw.num_rows == 0:
+                    continue
+                last = raw.column(0)[-1].as_py()
+                if _as_proxywhirl_writes(raw):
+                    yield _typed_events(raw)
+                else:
+                    # Values ProxyWhirl does not write: the row reader converts them or names them.
+                    yield from _events_by_rows(snapshot, day, (done + 1, last), filters)
+                done = last
+        except _TypeChanged:
+            # A later batch holds a value of another type than the first: the rest by rows,
+            # from a batch boundary, so the batches stay those of the row reader.
+            yield from _events_by_rows(snapshot, day, (done + 1, ids[1]), filters)
+
+
+def _events_by_rows(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int], filters: ValidationFilters
+) -> Iterator[pa.RecordBatch]:
+    """The events through the snapshot's own connection, a tuple per row."""
     cursor = snapshot.execute(*validation_events_query(day, ids, filters))
     while batch := _next_batch(cursor, snapshot.batch_rows, VALIDATION_EVENTS_SCHEMA):
         yield batch
+
+
+# ProxyWhirl's columns as they are, the nullable ones as a value and an IS NULL flag: the
+# driver takes each column's type from the first batch, so a column that starts with a
+# batch of NULLs (a morning without errors) would otherwise be typed as integers.
+_ARROW_EVENT_COLUMNS = (
+    "id, proxy_url, validated_at, is_valid,"
+    " ifnull(response_time_ms, 0.0), response_time_ms IS NULL,"
+    " ifnull(error_type, ''), error_type IS NULL,"
+    " ifnull(error_message, ''), error_message IS NULL"
+)
+_ARROW_EVENT_TYPES = [
+    pa.int64(), pa.string(), pa.string(), pa.int64(),
+    pa.float64(), pa.int64(), pa.string(), pa.int64(), pa.string(), pa.int64(),
+]  # fmt: skip
+
+
+class _TypeChanged(Exception):
+    """The driver met a value whose type differs from its first batch's in that column."""
+
+
+def _as_proxywhirl_writes(raw: pa.RecordBatch) -> bool:
+    """Whether every column has the type ProxyWhirl writes and is_valid is 0 or 1.
+
+    Anything else (text latencies, blobs, a NULL column) goes to the row reader, which
+    converts what it can and names what it cannot, as it always has.
+    """
+    if raw.schema.types != _ARROW_EVENT_TYPES:
+        return False
+    low, high = pc.min_max(raw.column(3)).values()
+    return bool(raw.column(3).null_count == 0 and low.as_py() >= 0 and high.as_py() <= 1)
+
+
+def _journal_mode(snapshot: SourceSnapshot) -> str:
+    row = snapshot.execute("PRAGMA journal_mode").fetchone()
+    return str(row[0]).lower() if row else ""
+
+
+@contextlib.contextmanager
+def _arrow_connection(snapshot: SourceSnapshot) -> Iterator[Any]:
+    """A second read-only connection to the snapshot's database, for ADBC's Arrow reader."""
+    import adbc_driver_sqlite.dbapi as adbc_sqlite  # heavy: only when events are read
+
+    row = snapshot.execute("PRAGMA busy_timeout").fetchone()
+    timeout_ms = int(row[0]) if row else 0
+    uri = f"file:{quote(str(snapshot.path.resolve()))}?mode=ro"
+    try:
+        connection = adbc_sqlite.connect(uri, autocommit=True)
+    except Exception as exc:  # the driver's errors derive from several bases
+        raise SourceError(
+            f"cannot open ProxyWhirl database {snapshot.path} read-only: {exc}"
+        ) from exc
+    try:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {timeout_ms:d}")
+        finally:
+            cursor.close()
+        yield connection
+    finally:
+        connection.close()
+
+
+def _arrow_batches(
+    snapshot: SourceSnapshot, connection: Any, sql: str, parameters: Sequence[Any]
+) -> Iterator[pa.RecordBatch]:
+    """Batches of ``snapshot.batch_rows`` rows of ``sql``; driver errors as SourceErrors."""
+    cursor = connection.cursor()
+    try:
+        # Batches of batch_rows, as the row reader makes: a Parquet file's row groups.
+        cursor.adbc_statement.set_options(
+            **{"adbc.sqlite.query.batch_rows": str(snapshot.batch_rows)}
+        )
+        cursor.execute(sql, parameters)
+        reader = cursor.fetch_record_batch()
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            yield batch
+    except (OSError, pa.ArrowException) as exc:
+        if "Type mismatch" in str(exc):
+            raise _TypeChanged(str(exc)) from exc
+        raise _read_error(snapshot, exc) from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("adbc_driver"):
+            if "Type mismatch" in str(exc):
+                raise _TypeChanged(str(exc)) from exc
+            raise _read_error(snapshot, exc) from exc
+        raise
+    finally:
+        cursor.close()
+
+
+def _read_error(snapshot: SourceSnapshot, exc: BaseException) -> SourceError:
+    if "locked" in str(exc) or "busy" in str(exc):
+        return SourceError(
+            f"ProxyWhirl database {snapshot.path} stayed locked by a writer past the busy "
+            f"timeout ({exc}); retry, or raise busy_timeout_ms"
+        )
+    return SourceError(f"reading ProxyWhirl database {snapshot.path} failed: {exc}")
+
+
+def _typed_events(raw: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch of ``_ARROW_EVENT_COLUMNS`` that passed ``_as_proxywhirl_writes``, as
+    VALIDATION_EVENTS_SCHEMA."""
+    columns = raw.columns
+    try:
+        # ProxyWhirl's own form (naive UTC, no suffix) casts directly; any other form fails
+        # the cast and takes parse_utc_text's regex path, so the result is the same.
+        validated_at = pc.cast(columns[2], pa.timestamp("us")).cast(TIMESTAMP_UTC)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        try:
+            validated_at = parse_utc_text(columns[2], f"{_TABLE}.validated_at")
+        except TimestampError as exc:
+            raise SourceError(str(exc)) from exc
+    arrays = [
+        columns[0],
+        columns[1],
+        validated_at,
+        columns[3].cast(pa.bool_()),
+        _with_nulls(columns[4], columns[5]),
+        _with_nulls(columns[6], columns[7]),
+        _with_nulls(columns[8], columns[9]),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=VALIDATION_EVENTS_SCHEMA)
+
+
+def _with_nulls(values: pa.Array, is_null: pa.Array) -> pa.Array:
+    """``values`` with nulls where ``is_null`` (0/1) is 1, sharing the values' buffers."""
+    nulls = pc.cast(is_null, pa.bool_())
+    if not pc.any(nulls).as_py():
+        return values
+    valid = pc.invert(nulls)
+    if values.offset or valid.offset:
+        return pc.if_else(nulls, pa.scalar(None, values.type), values)
+    return pa.Array.from_buffers(
+        values.type, len(values), [valid.buffers()[1], *values.buffers()[1:]]
+    )
 
 
 def read_ahead(
