@@ -11,7 +11,6 @@ files the exporter did not list stay, and so does a folder without a manifest.
 # No "from __future__ import annotations": Dagster reads the op's config and resource annotations.
 
 import contextlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +28,7 @@ from export_assets.exports.manifest import (
 )
 from export_assets.exports.store import ExportStore
 from export_assets.retries import export_retry_policy
+from export_assets.settings import env_number
 
 DEFAULT_KEEP_DAYS = 30
 
@@ -183,16 +183,9 @@ def _remove_if_empty(destination: LocalDestination, partition: PublishedPartitio
 
 def default_keep_days() -> int:
     """``EXPORT_RETENTION_DAYS``, or 30."""
-    text = os.environ.get("EXPORT_RETENTION_DAYS", "").strip()
-    if not text:
-        return DEFAULT_KEEP_DAYS
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"EXPORT_RETENTION_DAYS={text!r} is not a whole number of days") from None
-    if value < 0:
-        raise ValueError(f"EXPORT_RETENTION_DAYS={text!r} is negative: keep 0 days or more")
-    return value
+    return env_number(
+        "EXPORT_RETENTION_DAYS", DEFAULT_KEEP_DAYS, int, what="a whole number of days"
+    )
 
 
 class RetentionConfig(Config):

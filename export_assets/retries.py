@@ -10,17 +10,15 @@ retries them); everything else (a missing table, a bad key, a wrong option) beco
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 from botocore.exceptions import ClientError, EndpointConnectionError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from dagster import Backoff, Failure, Jitter, RetryPolicy
 
-_Number = TypeVar("_Number", int, float)
+from export_assets.settings import env_number
 
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_DELAY_SECONDS = 10.0
@@ -42,24 +40,11 @@ def export_retry_policy() -> RetryPolicy:
     read when the code location loads, as the policy is part of the asset's definition.
     """
     return RetryPolicy(
-        max_retries=_env_number("EXPORT_MAX_RETRIES", DEFAULT_MAX_RETRIES, int),
-        delay=_env_number("EXPORT_RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECONDS, float),
+        max_retries=env_number("EXPORT_MAX_RETRIES", DEFAULT_MAX_RETRIES, int),
+        delay=env_number("EXPORT_RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECONDS, float),
         backoff=Backoff.EXPONENTIAL,
         jitter=Jitter.PLUS_MINUS,
     )
-
-
-def _env_number(name: str, default: _Number, kind: type[_Number]) -> _Number:
-    text = os.environ.get(name, "").strip()
-    if not text:
-        return default
-    try:
-        value = kind(text)
-    except ValueError:
-        raise ValueError(f"{name}={text!r} is not a number: write e.g. {default}") from None
-    if value < 0:
-        raise ValueError(f"{name}={text!r} is negative: write 0 or more")
-    return value
 
 
 def is_transient(error: BaseException) -> bool:
