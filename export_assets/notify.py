@@ -3,28 +3,51 @@
 A channel that is not configured is skipped; a channel that cannot reach its server logs a
 warning and never fails what called it. Secrets (the SMTP password, the webhook key) come
 from ``EnvVar``s and never appear in a message, a log line or an error.
+
+Every network call has a whole-call deadline of ``timeout_seconds``. Python's own socket
+timeouts (urllib, http.client, smtplib, and urllib3's ``Timeout(total=...)`` too) bound each
+socket operation, so a server that drips a byte per operation holds a call for ever. Here each
+channel runs in its own thread, with a budget that every socket operation of the call (connect,
+TLS handshake, each send and receive) takes its timeout from: whatever the server does, the
+call ends at its deadline, both channels run at once, and no thread or socket outlives ``send``.
+The one step no socket timeout reaches is a DNS lookup: ``send`` stops waiting for it at the
+deadline, and the thread, left to end on its own, can send nothing after it.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import functools
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import smtplib
+import socket
 import ssl
-import urllib.error
-import urllib.request
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import unquote, urlsplit
 
 from dagster import ConfigurableResource, EnvVar, get_dagster_logger
 from pydantic import Field
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
 SIGNATURE_HEADER = "X-Export-Signature"
 DEFAULT_WEBSERVER_URL = "http://127.0.0.1:3000"
+# A webhook receiver's answer is not used: read a little of it, never an unbounded stream.
+MAX_WEBHOOK_ANSWER_BYTES = 64 * 1024
+# How long past its deadline `send` waits for a channel's thread to wind up (closing sockets).
+DEADLINE_GRACE_SECONDS = 0.5
 
 
 def sign(body: bytes, key: str) -> str:
@@ -39,6 +62,160 @@ class Notification:
     subject: str
     text: str
     payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _DeadlineExceeded(TimeoutError):
+    """A network call ran out of its whole-call time budget."""
+
+
+class _Deadline:
+    """The time budget of one network call, and the step it is at (for the warning)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self.step = "starting"
+        self.expired = False
+
+    def remaining(self) -> float:
+        """Seconds left; raises ``_DeadlineExceeded`` (and remembers it) once none are."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            self.expired = True
+            raise _DeadlineExceeded(f"no time left of the {self.seconds:g} s deadline")
+        return left
+
+
+_T = TypeVar("_T")
+
+# The deadline of the call running in this thread: the sockets read it before every operation
+# (the TLS socket that ssl creates for STARTTLS/HTTPS cannot be handed it any other way).
+_CALL_DEADLINE: ContextVar[_Deadline | None] = ContextVar("notify_call_deadline", default=None)
+
+
+def _bounded(sock: socket.socket, operation: Callable[[], _T]) -> _T:
+    """Run one socket operation with the time left of this thread's call as its timeout."""
+    deadline = _CALL_DEADLINE.get()
+    if deadline is None:
+        return operation()
+    sock.settimeout(deadline.remaining())
+    try:
+        return operation()
+    except TimeoutError:
+        deadline.expired = True  # the timeout was the time left: the deadline has passed
+        raise
+
+
+def _step(step: str) -> None:
+    deadline = _CALL_DEADLINE.get()
+    if deadline is not None:
+        deadline.step = step
+
+
+class _DeadlineSocket(socket.socket):
+    """A TCP socket whose every send and receive ends by its call's deadline."""
+
+    def recv(self, bufsize: int, flags: int = 0, /) -> bytes:
+        return _bounded(self, lambda: super(_DeadlineSocket, self).recv(bufsize, flags))
+
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
+        return _bounded(self, lambda: super(_DeadlineSocket, self).recv_into(buffer, nbytes, flags))
+
+    def send(self, data: ReadableBuffer, flags: int = 0, /) -> int:
+        return _bounded(self, lambda: super(_DeadlineSocket, self).send(data, flags))
+
+    def sendall(self, data: ReadableBuffer, flags: int = 0, /) -> None:
+        _bounded(self, lambda: super(_DeadlineSocket, self).sendall(data, flags))
+
+
+class _DeadlineSSLSocket(ssl.SSLSocket):
+    """The TLS socket (STARTTLS, HTTPS) with the same bound, handshake included."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        _bounded(self, lambda: super(_DeadlineSSLSocket, self).do_handshake(block))
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        return _bounded(self, lambda: super(_DeadlineSSLSocket, self).recv(buflen, flags))
+
+    def recv_into(self, buffer: WriteableBuffer, nbytes: int | None = None, flags: int = 0) -> int:
+        return _bounded(
+            self, lambda: super(_DeadlineSSLSocket, self).recv_into(buffer, nbytes, flags)
+        )
+
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
+        return _bounded(self, lambda: super(_DeadlineSSLSocket, self).send(data, flags))
+
+
+def _tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.sslsocket_class = _DeadlineSSLSocket
+    return context
+
+
+def _connect(host: str, port: int) -> _DeadlineSocket:
+    """A connected TCP socket to ``host:port``, every address tried within the one deadline."""
+    _step(f"connecting to {host}:{port}")
+    # getaddrinfo takes no timeout: a DNS lookup that hangs is bounded by `send`, which stops
+    # waiting at the deadline; nothing is sent after it (every operation checks the budget).
+    addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"{host}:{port} has no address")
+    for family, kind, proto, _, address in addresses:
+        sock = _DeadlineSocket(family, kind, proto)
+        try:
+            _bounded(sock, functools.partial(sock.connect, address))
+        except OSError as exc:
+            sock.close()
+            error = exc
+            if isinstance(exc, TimeoutError):
+                break
+            continue
+        return sock
+    raise error
+
+
+class _DeadlineSMTP(smtplib.SMTP):
+    """smtplib's client on a deadline socket (``_get_socket`` is smtplib's hook for this)."""
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = _connect(host, port)
+        _step("waiting for the server's greeting")
+        return sock
+
+
+class _DeadlineHTTPConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        self.sock = _connect(self.host, self.port)
+
+
+class _DeadlineHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int | None) -> None:
+        self._tls = _tls_context()
+        super().__init__(host, port, context=self._tls)
+
+    def connect(self) -> None:
+        sock = _connect(self.host, self.port)
+        _step("TLS handshake")
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+
+
+@dataclass
+class _Attempt:
+    """One channel's delivery, run in its own thread under its own deadline."""
+
+    channel: str
+    target: str
+    check: str
+    deadline: _Deadline
+    deliver: Callable[[], None]
+    error: BaseException | None = None
+    thread: threading.Thread | None = None
+
+    def run(self) -> None:
+        _CALL_DEADLINE.set(self.deadline)  # a new thread starts with an empty context
+        try:
+            self.deliver()
+        except Exception as exc:  # reported by `send`, in the caller's thread
+            self.error = exc
 
 
 class Notifier(ConfigurableResource):  # type: ignore[type-arg]
@@ -65,37 +242,84 @@ class Notifier(ConfigurableResource):  # type: ignore[type-arg]
     success_digest: bool = Field(
         default=False, description="Also send one digest per successful scheduled run."
     )
-    timeout_seconds: float = Field(default=10.0, description="Network timeout of each send.")
+    timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Whole-call deadline of each channel's send (connect, TLS, login, send, "
+        "answer); the channels are sent at once, so `send` returns within about this time.",
+    )
 
     def run_url(self, run_id: str) -> str:
         """The run's page in the Dagster UI."""
         return f"{self.webserver_url.rstrip('/')}/runs/{run_id}"
 
     def send(self, notification: Notification, log: Any = None) -> list[str]:
-        """Send on every configured channel; the channels that delivered ("email", "webhook")."""
+        """Send on every configured channel; the channels that delivered ("email", "webhook").
+
+        The channels run at once, each abandoned at its ``timeout_seconds`` deadline with a
+        warning; ``send`` itself never raises for a channel's failure.
+        """
         logger = log or get_dagster_logger()
-        delivered: list[str] = []
+        attempts: list[_Attempt] = []
         if self.smtp_host and self.email_to:
-            try:
-                self._send_email(notification)
-                delivered.append("email")
-            except (OSError, smtplib.SMTPException) as exc:
-                logger.warning(
-                    f"notification email to {self.smtp_host}:{self.smtp_port} failed "
-                    f"({type(exc).__name__}: {_safe(exc, self._secrets())}); the export is "
-                    "not affected"
+            attempts.append(
+                _Attempt(
+                    "email",
+                    f"to {self.smtp_host}:{self.smtp_port}",
+                    "check EXPORT_SMTP_HOST/EXPORT_SMTP_PORT and that the SMTP server answers",
+                    _Deadline(self.timeout_seconds),
+                    lambda: self._send_email(notification),
                 )
+            )
         if self.webhook_url:
-            try:
-                self._post_webhook(notification)
-                delivered.append("webhook")
-            except (OSError, ValueError) as exc:
+            attempts.append(
+                _Attempt(
+                    "webhook",
+                    _public_url(self.webhook_url),
+                    "check EXPORT_WEBHOOK_URL and that the receiver answers",
+                    _Deadline(self.timeout_seconds),
+                    lambda: self._post_webhook(notification),
+                )
+            )
+        for attempt in attempts:
+            attempt.thread = threading.Thread(
+                target=attempt.run, name=f"notify-{attempt.channel}", daemon=True
+            )
+            attempt.thread.start()
+        delivered: list[str] = []
+        for attempt in attempts:
+            assert attempt.thread is not None
+            attempt.thread.join(
+                max(0.0, attempt.deadline.at + DEADLINE_GRACE_SECONDS - time.monotonic())
+            )
+            failure = self._failure(attempt)
+            if failure is None:
+                delivered.append(attempt.channel)
+            else:
                 logger.warning(
-                    f"notification webhook {_without_userinfo(self.webhook_url)} failed "
-                    f"({type(exc).__name__}: {_safe(exc, self._secrets())}); the export is "
-                    "not affected"
+                    f"notification {attempt.channel} {attempt.target} failed ({failure}); "
+                    f"{attempt.check}; the export is not affected"
                 )
         return delivered
+
+    def _failure(self, attempt: _Attempt) -> str | None:
+        """Why ``attempt`` did not deliver, for the warning; None when it delivered."""
+        deadline = attempt.deadline
+        if attempt.thread is not None and attempt.thread.is_alive():
+            # Only a step no socket timeout reaches (a DNS lookup) can outlive the deadline:
+            # the thread is left to end on its own and can send nothing any more.
+            return (
+                f"still {deadline.step} at its {deadline.seconds:g} s deadline "
+                "(timeout_seconds), abandoned; is name resolution slow?"
+            )
+        if attempt.error is None:
+            return None
+        if deadline.expired:
+            return (
+                f"no complete exchange within its {deadline.seconds:g} s deadline "
+                f"(timeout_seconds): abandoned while {deadline.step}"
+            )
+        return f"{type(attempt.error).__name__}: {_safe(attempt.error, self._secrets())}"
 
     def _secrets(self) -> list[str]:
         return [s for s in (self.smtp_password, self.webhook_secret) if s]
@@ -106,18 +330,33 @@ class Notifier(ConfigurableResource):  # type: ignore[type-arg]
         message["From"] = self.email_from
         message["To"] = ", ".join(self.email_to)
         message.set_content(notification.text)
-        host = self.smtp_host or ""
-        with smtplib.SMTP(host, self.smtp_port, timeout=self.timeout_seconds) as smtp:
+        # Connects and reads the greeting; given the host here, smtplib also keeps it as the
+        # name STARTTLS verifies the certificate against.
+        smtp = _DeadlineSMTP(self.smtp_host or "", self.smtp_port, timeout=self.timeout_seconds)
+        try:
+            _step("waiting for the answer to EHLO")
+            smtp.ehlo()
             if self.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context())
+                _step("STARTTLS")
+                smtp.starttls(context=_tls_context())
+                _step("waiting for the answer to EHLO after STARTTLS")
+                smtp.ehlo()
             if self.smtp_user:
+                _step("logging in")
                 smtp.login(self.smtp_user, self.smtp_password or "")
+            _step("sending the message")
             smtp.send_message(message)
+            _step("closing the session")
+            # The server has accepted the message: a lost QUIT changes nothing.
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                smtp.quit()
+        finally:
+            smtp.close()
 
     def _post_webhook(self, notification: Notification) -> None:
-        url = self.webhook_url or ""
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("the webhook URL must start with http:// or https://")
+        url = urlsplit(self.webhook_url or "")
+        if url.scheme not in {"http", "https"} or not url.hostname:
+            raise ValueError("the webhook URL must start with http:// or https:// and name a host")
         body = json.dumps(
             {"subject": notification.subject, "text": notification.text, **notification.payload},
             sort_keys=True,
@@ -125,9 +364,31 @@ class Notifier(ConfigurableResource):  # type: ignore[type-arg]
         headers = {"Content-Type": "application/json", "User-Agent": "export-assets"}
         if self.webhook_secret:
             headers[SIGNATURE_HEADER] = sign(body, self.webhook_secret)
-        request = urllib.request.Request(url, data=body, method="POST", headers=headers)  # noqa: S310
-        with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:  # noqa: S310
-            response.read()
+        if url.username is not None:  # https://user:token@host/...: HTTP basic authentication
+            login = f"{unquote(url.username)}:{unquote(url.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(login.encode()).decode()
+        connection: http.client.HTTPConnection = (
+            _DeadlineHTTPSConnection(url.hostname, url.port)
+            if url.scheme == "https"
+            else _DeadlineHTTPConnection(url.hostname, url.port)
+        )
+        try:
+            connection.request(
+                "POST", (url.path or "/") + (f"?{url.query}" if url.query else ""), body, headers
+            )
+            _step("waiting for the answer")
+            response = connection.getresponse()
+            _step("reading the answer")
+            try:
+                response.read(MAX_WEBHOOK_ANSWER_BYTES)
+            finally:
+                response.close()
+        finally:
+            connection.close()
+        if not 200 <= response.status < 300:
+            raise http.client.HTTPException(
+                f"the receiver answered HTTP {response.status} {response.reason}"
+            )
 
 
 def failure_notification(
@@ -201,11 +462,13 @@ def _safe(error: BaseException, secrets: Sequence[str]) -> str:
     return text
 
 
-def _without_userinfo(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    host, slash, path = rest.partition("/")
-    return f"{scheme}://{host.rpartition('@')[2]}{slash}{path}"
-
+def _public_url(url: str) -> str:
+    """``url`` fit for a log line: no ``user:password@``, query or fragment (they may be keys)."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return "(not a URL)"
+    hidden = "?..." if parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}{hidden}"
 
 
 def notifier_from_environment() -> Notifier:

@@ -7,6 +7,7 @@ import hmac
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -56,8 +57,8 @@ class _Mailbox:
         return AuthResult(success=login == (SMTP_USER, SMTP_PASSWORD))
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[int, _Mailbox]]:
+@contextmanager
+def running_smtp_server() -> Iterator[tuple[int, _Mailbox]]:
     """A real SMTP server (aiosmtpd) on 127.0.0.1 that requires a login."""
     mailbox = _Mailbox()
     port = free_port()
@@ -72,13 +73,20 @@ def smtp_server() -> Iterator[tuple[int, _Mailbox]]:
         controller.stop()
 
 
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[int, _Mailbox]]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 that requires a login."""
+    with running_smtp_server() as server:
+        yield server
+
+
 @dataclass
 class _Received:
     posts: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
 
 
-@pytest.fixture
-def webhook_server() -> Iterator[tuple[str, _Received]]:
+@contextmanager
+def running_webhook_server() -> Iterator[tuple[str, _Received]]:
     """A real HTTP server on 127.0.0.1 that records every POST."""
     received = _Received()
 
@@ -101,6 +109,13 @@ def webhook_server() -> Iterator[tuple[str, _Received]]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture
+def webhook_server() -> Iterator[tuple[str, _Received]]:
+    """A real HTTP server on 127.0.0.1 that records every POST."""
+    with running_webhook_server() as server:
+        yield server
 
 
 def notifier(smtp_port: int, webhook_url: str) -> Notifier:
