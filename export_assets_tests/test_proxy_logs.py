@@ -255,7 +255,11 @@ def test_malformed_and_partial_lines_are_counted_in_manifest_and_metadata(
     assert files[ROTATED_GZ]["earliest"] == "2026-10-31T12:00:00.000000Z"
     assert facts["totals"] == {
         "files": 3, "lines": 16, "records_in_day": 10, "malformed": 2, "partial": 1,
-        "unreadable_files": 0,
+        "unreadable_files": 0, "refused_files": 0,
+    }  # fmt: skip
+    assert facts["refused_files"] == []
+    assert facts["limits"] == {
+        "max_decompressed_bytes": 1 << 30, "max_compression_ratio": 500.0,
     }  # fmt: skip
 
     event = shared_instance.get_latest_materialization_event(proxy_logs.key)

@@ -10,6 +10,16 @@ Malformed lines and a partial last line are never fatal and never silently dropp
 are counted per file in the manifest's source facts and the materialization metadata, and
 each file holding malformed lines gets a warning in the run's log (line numbers, never the
 line's content).
+
+Anyone who can write to the log folder is not trusted with more than its log files. Names
+that look like log files but are symbolic links (never followed), FIFOs, sockets, devices or
+directories (never opened), files gone between the listing and the opening (rotated), and
+compressed files that inflate past ``max_decompressed_bytes`` or ``max_compression_ratio``
+(bombs; reading stops as soon as a limit is passed) are *refused*: never fatal for the other
+files, named with why and what to do in the manifest's ``source.refused_files``, in the
+``refused_log_files`` metadata and in a WARNING each. A refused bomb is left out whole, the
+records read before the limit included: a bomb can carry forged records as well as real
+ones. A genuine file refused for its size or ratio is exported by raising that limit.
 """
 # No "from __future__ import annotations": Dagster reads the config and resource annotations.
 
@@ -32,9 +42,12 @@ from export_assets.exports.export import Format, closed_on_error
 from export_assets.partitions import partition_day
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.logs import (
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_MAX_DECOMPRESSED_BYTES,
     LEVELS,
     LOG_SCHEMA,
     LogDay,
+    LogLimits,
     LogSelection,
     day_bounds_us,
     iso_us,
@@ -106,6 +119,28 @@ class ProxyLogsConfig(ExportConfig):
         description=(
             "Export only records whose message contains this text (case-sensitive; matched "
             "against the message as exported, credentials masked)."
+        ),
+    )
+
+    max_decompressed_bytes: int = Field(
+        default=DEFAULT_MAX_DECOMPRESSED_BYTES,
+        ge=1,
+        description=(
+            "A compressed log file (.gz, .bz2, .xz, .zip, .tar.*) inflating to more than this "
+            "many bytes (default 1 GiB, 1073741824) is refused whole: reading stops at the "
+            "limit, the file is named in the manifest and metadata, the other files are "
+            "exported. Raise it to export a genuine log that large."
+        ),
+    )
+    max_compression_ratio: float = Field(
+        default=DEFAULT_MAX_COMPRESSION_RATIO,
+        gt=1,
+        description=(
+            "A compressed log file inflating to more than this many times the compressed "
+            "bytes used (checked as it is read, from 64 KiB inflated on) is refused whole as a "
+            "decompression bomb. Default 500: loguru JSON logs compress 10-20x, a flood of one "
+            "message up to ~380x (xz); a gzip or zip bomb inflates ~1000x. Raise it to export "
+            "a genuine log refused for its ratio."
         ),
     )
 
@@ -189,7 +224,9 @@ def _moment_us(day: date, value: str, setting: str) -> int:
     description=(
         "ProxyWhirl's log records of the partition's UTC day from every log file (live, "
         "rotated, compressed), flattened and in time order, credentials in URLs masked. "
-        "Malformed and partial lines are counted per file in the manifest and metadata."
+        "Malformed and partial lines are counted per file in the manifest and metadata; "
+        "symlinks, non-regular files and decompression bombs in the log folder are refused "
+        "and named there."
     ),
 )
 def proxy_logs(
@@ -203,7 +240,11 @@ def proxy_logs(
         min_level_no=None if config.min_level is None else LEVELS[config.min_level.value],
         components=None if config.components is None else tuple(config.components),
     )
-    logs = open_log_day(Path(proxywhirl.log_dir), day)
+    limits = LogLimits(
+        max_decompressed_bytes=config.max_decompressed_bytes,
+        max_compression_ratio=config.max_compression_ratio,
+    )
+    logs = open_log_day(Path(proxywhirl.log_dir), day, limits)
     with closed_on_error(logs.close):
         source = logs.facts()
         source["selection"] = {
@@ -242,6 +283,10 @@ def _report(context: AssetExecutionContext, logs: LogDay, source: dict[str, Any]
             context.log.warning(f"{scan.name}: read only in part, {scan.error}")
     for entry in logs.ignored:
         context.log.info(f"{entry['name']}: not read, {entry['why']}")
+    for refused in logs.refused:
+        context.log.warning(
+            f"{refused.name} in {logs.log_dir}: refused, {refused.why}; {refused.fix}"
+        )
     context.add_output_metadata(
         {
             "log_dir": MetadataValue.path(str(logs.log_dir)),
@@ -259,6 +304,8 @@ def _report(context: AssetExecutionContext, logs: LogDay, source: dict[str, Any]
             "malformed_lines": MetadataValue.int(totals["malformed"]),
             "partial_lines": MetadataValue.int(totals["partial"]),
             "unreadable_log_files": MetadataValue.int(totals["unreadable_files"]),
+            "refused_log_files": MetadataValue.json(source["refused_files"]),
+            "refused_log_file_count": MetadataValue.int(totals["refused_files"]),
         }
     )
 
