@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
-import zipfile
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
@@ -25,10 +21,9 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ERROR_CODES
 from openpyxl.styles import Font
-from openpyxl.writer.excel import ExcelWriter
 
 from export_assets.exports import spreadsheet
-from export_assets.exports.codecs import WriteStream, zip_entry
+from export_assets.exports.codecs import WriteStream
 from export_assets.exports.export import ExportOptions, Format
 
 EXTENSIONS: dict[Format, str] = {
@@ -52,9 +47,6 @@ XLSX_MAX_DATA_ROWS = 1_048_575
 XLSX_SHEET_TITLE = "data"
 XLSX_TIMESTAMP_FORMAT = "yyyy-mm-dd hh:mm:ss"
 XLSX_DATE_FORMAT = "yyyy-mm-dd"
-# Reproducible xlsx: the workbook's created/modified properties carry this moment instead
-# of the time of the run (and its zip entries codecs.ZIP_FIXED_DATE_TIME).
-XLSX_FIXED_TIME = datetime(1980, 1, 1)
 
 # Text columns are JSON-encoded by Arrow when no value needs escaping; slices of a batch
 # are kept under this many bytes so the encoded text stays far below Arrow's 2 GiB limit
@@ -371,37 +363,6 @@ class ParquetFileWriter:
 # --- xlsx -----------------------------------------------------------------------------
 
 
-class _ReproducibleZipFile(zipfile.ZipFile):
-    """A ZipFile whose entries all carry a fixed date, not the time of writing.
-
-    openpyxl adds parts by name (``writestr``) and worksheets from its temporary files
-    (``write``); both would otherwise stamp the current time into the archive.
-    """
-
-    def writestr(  # type: ignore[override]
-        self,
-        zinfo_or_arcname: str | zipfile.ZipInfo,
-        data: bytes | str,
-        compress_type: int | None = None,
-        compresslevel: int | None = None,
-    ) -> None:
-        if not isinstance(zinfo_or_arcname, zipfile.ZipInfo):
-            zinfo_or_arcname = zip_entry(zinfo_or_arcname, self.compression)
-        super().writestr(zinfo_or_arcname, data, compress_type, compresslevel)
-
-    def write(  # type: ignore[override]
-        self,
-        filename: str,
-        arcname: str | None = None,
-        compress_type: int | None = None,
-        compresslevel: int | None = None,
-    ) -> None:
-        entry = zip_entry(arcname or filename, self.compression)
-        entry.file_size = os.path.getsize(filename)  # lets zipfile choose zip64 as write() does
-        with open(filename, "rb") as source, self.open(entry, "w") as target:
-            shutil.copyfileobj(source, target, _COPY_CHUNK)
-
-
 def _xlsx_cell_values(column: pa.Array, neutralize: bool) -> list[Any]:
     """Python values openpyxl writes as typed cells (text, number, boolean, datetime)."""
     kind = column.type
@@ -426,7 +387,7 @@ class XlsxWriter:
 
     Cells: numbers as numbers, booleans as booleans, timestamps as naive UTC datetimes
     (Excel has no time zones; the header says ``(UTC)``; Excel keeps milliseconds), text
-    with the control characters Excel rejects removed, line ends as LF, formulas
+    with the control characters Excel rejects removed, line ends kept (CR as &#13;), formulas
     neutralised unless turned off (text is always a text cell, never a formula), at most
     32,767 characters (Excel's limit; openpyxl truncates). NaN and infinities are empty.
 
@@ -446,8 +407,6 @@ class XlsxWriter:
         self._schema = schema
         self._neutralize = neutralize_formulas
         self._workbook = Workbook(write_only=True)
-        self._workbook.properties.created = XLSX_FIXED_TIME
-        self._workbook.properties.modified = XLSX_FIXED_TIME
         self._timestamps = {i for i, f in enumerate(schema) if pa.types.is_timestamp(f.type)}
         self._dates = {i for i, f in enumerate(schema) if pa.types.is_date(f.type)}
         self._texts = {i for i, f in enumerate(schema) if spreadsheet.is_text(f.type)}
@@ -510,11 +469,5 @@ class XlsxWriter:
         return cell
 
     def close(self) -> None:
-        # The archive goes to a local temporary file first: on a file that can seek, zip
-        # puts each part's sizes in its header (no data descriptors), the layout Excel
-        # itself writes; then it is copied into the sink.
-        with tempfile.TemporaryFile(prefix="export-xlsx-") as spool:
-            archive = _ReproducibleZipFile(spool, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
-            ExcelWriter(self._workbook, archive).save()
-            spool.seek(0)
-            shutil.copyfileobj(spool, self._sink, _COPY_CHUNK)
+        # Dated 1980-01-01 (properties and zip entries): the same rows give the same bytes.
+        spreadsheet.save_reproducible_xlsx(self._workbook, self._sink)

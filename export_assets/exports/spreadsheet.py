@@ -1,4 +1,5 @@
-"""Spreadsheet safety: formula-injection neutralisation and text Excel can store.
+"""Spreadsheet safety and reproducibility: formula-injection neutralisation, text Excel can
+store exactly, and xlsx files whose bytes depend on their content only.
 
 Spreadsheet programs run a cell that starts with ``=``, ``+``, ``-`` or ``@`` as a formula
 (and tab or carriage return can hide such a start), so an exported error message like
@@ -8,14 +9,30 @@ quote ``'``, which spreadsheets show instead of evaluating. Only string columns 
 numbers (``-2``) stay numbers. ``neutralize_formulas=False`` turns this off per export; the
 text is then written verbatim (xlsx still stores it as text, never as a formula).
 
-All functions work on whole Arrow columns (pyarrow.compute), never row by row.
+Line ends are kept: openpyxl writes through lxml, which stores a carriage return as the
+character reference ``&#13;``, and an XML parser gives a reference back as CR (a literal CR
+would be read as LF). Without lxml (``OPENPYXL_LXML=False``) openpyxl writes CR literally,
+so line ends are then written as LF, which is what any reader would get anyway.
+
+Column functions work on whole Arrow columns (pyarrow.compute), never row by row.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import zipfile
+from datetime import datetime
+
 import numpy as np
+import openpyxl.xml
 import pyarrow as pa
 import pyarrow.compute as pc
+from openpyxl import Workbook
+from openpyxl.writer.excel import ExcelWriter
+
+from export_assets.exports.codecs import WriteStream, zip_entry
 
 FORMULA_START = r"^[=+\-@\t\r]"
 """A text cell starting like this is a formula (or hides one) to a spreadsheet program."""
@@ -72,9 +89,15 @@ def without_excel_illegal_characters(
     return pc.replace_substring_regex(column, EXCEL_ILLEGAL_CHARACTERS, "")
 
 
+def xlsx_keeps_carriage_returns() -> bool:
+    """Whether openpyxl writes through lxml, which escapes CR as ``&#13;`` so that it reads
+    back as CR (its fallback writer leaves CR literal, which XML parsers read as LF)."""
+    return bool(openpyxl.xml.LXML)
+
+
 def excel_line_breaks(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """CR LF and lone CR as LF: xlsx text is XML, whose parsers turn every line end into LF,
-    so this says up front what a reader of the file gets anyway."""
+    """CR LF and lone CR as LF: what XML parsers read back from a literal CR, said up front
+    (used only when openpyxl writes without lxml)."""
     if not pc.any(pc.match_substring(column, "\r")).as_py():
         return column
     return pc.replace_substring(pc.replace_substring(column, "\r\n", "\n"), "\r", "\n")
@@ -90,9 +113,68 @@ def neutralize_batch(batch: pa.RecordBatch) -> pa.RecordBatch:
 
 def excel_text(column: pa.Array, *, neutralize: bool) -> pa.Array:
     """A text column as an xlsx cell holds it: illegal characters removed, then formulas
-    neutralised (so removing a leading control character cannot expose a formula), then
-    line ends as LF."""
+    neutralised (so removing a leading control character cannot expose a formula); line
+    ends kept (as LF only when openpyxl cannot write CR, see the module's docstring)."""
     column = without_excel_illegal_characters(column)
     if neutralize:
         column = neutralize_formulas(column)
-    return excel_line_breaks(column)
+    return column if xlsx_keeps_carriage_returns() else excel_line_breaks(column)
+
+
+# --- reproducible xlsx files -----------------------------------------------------------
+
+XLSX_FIXED_TIME = datetime(1980, 1, 1)
+"""The created/modified date of an xlsx export (the earliest a zip entry can hold)."""
+
+_COPY_CHUNK = 1024 * 1024
+
+
+class _ReproducibleZipFile(zipfile.ZipFile):
+    """A ZipFile whose entries all carry a fixed date, not the time of writing.
+
+    openpyxl adds parts by name (``writestr``) and worksheets from its temporary files
+    (``write``); both would otherwise stamp the current local time into the archive.
+    """
+
+    def writestr(  # type: ignore[override]
+        self,
+        zinfo_or_arcname: str | zipfile.ZipInfo,
+        data: bytes | str,
+        compress_type: int | None = None,
+        compresslevel: int | None = None,
+    ) -> None:
+        if not isinstance(zinfo_or_arcname, zipfile.ZipInfo):
+            zinfo_or_arcname = zip_entry(zinfo_or_arcname, self.compression)
+        super().writestr(zinfo_or_arcname, data, compress_type, compresslevel)
+
+    def write(  # type: ignore[override]
+        self,
+        filename: str,
+        arcname: str | None = None,
+        compress_type: int | None = None,
+        compresslevel: int | None = None,
+    ) -> None:
+        entry = zip_entry(arcname or filename, self.compression)
+        entry.file_size = os.path.getsize(filename)  # lets zipfile choose zip64 as write() does
+        with open(filename, "rb") as source, self.open(entry, "w") as target:
+            shutil.copyfileobj(source, target, _COPY_CHUNK)
+
+
+def save_reproducible_xlsx(
+    workbook: Workbook, sink: WriteStream, moment: datetime = XLSX_FIXED_TIME
+) -> None:
+    """Save ``workbook`` into ``sink``, its bytes a function of its content and ``moment``.
+
+    ``Workbook.save`` would date ``docProps/core.xml`` (created, modified) and every zip
+    entry with the time of the run: here the properties carry ``moment`` and the entries
+    the zip epoch. The archive goes to a local temporary file first: on a file that can
+    seek, zip puts each part's sizes in its header (no data descriptors), the layout Excel
+    itself writes; then it is copied into ``sink``.
+    """
+    workbook.properties.created = moment
+    workbook.properties.modified = moment
+    with tempfile.TemporaryFile(prefix="export-xlsx-") as spool:
+        archive = _ReproducibleZipFile(spool, "w", zipfile.ZIP_DEFLATED, allowZip64=True)
+        ExcelWriter(workbook, archive).save()  # closes the archive
+        spool.seek(0)
+        shutil.copyfileobj(spool, sink, _COPY_CHUNK)

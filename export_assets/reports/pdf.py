@@ -4,6 +4,11 @@ Every piece of text that comes from proxy data goes through :func:`_text` (XML-e
 reportlab's Paragraph markup, control characters removed, credentials masked, truncated),
 so a hostile string renders as the characters it holds and never as markup. Tables and
 charts are bounded (top N), so a pool of 100,000 proxies renders as fast as one of 80.
+
+Reproducible but for one stamp: every page's footer says ``Generated YYYY-MM-DD HH:MM UTC``
+(the run's time, to the minute; ``generated_at`` sets it). Nothing else depends on when or
+where it runs: reportlab's invariant mode dates the PDF's info 2000-01-01 and derives its
+/ID from the content, so the same week and the same stamp give the same bytes.
 """
 
 from __future__ import annotations
@@ -192,6 +197,7 @@ def render_health_report(
         title=f"{branding.title}: {period}", author="export_assets",
         subject="Weekly proxy pool health",
         creator="export_assets health_report",
+        invariant=True,  # no time or zone of the run in the file but the footer's stamp
     )  # fmt: skip
     frame = Frame(
         document.leftMargin, document.bottomMargin, document.width, document.height, id="body",

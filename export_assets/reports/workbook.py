@@ -5,7 +5,8 @@ to a temporary file instead of building a cell object per value. Every sheet has
 row (styled, frozen, with an auto-filter) and then data rows only: the export's reader
 counts the data rows of every sheet. Numbers are numbers (percent and ms formats), days and
 moments are Excel dates in UTC (the headers say so), and text is stored as text: any value
-that a spreadsheet would run as a formula gets a leading ``'``.
+that a spreadsheet would run as a formula gets a leading ``'``. The same week gives the same
+bytes: the file is dated the period's end (see ``spreadsheet.save_reproducible_xlsx``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
-from export_assets.exports.spreadsheet import FORMULA_ESCAPE, FORMULA_START
+from export_assets.exports.spreadsheet import (
+    FORMULA_ESCAPE,
+    FORMULA_START,
+    save_reproducible_xlsx,
+    xlsx_keeps_carriage_returns,
+)
 from export_assets.reports.provenance import MetricsExport
 from export_assets.reports.window import ERROR_KINDS, WeekFigures
 from export_assets.source.status import DEAD, HEALTHY, UNHEALTHY, UNKNOWN
@@ -48,8 +54,11 @@ DAILY_HEADER = (
 
 def safe_text(value: str) -> str:
     """Text as an xlsx cell holds it safely: characters XML cannot hold removed, then a
-    leading ``'`` when a spreadsheet would run it as a formula."""
+    leading ``'`` when a spreadsheet would run it as a formula (line ends as in
+    ``spreadsheet.excel_text``)."""
     value = _ILLEGAL.sub("", value)
+    if not xlsx_keeps_carriage_returns():
+        value = value.replace("\r\n", "\n").replace("\r", "\n")
     return FORMULA_ESCAPE + value if _FORMULA.match(value) else value
 
 
@@ -58,10 +67,6 @@ def render_workbook(
 ) -> tuple[bytes, int]:
     """The workbook's bytes and its number of data rows (every sheet, headers excluded)."""
     book = Workbook(write_only=True)
-    # Reproducible files: document dates are the period's end, not the run's time.
-    moment = datetime.combine(week.end, datetime.min.time())
-    book.properties.created = moment
-    book.properties.modified = moment
     book.properties.title = safe_text(title)
     look = _Look(accent.removeprefix("#"))
     rows = _summary(book.create_sheet("Summary"), week, exports, look)
@@ -69,7 +74,8 @@ def render_workbook(
     rows += _proxies(book.create_sheet("Proxies"), week, look)
     rows += _errors(book.create_sheet("Errors"), week, look)
     buffer = io.BytesIO()
-    book.save(buffer)
+    # Reproducible: the document is dated the period's end, never the run's time.
+    save_reproducible_xlsx(book, buffer, datetime.combine(week.end, datetime.min.time()))
     return buffer.getvalue(), rows
 
 
