@@ -19,6 +19,11 @@ def _default_config(database: Path) -> Path:
     return Path(os.environ.get("PROXYWHIRL_CONFIG", str(database.parent / "proxywhirl.toml")))
 
 
+EXIT_FINDINGS = 1
+EXIT_INCOMPLETE = 3
+"""``scan``'s exit code when it could not look for every credential (and found nothing)."""
+
+
 @click.command("scan")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
@@ -29,19 +34,41 @@ def _default_config(database: Path) -> Path:
     "--config", "config_path", type=click.Path(path_type=Path),
     help="ProxyWhirl config whose credentials to look for. Default: PROXYWHIRL_CONFIG.",
 )  # fmt: skip
-def scan(paths: tuple[Path, ...], database: Path | None, config_path: Path | None) -> None:
+@click.option(
+    "--allow-no-credentials", is_flag=True,
+    help="Exit 0 even when the database and config hold no credential to look for.",
+)  # fmt: skip
+@click.option(
+    "--allow-undecrypted", is_flag=True,
+    help="Exit 0 even when stored credentials could not be decrypted (scanned for in their "
+    "stored form only).",
+)  # fmt: skip
+def scan(
+    paths: tuple[Path, ...],
+    database: Path | None,
+    config_path: Path | None,
+    allow_no_credentials: bool,
+    allow_undecrypted: bool,
+) -> None:
     """Scan export files or folders for credentials; exit 1 on a finding.
 
     Looks for every username and password in the ProxyWhirl database and config (decrypted
     with PROXYWHIRL_CACHE_ENCRYPTION_KEY and the config's key when set) and for any
     scheme://user:pass@. Prints file and line of each finding, the secret masked.
+
+    Exits 3 when nothing was found but the scan was incomplete: no credential was known
+    (wrong --db/--config?) unless --allow-no-credentials, or stored credentials could not
+    be decrypted (key unset or wrong) unless --allow-undecrypted.
     """
     from export_assets.leaks import LeakScanner, files_to_scan, known_credentials
 
     database = database or _default_database()
-    known = known_credentials(database, config_path or _default_config(database))
+    config_path = config_path or _default_config(database)
+    known = known_credentials(database, config_path)
     for note in known.notes:
         click.echo(f"note: {note}", err=True)
+    for gap in known.gaps:
+        click.echo(f"warning: {gap.message()}", err=True)
     scanner = LeakScanner(known.secrets)
     files = findings = 0
     for path in files_to_scan(paths):
@@ -55,7 +82,25 @@ def scan(paths: tuple[Path, ...], database: Path | None, config_path: Path | Non
         err=True,
     )
     if findings:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_FINDINGS)
+    incomplete = []
+    if known.gaps and not allow_undecrypted:
+        incomplete.append(
+            f"{known.undecrypted} stored credential(s) could not be decrypted, so their clear "
+            f"text was not looked for: set {' and '.join(sorted({g.variable for g in known.gaps}))}"
+            ", or pass --allow-undecrypted to accept a scan of their stored form only"
+        )
+    if known.credentials == 0 and not allow_no_credentials:
+        incomplete.append(
+            f"no credential was known: {database} and {config_path} hold none (or could not be "
+            "read), so only scheme://user:pass@ was looked for. Point --db and --config (or "
+            "PROXYWHIRL_DB and PROXYWHIRL_CONFIG) at the deployment, or pass "
+            "--allow-no-credentials if it really has none"
+        )
+    for line in incomplete:
+        click.echo(f"error: incomplete scan: {line}", err=True)
+    if incomplete:
+        raise SystemExit(EXIT_INCOMPLETE)
 
 
 @click.group("restore")

@@ -2,7 +2,9 @@
 
 Known credentials are every username and password in ``proxy_identities`` (decrypted when
 ``PROXYWHIRL_CACHE_ENCRYPTION_KEY`` allows, and in their stored form) and in the config's
-``[[proxies]]`` (decrypted under the key ``encryption_key_env`` names). Files are streamed
+``[[proxies]]`` (decrypted under the key ``encryption_key_env`` names). A credential that
+cannot be decrypted (key unset, not a key, or another key) is a :class:`CoverageGap`: its
+clear text cannot be looked for, and callers say so loudly rather than pass. Files are streamed
 and decoded the way a reader would see them: text line by line after decompression,
 Parquet and xlsx cell by cell.
 """
@@ -28,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
+from cryptography.fernet import Fernet
 from openpyxl import load_workbook
 
 from export_assets.crypto import (
@@ -57,6 +60,25 @@ _MASKED_PART = "***"
 KEY_VARIABLES = (CACHE_KEY_ENV, CACHE_PREVIOUS_KEY_ENV, EXPORT_KEY_ENV, EXPORT_PASSWORD_ENV)
 
 
+@dataclass(frozen=True)
+class CoverageGap:
+    """Stored credentials whose clear text is unknown: looked for in stored form only."""
+
+    source: str  # "database" or "config"
+    variable: str  # the environment variable holding their key
+    count: int
+    problem: str  # why they could not be decrypted, naming the variable
+
+    def message(self) -> str:
+        """What happened and the fix, naming the variable (never a value)."""
+        return (
+            f"{self.count} {self.source} credential(s) could not be decrypted ({self.problem}): "
+            "they were scanned for in their stored (encrypted) form only, so their clear text "
+            f"would leak unnoticed. Fix: set {self.variable} to the deployment's key (a "
+            "sample deployment's keys are in its .env, e.g. data/proxywhirl/.env) and run again"
+        )
+
+
 @dataclass
 class KnownCredentials:
     """The secrets a deployment holds, and what could not be read (never the secrets)."""
@@ -64,6 +86,13 @@ class KnownCredentials:
     secrets: set[str] = field(default_factory=set)
     too_short: int = 0
     notes: list[str] = field(default_factory=list)
+    credentials: int = 0  # credential values read from the database and the config
+    gaps: list[CoverageGap] = field(default_factory=list)
+
+    @property
+    def undecrypted(self) -> int:
+        """How many stored credentials could not be decrypted."""
+        return sum(gap.count for gap in self.gaps)
 
     def add(self, value: str) -> None:
         """Add a secret (and its stored forms: the token inside ``encrypted:``)."""
@@ -112,11 +141,14 @@ def _config_key_variable(path: Path) -> str:
 
 
 def _database_credentials(database: Path, env: Mapping[str, str], known: KnownCredentials) -> None:
+    key_problem = None
     try:
         cipher = proxywhirl_cipher(env)
-    except CredentialKeyError as exc:
+    except CredentialKeyError as exc:  # set, but not a Fernet key
         cipher = None
-        known.notes.append(str(exc))
+        key_problem = str(exc).split(":", 1)[0]
+    if cipher is None and key_problem is None:
+        key_problem = f"{CACHE_KEY_ENV} is not set"
     try:
         connection = connect_read_only(database, 30_000)
         try:
@@ -134,16 +166,21 @@ def _database_credentials(database: Path, env: Mapping[str, str], known: KnownCr
         for column, value in zip(CREDENTIAL_KEYS, values, strict=True):
             if value is None:
                 continue
+            known.credentials += 1
             known.add(str(value))
             try:
                 known.add(decrypt_database_credential(str(value), cipher, f"{column} of {url}"))
             except CredentialKeyError:
                 undecrypted += 1
     if undecrypted:
-        known.notes.append(
-            f"{undecrypted} database credentials could not be decrypted (is "
-            "PROXYWHIRL_CACHE_ENCRYPTION_KEY set?): scanned for in their stored form only"
-        )
+        problem = key_problem if cipher is None else (
+            f"they do not decrypt with {CACHE_KEY_ENV} (nor {CACHE_PREVIOUS_KEY_ENV}): another "
+            "deployment's key, or a rotated one"
+        )  # fmt: skip
+        # The variable to fix: the previous key when it is the one that is not a key.
+        wrong = str(key_problem or "").startswith(CACHE_PREVIOUS_KEY_ENV) and cipher is None
+        variable = CACHE_PREVIOUS_KEY_ENV if wrong else CACHE_KEY_ENV
+        known.gaps.append(CoverageGap("database", variable, undecrypted, str(problem)))
 
 
 def _config_credentials(path: Path, env: Mapping[str, str], known: KnownCredentials) -> None:
@@ -157,6 +194,15 @@ def _config_credentials(path: Path, env: Mapping[str, str], known: KnownCredenti
         return
     variable = str(settings.get("encryption_key_env") or DEFAULT_CONFIG_KEY_ENV)
     encrypted = bool(settings.get("encrypt_credentials", False))
+    cipher: Fernet | None = None
+    key_problem = None
+    if encrypted:
+        try:
+            cipher = config_cipher(variable, env)
+        except CredentialKeyError:
+            key_problem = (
+                f"{variable} is not a Fernet key" if env.get(variable) else f"{variable} is not set"
+            )
     undecrypted = 0
     for entry in entries:
         if not isinstance(entry, dict):
@@ -165,19 +211,22 @@ def _config_credentials(path: Path, env: Mapping[str, str], known: KnownCredenti
             value = entry.get(key)
             if not isinstance(value, str) or value == LOST_BY_SAVE_CONFIG:
                 continue
+            known.credentials += 1
             known.add(value)
             if not encrypted:
                 continue
+            if cipher is None:
+                undecrypted += 1
+                continue
             try:
-                cipher = config_cipher(variable, env)
                 known.add(decrypt_config_credential(value, cipher, variable, key))
             except CredentialKeyError:
                 undecrypted += 1
     if undecrypted:
-        known.notes.append(
-            f"{undecrypted} config credentials could not be decrypted (is {variable} set?): "
-            "scanned for in their stored form only"
+        problem = key_problem or (
+            f"they do not decrypt with {variable}, the config's encryption_key_env: another key"
         )
+        known.gaps.append(CoverageGap("config", variable, undecrypted, problem))
 
 
 def mask_secret(value: str) -> str:

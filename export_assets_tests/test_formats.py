@@ -10,7 +10,10 @@ import gzip
 import io
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 import time
 import tracemalloc
 import zipfile
@@ -153,7 +156,7 @@ def excel_text(text: str | None, neutralize: bool = True) -> str | None:
     text = EXCEL_ILLEGAL.sub("", text)
     if neutralize:
         text = neutralized(text) or ""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # Line ends are kept: openpyxl (through lxml) writes CR as &#13;, which reads back as CR.
     return text or None  # an empty cell reads back as None
 
 
@@ -363,6 +366,41 @@ def test_neutralisation_touches_text_only() -> None:
     assert "'=cmd|' /C calc'!A0" in notes  # control character removed, then neutralised
     assert "#N/A" in notes
     assert -5000000035 in counts
+
+
+def test_xlsx_keeps_line_ends_and_says_how_in_the_sheet_xml() -> None:
+    data = write("xlsx", "none")
+    notes = [row["note"] for row in read_back("xlsx", data)]
+    assert "windows\r\nline ending" in notes
+    assert "carriage\rreturn only" in notes
+    assert "'\r=1+1" in notes  # a leading CR still hides a formula: neutralised, CR kept
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        xml = archive.read("xl/worksheets/sheet1.xml").decode()
+    assert "windows&#13;\nline ending" in xml
+
+
+def test_xlsx_without_lxml_writes_line_ends_as_lf() -> None:
+    """openpyxl's fallback writer (OPENPYXL_LXML=False) leaves CR literal, which every XML
+    parser reads as LF: the export then writes LF itself, so the file says what it holds."""
+    script = (
+        "import io, sys, openpyxl, pyarrow as pa\n"
+        "from export_assets.exports import formats\n"
+        "assert not openpyxl.xml.LXML\n"
+        "schema = pa.schema([pa.field('note', pa.string())])\n"
+        "sink = io.BytesIO()\n"
+        "writer = formats.XlsxWriter(sink, schema)\n"
+        "writer.write(pa.record_batch([pa.array(['a\\r\\nb', 'c\\rd'])], schema=schema))\n"
+        "writer.close()\n"
+        "sys.stdout.buffer.write(sink.getvalue())\n"
+    )
+    env = {**os.environ, "OPENPYXL_LXML": "False"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, check=True, timeout=60
+    )
+    sheet = openpyxl.load_workbook(io.BytesIO(done.stdout)).worksheets[0]
+    assert [row[0] for row in sheet.iter_rows(min_row=2, values_only=True)] == ["a\nb", "c\nd"]
+    with zipfile.ZipFile(io.BytesIO(done.stdout)) as archive:
+        assert b"\r" not in archive.read("xl/worksheets/sheet1.xml")
 
 
 def test_xlsx_starts_a_new_sheet_at_the_row_limit(monkeypatch: pytest.MonkeyPatch) -> None:
