@@ -30,7 +30,8 @@ from export_assets.assets.proxy_logs import ProxyLogsConfig, proxy_logs
 from export_assets.exports.manifest import ExportManifest
 from export_assets.source import SourceError
 from export_assets.source import logs as source_logs
-from export_assets.source.logs import LogDay, LogLimits, LogSelection, day_bounds_us, open_log_day
+from export_assets.source.log_inflate import LogLimits
+from export_assets.source.logs import LogDay, LogSelection, day_bounds_us, open_log_day
 from export_assets_tests.test_proxy_logs import (
     ALL_OF_THE_DAY,
     API,

@@ -21,7 +21,8 @@ from export_assets.exports.manifest import ExportManifest
 from export_assets.sample import SampleDeployment
 from export_assets.source import SourceError
 from export_assets.source import logs as source_logs
-from export_assets.source.logs import LOG_SCHEMA, LogSelection, day_bounds_us, open_log_day
+from export_assets.source.log_records import LOG_SCHEMA
+from export_assets.source.logs import LogSelection, day_bounds_us, open_log_day
 from export_assets_tests.conftest import export_resources, proxy_credentials
 
 DAY = "2026-11-01"

@@ -41,18 +41,13 @@ from export_assets.exports import Export, ExportConfig
 from export_assets.exports.export import Format, closed_on_error
 from export_assets.partitions import partition_day
 from export_assets.source import ProxyWhirlSource
-from export_assets.source.logs import (
+from export_assets.source.log_inflate import (
     DEFAULT_MAX_COMPRESSION_RATIO,
     DEFAULT_MAX_DECOMPRESSED_BYTES,
-    LEVELS,
-    LOG_SCHEMA,
-    LogDay,
     LogLimits,
-    LogSelection,
-    day_bounds_us,
-    iso_us,
-    open_log_day,
 )
+from export_assets.source.log_records import LEVELS, LOG_SCHEMA
+from export_assets.source.logs import LogDay, LogSelection, day_bounds_us, iso_us, open_log_day
 
 LOG_BATCH_ROWS = 8192
 """Records per batch: log records are large and held as Python objects until batched."""
