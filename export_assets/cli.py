@@ -82,6 +82,8 @@ def sample_data(
 @click.option("--verbose", is_flag=True, help="Show Dagster's own run log (DEBUG and up).")
 def materialize(job_name: str, last_days: int, end_date: date | None, verbose: bool) -> None:
     """Run a job for each of the last N complete UTC days, recorded in Dagster's run history."""
+    import uuid
+
     from dagster import BetaWarning, DagsterInstance, PreviewWarning
 
     # Dagster flags the features we rely on (per-partition backfills, partitioned checks)
@@ -90,6 +92,7 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
     warnings.filterwarnings("ignore", category=PreviewWarning)
     from export_assets.definitions import defs
     from export_assets.failures import failure_reason
+    from export_assets.run_sweep import run_process_tags, sweep_dead_runs
 
     if not os.environ.get("DAGSTER_HOME"):
         raise click.ClickException(
@@ -101,8 +104,14 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
     log_level = "DEBUG" if verbose else "WARNING"
     rows: list[tuple[str, str, str, int, int]] = []
     with DagsterInstance.get() as instance:
+        # Runs killed earlier (kill -9, crash) would otherwise stay STARTED and keep their
+        # pool slots, blocking these runs: fail them and free their slots first, no daemon needed.
+        swept = sweep_dead_runs(instance)
+        if swept.failed or swept.freed:
+            click.echo(f"dead-run sweep: {swept.summary()}", err=True)
         for partition in partitions:
             click.echo(f"{job_name} {partition} ...", err=True)
+            run_id = str(uuid.uuid4())
             result = job.execute_in_process(
                 partition_key=partition,
                 instance=instance,
@@ -113,7 +122,13 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
                     **job.get_run_config_for_partition_key(partition),
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
-                tags={REQUESTED_BY_TAG: requesting_user(), TEMPLATE_TAG: job_name},
+                run_id=run_id,
+                # This process executes the run: recorded so that the sweep can tell if it died.
+                tags={
+                    REQUESTED_BY_TAG: requesting_user(),
+                    TEMPLATE_TAG: job_name,
+                    **run_process_tags(run_id),
+                },
             )
             if not result.success:
                 reason = failure_reason(result.get_step_failure_events())

@@ -16,6 +16,7 @@ from export_assets.leak_checks import leak_checks
 from export_assets.notify import notifier_from_environment
 from export_assets.restore.jobs import RESTORE_JOBS
 from export_assets.retention import retention_job
+from export_assets.run_sweep import dead_run_sweep_sensor
 from export_assets.schedules import audit_log_job, export_schedules
 from export_assets.sensors import EXPORT_SENSORS
 from export_assets.source import ProxyWhirlSource
@@ -39,7 +40,7 @@ defs = Definitions(
     + export_checks([export_audit_log]),
     jobs=[*EXPORT_JOBS, *RESTORE_JOBS, retention_job, audit_log_job],
     schedules=export_schedules(),
-    sensors=EXPORT_SENSORS,
+    sensors=[*EXPORT_SENSORS, dead_run_sweep_sensor],
     resources={
         "proxywhirl": ProxyWhirlSource(
             database=_env_or("PROXYWHIRL_DB", str(DEFAULT_DEPLOYMENT / "proxies.db")),

@@ -4,10 +4,11 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from dagster import AssetsDefinition, asset
+from dagster import AssetExecutionContext, AssetsDefinition, asset
 
 from export_assets.partitions import daily_partitions, one_partition_per_run
 from export_assets.retries import export_retry_policy, fail_fast_on_permanent_errors
+from export_assets.run_sweep import record_run_process, stop_on_interrupt
 
 EXPORT_GROUP = "proxywhirl_exports"
 REPORT_GROUP = "proxywhirl_reports"
@@ -21,7 +22,10 @@ def daily_export(
     """``@asset`` for an export domain, with the partitioning every export shares.
 
     Every export retries transient faults (exponential backoff with jitter) and fails at
-    once on permanent ones (see ``export_assets.retries``).
+    once on permanent ones (see ``export_assets.retries``), and an interrupted one (SIGTERM,
+    Ctrl-C, terminate) stops without a retry. Its step records the run's process in the
+    run's tags first, so that a run killed while holding its pool slot is failed and freed
+    by the dead-run sweep (``export_assets.run_sweep``).
     """
     make: Callable[[Callable[..., Any]], AssetsDefinition] = asset(
         partitions_def=daily_partitions,
@@ -36,7 +40,13 @@ def daily_export(
         # functools.wraps keeps the signature Dagster reads (context, config, resources).
         @functools.wraps(compute)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            with fail_fast_on_permanent_errors():
+            context = next(
+                (a for a in (*args, *kwargs.values()) if isinstance(a, AssetExecutionContext)),
+                None,
+            )
+            if context is not None:
+                record_run_process(context)
+            with stop_on_interrupt(), fail_fast_on_permanent_errors():
                 return compute(*args, **kwargs)
 
         return make(guarded)
