@@ -160,16 +160,19 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
 )
 def link(asset: str, partition: str, expires: str) -> None:
     """Print a download link to a published export: presigned for S3, a path on disk."""
-    from export_assets.exports.destinations import LocalDestination
+    from export_assets.exports.destinations import LocalDestination, UnsafePathError
     from export_assets.exports.io_manager import read_manifest
-    from export_assets.exports.manifest import manifest_key, partition_folder
+    from export_assets.exports.manifest import ManifestError, manifest_key, partition_folder
     from export_assets.exports.s3 import S3Destination
     from export_assets.exports.store import store_from_environment
 
     seconds = _duration_seconds(expires)
     store = store_from_environment()
     destination = store.open()
-    manifest = read_manifest(destination, manifest_key(asset, partition))
+    try:  # the arguments and every path in the manifest must stay under the destination
+        manifest = read_manifest(destination, manifest_key(asset, partition))
+    except (UnsafePathError, ManifestError) as exc:
+        raise click.ClickException(str(exc)) from None
     if manifest is None:
         raise click.ClickException(
             f"{asset} {partition} is not published in {store.destination} (no manifest): "
@@ -183,7 +186,10 @@ def link(asset: str, partition: str, expires: str) -> None:
             except ValueError as exc:
                 raise click.BadParameter(str(exc), param_hint="--expires") from exc
         elif isinstance(destination, LocalDestination):
-            click.echo(destination.path(key).resolve())
+            try:
+                click.echo(destination.real_path(key))
+            except UnsafePathError as exc:
+                raise click.ClickException(str(exc)) from None
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

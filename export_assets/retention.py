@@ -5,27 +5,47 @@ is more than ``keep_days`` before today (UTC); when a size limit is set and the 
 kept still exceed it, the oldest go first. Deleting a partition removes the files its
 manifest lists, then the manifest (so a half-deleted partition never looks complete), and
 on disk the folder if nothing else is in it. Nothing is ever deleted by prefix or glob:
-files the exporter did not list stay, and so does a folder without a manifest.
+files the exporter did not list stay, and so does a folder without a manifest. A manifest
+naming a path that could lead elsewhere (``..``, a separator) is refused and its partition
+skipped, as is a ``dt=`` folder that links out of the destination. Each partition is deleted
+under its lease, so a run exporting it at that moment is never undercut. Byte totals count
+what was actually deleted. Debris of killed runs (temporary files and incomplete uploads
+older than ``DEBRIS_AGE``, leases whose holder is gone) is removed and reported.
 """
 
 # No "from __future__ import annotations": Dagster reads the op's config and resource annotations.
 
-import contextlib
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from dagster import Config, MetadataValue, OpExecutionContext, job, op
 from pydantic import Field
 
-from export_assets.exports.destinations import Destination, LocalDestination
+from export_assets.exports.destinations import (
+    DEBRIS_AGE,
+    Destination,
+    UnsafePathError,
+)
+from export_assets.exports.lease import (
+    PartitionLease,
+    clear_stale_lease,
+    describe_stale_lease,
+    lease_key,
+    partition_of_lease,
+)
 from export_assets.exports.manifest import (
     MANIFEST_NAME,
     PARTITION_FOLDER_PREFIX,
     ExportManifest,
+    ManifestError,
+    is_asset_name,
+    is_partition_key,
     manifest_key,
     partition_folder,
 )
+from export_assets.exports.s3 import S3Destination
 from export_assets.exports.store import ExportStore
 from export_assets.retries import export_retry_policy
 from export_assets.settings import env_number
@@ -40,7 +60,8 @@ class PublishedPartition:
     asset: str
     partition: str
     files: tuple[str, ...]  # keys, the manifest last
-    bytes: int
+    bytes: int  # as listed (planning); in a report, what was actually deleted
+    manifest_version: str = ""  # the manifest's version when listed (compare-and-swap)
 
     @property
     def day(self) -> date:
@@ -54,12 +75,13 @@ class RetentionReport:
 
     deleted: list[PublishedPartition] = field(default_factory=list)
     kept: list[PublishedPartition] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # folders without a readable manifest
+    skipped: list[str] = field(default_factory=list)  # "folder: why", nothing deleted there
+    debris: list[str] = field(default_factory=list)  # killed runs' leftovers removed
     dry_run: bool = False
 
     @property
     def deleted_bytes(self) -> int:
-        """Bytes of the deleted partitions, as their manifests list them."""
+        """Bytes actually deleted (dry: that would be): files that exist, nothing else."""
         return sum(p.bytes for p in self.deleted)
 
     @property
@@ -74,53 +96,78 @@ class RetentionReport:
             f"{verb} {p.asset} {p.partition} ({len(p.files)} files, {p.bytes:,} bytes)"
             for p in self.deleted
         ]
-        out += [f"skipped {folder}: no readable {MANIFEST_NAME}" for folder in self.skipped]
+        out += [f"skipped {entry}" for entry in self.skipped]
+        removed = "would remove" if self.dry_run else "removed"
+        out += [f"{removed} debris {entry}" for entry in self.debris]
         out.append(
             f"{verb} {len(self.deleted)} partitions ({self.deleted_bytes:,} bytes); kept "
-            f"{len(self.kept)} ({self.kept_bytes:,} bytes)"
+            f"{len(self.kept)} ({self.kept_bytes:,} bytes); {removed} {len(self.debris)} "
+            "debris of killed runs"
         )
         return out
 
 
+_NO_MANIFEST = f"no readable {MANIFEST_NAME}"
+
+
 def published_partitions(destination: Destination) -> tuple[list[PublishedPartition], list[str]]:
-    """Every partition with a manifest, oldest first; and the folders without one."""
+    """Every partition with a manifest, oldest first; and the folders skipped, with why.
+
+    Temporary files, incomplete uploads and leases are never partitions: only a ``dt=``
+    folder with a valid manifest counts, and only what that manifest lists.
+    """
     found: list[PublishedPartition] = []
     skipped: list[str] = []
     for asset in destination.list_folders(""):
-        for folder in destination.list_folders(asset):
+        if not is_asset_name(asset):
+            continue  # not an export's folder
+        try:
+            folders = destination.list_folders(asset)
+        except UnsafePathError as exc:
+            skipped.append(f"{asset}: {exc}")
+            continue
+        for folder in folders:
             if not folder.startswith(PARTITION_FOLDER_PREFIX):
                 continue
             partition = folder.removeprefix(PARTITION_FOLDER_PREFIX)
+            if not is_partition_key(partition):
+                skipped.append(f"{asset}/{folder}: {_NO_MANIFEST}")
+                continue
             try:
-                date.fromisoformat(partition)
-            except ValueError:
-                skipped.append(f"{asset}/{folder}")
+                listed = _listed_partition(destination, asset, partition)
+            except (UnsafePathError, ManifestError) as exc:
+                skipped.append(f"{asset}/{folder}: {exc}")
                 continue
-            key = manifest_key(asset, partition)
-            data = destination.read_bytes(key)
-            manifest: ExportManifest | None = None
-            if data is not None:
-                try:
-                    manifest = ExportManifest.from_json(data)
-                except (ValueError, TypeError, KeyError):
-                    manifest = None
-            if manifest is None or manifest.asset != asset or manifest.partition != partition:
-                skipped.append(f"{asset}/{folder}")
+            if listed is None:
+                skipped.append(f"{asset}/{folder}: {_NO_MANIFEST}")
                 continue
-            base = partition_folder(asset, partition)
-            files = tuple(
-                f"{base}/{entry.path}"
-                for entry in manifest.files
-                if entry.path and "/" not in entry.path and entry.path not in {".", ".."}
-            )
-            found.append(
-                PublishedPartition(
-                    asset, partition, (*files, key),
-                    sum(entry.bytes for entry in manifest.files) + len(data or b""),
-                )
-            )
+            found.append(listed)
     found.sort(key=lambda p: (p.partition, p.asset))
     return found, skipped
+
+
+def _listed_partition(
+    destination: Destination, asset: str, partition: str
+) -> PublishedPartition | None:
+    key = manifest_key(asset, partition)
+    current = destination.read_versioned(key)
+    if current is None:
+        return None
+    data, version = current
+    try:
+        manifest = ExportManifest.from_json(data, where=destination.uri(key))
+    except ManifestError:
+        raise  # a tampered manifest: said as is
+    except (ValueError, TypeError, KeyError):
+        return None
+    if manifest.asset != asset or manifest.partition != partition:
+        return None
+    base = partition_folder(asset, partition)
+    files = tuple(f"{base}/{entry.path}" for entry in manifest.files)
+    return PublishedPartition(
+        asset, partition, (*files, key),
+        sum(entry.bytes for entry in manifest.files) + len(data), version,
+    )  # fmt: skip
 
 
 def plan_retention(
@@ -157,28 +204,95 @@ def apply_retention(
     today: date | None = None,
     log: Callable[[str], None] | None = None,
 ) -> RetentionReport:
-    """Delete (unless ``dry_run``) the partitions ``plan_retention`` selects."""
+    """Delete (unless ``dry_run``) the partitions ``plan_retention`` selects, then the
+    debris of killed runs (temporary files, incomplete uploads, stale leases)."""
     partitions, skipped = published_partitions(destination)
     expired, kept = plan_retention(
         partitions, keep_days=keep_days, max_total_bytes=max_total_bytes, today=today
     )
     report = RetentionReport(kept=kept, skipped=skipped, dry_run=dry_run)
     for partition in expired:
-        if not dry_run:
-            for key in partition.files:  # data files first, the manifest last
-                destination.delete(key)
-            if isinstance(destination, LocalDestination):
-                _remove_if_empty(destination, partition)
-        report.deleted.append(partition)
+        outcome = _delete_partition(destination, partition, dry_run=dry_run)
+        if isinstance(outcome, str):
+            report.skipped.append(outcome)
+            if log is not None:
+                log(f"skipped {outcome}")
+            continue
+        report.deleted.append(outcome)
         if log is not None:
             log(report.lines()[len(report.deleted) - 1])
+    report.debris = _remove_debris(destination, dry_run=dry_run)
     return report
 
 
-def _remove_if_empty(destination: LocalDestination, partition: PublishedPartition) -> None:
-    folder = destination.path(partition_folder(partition.asset, partition.partition))
-    with contextlib.suppress(OSError):
-        folder.rmdir()  # only succeeds when nothing else is in it
+def _delete_partition(
+    destination: Destination, partition: PublishedPartition, *, dry_run: bool
+) -> PublishedPartition | str:
+    """The partition as deleted (only files that existed, their real bytes), or why not."""
+    folder = partition_folder(partition.asset, partition.partition)
+    if dry_run:
+        sizes = {key: destination.size_of(key) for key in partition.files}
+        present = tuple(key for key, size in sizes.items() if size is not None)
+        return replace(partition, files=present, bytes=sum(sizes[key] or 0 for key in present))
+    # Under the partition's lease, so a run exporting it now is never undercut.
+    lease = PartitionLease(
+        destination, partition.asset, partition.partition, f"retention-{uuid.uuid4().hex}",
+        wait_seconds=0,
+    )  # fmt: skip
+    holder = lease.try_acquire()
+    if holder is not None:
+        return f"{folder}: being exported by {holder.describe()}; left for the next pass"
+    try:
+        current = destination.read_versioned(manifest_key(partition.asset, partition.partition))
+        if current is None or current[1] != partition.manifest_version:
+            return (
+                f"{folder}: its {MANIFEST_NAME} changed since it was listed; left for the next pass"
+            )
+        deleted: list[str] = []
+        total = 0
+        for key in partition.files:  # data files first, the manifest last
+            size = destination.size_of(key)
+            if size is None:
+                continue  # already gone (or not a regular file): nothing deleted, nothing counted
+            destination.delete(key)
+            deleted.append(key)
+            total += size
+        destination.prune(folder)  # on disk, the folder too if nothing else is in it
+    finally:
+        lease.release()
+    return replace(partition, files=tuple(deleted), bytes=total)
+
+
+def _remove_debris(destination: Destination, *, dry_run: bool) -> list[str]:
+    """Temporary files and uploads older than ``DEBRIS_AGE``, and leases whose holder is gone."""
+    removed: list[str] = []
+    if isinstance(destination, S3Destination):
+        # Incomplete uploads do not show as folders: one listing of the whole prefix.
+        removed += destination.abort_incomplete_uploads(DEBRIS_AGE, dry_run=dry_run)
+    for asset in destination.list_folders(""):
+        if not is_asset_name(asset):
+            continue
+        try:
+            for folder in destination.list_folders(asset):
+                if folder.startswith(PARTITION_FOLDER_PREFIX):
+                    removed += destination.remove_debris(
+                        f"{asset}/{folder}", DEBRIS_AGE, dry_run=dry_run
+                    )
+                    if not dry_run:
+                        destination.prune(f"{asset}/{folder}")  # a killed first export
+            for name in destination.list_files(asset):
+                lease_partition = partition_of_lease(name)
+                if lease_partition is None or not is_partition_key(lease_partition):
+                    continue
+                key = lease_key(asset, lease_partition)
+                stale = describe_stale_lease(destination, key) if dry_run else (
+                    clear_stale_lease(destination, key)
+                )  # fmt: skip
+                if stale is not None:
+                    removed.append(stale)
+        except UnsafePathError:
+            continue  # reported with the partitions
+    return sorted(set(removed))  # an upload can be found by both listings
 
 
 def default_keep_days() -> int:
@@ -225,6 +339,8 @@ def apply_export_retention(
             "dry_run": MetadataValue.bool(config.dry_run),
             "deleted_partitions": MetadataValue.int(len(report.deleted)),
             "deleted_bytes": MetadataValue.int(report.deleted_bytes),
+            "debris_removed": MetadataValue.int(len(report.debris)),
+            "skipped": MetadataValue.int(len(report.skipped)),
             "deleted": MetadataValue.json(
                 [{"asset": p.asset, "partition": p.partition} for p in report.deleted]
             ),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -13,6 +16,7 @@ from dagster import DagsterInstance
 from export_assets.cli import main
 from export_assets.exports import ExportStore
 from export_assets.exports.destinations import Destination, LocalDestination
+from export_assets.exports.lease import LeaseHolder, lease_key
 from export_assets.exports.manifest import ExportManifest, ManifestFile, manifest_key, sha256_hex
 from export_assets.exports.s3 import S3Destination
 from export_assets.retention import apply_retention, retention_job
@@ -117,9 +121,7 @@ def test_over_the_size_limit_the_oldest_go_first(destination: Destination) -> No
     populate(destination, date(2026, 11, 11), 10)  # all within 30 days
     partitions = apply_retention(destination, keep_days=30, dry_run=True, today=TODAY).kept
     per_day = sum(p.bytes for p in partitions if p.partition == "2026-11-20")
-    report = apply_retention(
-        destination, keep_days=30, max_total_bytes=3 * per_day, today=TODAY
-    )
+    report = apply_retention(destination, keep_days=30, max_total_bytes=3 * per_day, today=TODAY)
     assert sorted({p.partition for p in report.deleted}) == [
         f"2026-11-{day}" for day in range(11, 18)
     ]
@@ -184,11 +186,90 @@ def test_the_retention_job_deletes_and_logs_it(tmp_path: Path, instance: Dagster
         assert destination.read_bytes(manifest_key("proxy_list", partition)) is None
     kept = (today - timedelta(days=1)).isoformat()
     assert destination.read_bytes(manifest_key("proxy_list", kept)) is not None
-    messages = [
-        event.message or ""
-        for event in instance.all_logs(result.run_id)
-    ]
+    messages = [event.message or "" for event in instance.all_logs(result.run_id)]
     assert any(f"deleted proxy_list {expired[0]} (2 files" in m for m in messages)
     [output] = [e for e in result.all_node_events if e.is_successful_output]
     metadata = output.step_output_data.metadata
     assert metadata["deleted_partitions"].value == 4
+
+
+def test_byte_totals_count_only_what_was_deleted(destination: Destination) -> None:
+    data_key, key = publish(destination, "proxy_list", date(2026, 10, 1), size=1000)
+    manifest_bytes = len(destination.read_bytes(key) or b"")
+    destination.delete(data_key)  # listed, but already gone: nothing to delete or count
+
+    dry = apply_retention(destination, keep_days=30, dry_run=True, today=TODAY)
+    report = apply_retention(destination, keep_days=30, today=TODAY)
+
+    for done in (dry, report):
+        [partition] = done.deleted
+        assert partition.files == (key,)
+        assert done.deleted_bytes == manifest_bytes
+    assert f"deleted proxy_list 2026-10-01 (1 files, {manifest_bytes:,} bytes)" in report.lines()
+    assert destination.read_bytes(key) is None
+
+
+def _lease(destination: Destination, asset: str, day: str, **fields: object) -> str:
+    values: dict[str, Any] = {
+        "run_id": "gone", "host": "another-host", "pid": 1, "pid_started": None,
+        "token": uuid.uuid4().hex, "acquired_at": 0.0, "expires_at": 1.0, **fields,
+    }  # fmt: skip
+    holder = LeaseHolder(**values)
+    key = lease_key(asset, day)
+    destination.write_bytes(key, holder.to_json())
+    return key
+
+
+def test_debris_of_killed_runs_is_removed_reported_and_never_counted(
+    destination: Destination,
+) -> None:
+    populate(destination, date(2026, 11, 18), 3)
+    stale = _lease(destination, "proxy_list", "2026-11-19")  # its holder expired long ago
+    live = _lease(destination, "proxy_list", "2026-11-20", expires_at=time.time() + 3600)
+    expected: list[str] = []
+    if isinstance(destination, LocalDestination):
+        seven_hours_ago = time.time() - 7 * 3600
+        old = {
+            f"proxy_list/dt=2026-11-19/.proxy_list-2026-11-19.csv.gz.{uuid.uuid4().hex}.tmp",
+            # a killed first export: only a temporary file in its folder
+            f"validation_events/dt=2026-11-21/.validation_events-2026-11-21.csv.gz.{uuid.uuid4().hex}.tmp",
+        }
+        for key in old:
+            destination.write_bytes(key, b"half a file")
+            os.utime(destination.path(key), (seven_hours_ago, seven_hours_ago))
+        fresh = f"proxy_list/dt=2026-11-20/.proxy_list-2026-11-20.csv.gz.{uuid.uuid4().hex}.tmp"
+        destination.write_bytes(fresh, b"another run, still writing")
+        expected += sorted(old)
+    else:
+        assert isinstance(destination, S3Destination)
+        # moto dates every upload 2010: old enough. One in a folder with nothing else.
+        upload = destination.object_key("validation_events/dt=2026-11-21/v.csv.gz")
+        destination.client.create_multipart_upload(Bucket=destination.bucket, Key=upload)
+        expected.append(upload)
+
+    before = keys_on(destination)
+    dry = apply_retention(destination, keep_days=30, dry_run=True, today=TODAY)
+    assert keys_on(destination) == before
+    report = apply_retention(destination, keep_days=30, today=TODAY)
+    assert dry.debris == report.debris
+    assert sorted(entry.split(" (")[0] for entry in report.debris) == sorted([*expected, stale])
+    assert report.deleted == []
+    assert [(p.asset, p.partition) for p in report.kept] == [
+        (asset, f"2026-11-{day}") for day in (18, 19, 20) for asset in ASSETS
+    ]
+    assert report.kept_bytes == dry.kept_bytes  # debris is never counted as an export
+    [lease_line] = [entry for entry in report.debris if entry.startswith(stale)]
+    assert lease_line.endswith("its lease expired")
+    assert f"removed debris {lease_line}" in report.lines()
+    assert report.lines()[-1].endswith(f"removed {len(expected) + 1} debris of killed runs")
+    gone = {s3_key(destination, stale)}
+    if isinstance(destination, LocalDestination):
+        gone |= set(expected)
+    assert keys_on(destination) == before - gone
+    assert destination.read_bytes(live) is not None
+    if isinstance(destination, LocalDestination):
+        assert destination.read_bytes(fresh) is not None
+        assert not destination.path("validation_events/dt=2026-11-21").exists()
+    else:
+        uploads = destination.client.list_multipart_uploads(Bucket=destination.bucket)
+        assert uploads.get("Uploads", []) == []

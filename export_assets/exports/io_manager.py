@@ -9,7 +9,7 @@ import shutil
 import time as clock
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,12 @@ from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputCo
 from pydantic import Field
 
 from export_assets.exports import codecs, formats
-from export_assets.exports.destinations import Destination, DestinationError, LocalDestination
+from export_assets.exports.destinations import (
+    DEBRIS_AGE,
+    Destination,
+    DestinationError,
+    LocalDestination,
+)
 from export_assets.exports.export import (
     DocumentExport,
     DocumentFormat,
@@ -29,6 +34,7 @@ from export_assets.exports.export import (
     RenderedExport,
     RenderedOptions,
 )
+from export_assets.exports.lease import DEFAULT_WAIT_SECONDS, PartitionLease
 from export_assets.exports.manifest import (
     MANIFEST_NAME,
     PARTITION_FOLDER_PREFIX,
@@ -37,6 +43,7 @@ from export_assets.exports.manifest import (
     PreviousManifest,
     columns_of,
     data_file_name,
+    is_partition_key,
     manifest_key,
     partition_folder,
     sha256_hex,
@@ -44,10 +51,9 @@ from export_assets.exports.manifest import (
 from export_assets.exports.store import ExportStore
 from export_assets.exports.streams import MeasuredStream
 from export_assets.retries import fail_fast_on_permanent_errors
+from export_assets.settings import env_number
 
 PROGRESS_EVERY_SECONDS = 5.0
-# Temporary files and multipart uploads older than this can only be a killed run's.
-DEBRIS_AGE = timedelta(hours=6)
 
 
 class ExportSchemaError(ValueError):
@@ -56,6 +62,15 @@ class ExportSchemaError(ValueError):
 
 class ExportFieldsError(ValueError):
     """The run config selects a field the export does not have."""
+
+
+class ConcurrentPublishError(RuntimeError):
+    """The manifest changed under this run: its compare-and-swap failed; nothing published."""
+
+
+# Test hook: called under the lease just before the manifest is published (key, manifest),
+# so tests can hold one run there and race another against it. None in production.
+before_manifest_write: Callable[[str, ExportManifest], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,20 @@ class ExportIOManager(ConfigurableIOManager):
     """
 
     store: ExportStore = Field(description="Where exports are published.")
+    lease_wait_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="How long a run waits for another run of the same partition to finish "
+        "before failing (and being retried). Unset: EXPORT_LEASE_WAIT_SECONDS, or 120.",
+    )
+
+    def lease_wait(self) -> float:
+        """Seconds to wait for a partition's lease."""
+        if self.lease_wait_seconds is not None:
+            return self.lease_wait_seconds
+        return env_number(
+            "EXPORT_LEASE_WAIT_SECONDS", DEFAULT_WAIT_SECONDS, float, what="a number of seconds"
+        )
 
     def open_destination(self) -> Destination:
         """The destination this IO manager writes to."""
@@ -176,44 +205,85 @@ class ExportIOManager(ConfigurableIOManager):
         destination = self.open_destination()
         folder = partition_folder(asset, partition)
         name = data_file_name(asset, partition, extension + codecs.EXTENSIONS[options.compression])
-        replaced = read_manifest(destination, manifest_key(asset, partition))
-        for leftover in destination.remove_debris(folder, DEBRIS_AGE):
-            context.log.warning(f"removed {leftover}, left by a run that was killed mid-write")
-        previous = _previous_manifest(destination, asset, partition)
+        key = manifest_key(asset, partition)
+        lease = PartitionLease(
+            destination, asset, partition, context.run_id,
+            wait_seconds=self.lease_wait(), log=context.log.warning,
+        )  # fmt: skip
+        # One writer per partition: everything from reading the replaced manifest to
+        # deleting its stale files happens under the lease.
+        with lease:
+            found = destination.read_versioned(key)
+            replaced = (
+                None if found is None
+                else ExportManifest.from_json(found[0], where=destination.uri(key))
+            )  # fmt: skip
+            for leftover in destination.remove_debris(folder, DEBRIS_AGE):
+                context.log.warning(f"removed {leftover}, left by a run that was killed mid-write")
+            previous = _previous_manifest(destination, asset, partition)
 
-        def seal(written: WrittenFile) -> ExportManifest:
-            return ExportManifest(
-                asset=asset,
-                partition=partition,
-                run_id=context.run_id,
-                created_at=datetime.now(UTC)
-                .isoformat(timespec="microseconds")
-                .replace("+00:00", "Z"),
-                format=options.format,
-                compression=options.compression,
-                files=[ManifestFile(name, written.bytes, written.sha256, written.rows)],
-                total_rows=written.rows,
-                columns=columns,
-                source=dict(source),
-                credential_policy=options.credential_policy,
-                previous_manifest=previous,
-                encryption=None if encryption is None else dict(encryption),
-            )
+            kept = set() if replaced is None else {f.path for f in replaced.files}
+            copy: str | None = None
 
-        # The manifest is built and serialised before the data file is published, so only
-        # an I/O failure can come between the two; then a first export removes its file.
-        written, manifest, manifest_bytes = _write_data_file(
-            destination, f"{folder}/{name}", options, produce, seal
-        )
-        try:
-            destination.write_bytes(manifest_key(asset, partition), manifest_bytes)
-        except BaseException:
-            if replaced is None:
-                destination.delete(written.key)
-            raise
-        # Files of the replaced version that the new one no longer lists (another format).
-        if replaced is not None:
-            for stale in {f.path for f in replaced.files} - {f.path for f in manifest.files}:
+            def seal(written: WrittenFile) -> ExportManifest:
+                nonlocal copy
+                lease.ensure_held()  # the data file replaces the old one right after this
+                if name in kept:  # same name as the version replaced: keep it to put back
+                    copy = destination.keep_copy(f"{folder}/{name}")
+                return ExportManifest(
+                    asset=asset,
+                    partition=partition,
+                    run_id=context.run_id,
+                    created_at=datetime.now(UTC)
+                    .isoformat(timespec="microseconds")
+                    .replace("+00:00", "Z"),
+                    format=options.format,
+                    compression=options.compression,
+                    files=[ManifestFile(name, written.bytes, written.sha256, written.rows)],
+                    total_rows=written.rows,
+                    columns=columns,
+                    source=dict(source),
+                    credential_policy=options.credential_policy,
+                    previous_manifest=previous,
+                    encryption=None if encryption is None else dict(encryption),
+                )
+
+            # The manifest is built and serialised before the data file is published, so
+            # only an I/O failure can come between the two; then a file the replaced
+            # version does not list is removed again, and one it does list (same name) is
+            # put back from a copy: the previous version stays exactly as it was.
+            try:
+                written, manifest, manifest_bytes = _write_data_file(
+                    destination, f"{folder}/{name}", options, produce, seal
+                )
+            except BaseException:
+                if copy is not None:  # the file may have been replaced as the write ended
+                    destination.put_back(copy, f"{folder}/{name}")
+                raise
+            try:
+                lease.ensure_held()
+                if before_manifest_write is not None:
+                    before_manifest_write(key, manifest)
+                # Compare-and-swap: published only over the very version read above.
+                if (
+                    destination.replace_if(key, manifest_bytes, None if found is None else found[1])
+                    is None
+                ):
+                    raise ConcurrentPublishError(
+                        f"{asset} {partition}: {MANIFEST_NAME} changed while this run wrote "
+                        "(another writer ignored the partition lease); nothing was published "
+                        "by this run: run it again"
+                    )
+            except BaseException:
+                if copy is not None:
+                    destination.put_back(copy, written.key)
+                elif name not in kept:
+                    destination.delete(written.key)
+                raise
+            if copy is not None:
+                destination.delete(copy)
+            # Files of the replaced version that the new one no longer lists (another format).
+            for stale in sorted(kept - {f.path for f in manifest.files}):
                 destination.delete(f"{folder}/{stale}")
 
         uri = destination.uri(written.key)
@@ -272,8 +342,7 @@ def serialise_document(document: Mapping[str, Any], format: DocumentFormat) -> b
     """A document as YAML or JSON, keys sorted: the same settings give the same bytes."""
     if format == "json":
         return (
-            json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=_iso)
-            + "\n"
+            json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False, default=_iso) + "\n"
         ).encode()
     text: str = yaml.safe_dump(
         dict(document), sort_keys=True, allow_unicode=True, default_flow_style=False, width=100
@@ -402,8 +471,9 @@ def _existing_ancestor(path: Path) -> Path:
 
 
 def read_manifest(destination: Destination, key: str) -> ExportManifest | None:
+    """The manifest at ``key``, or None; ``ManifestError`` if it names unsafe paths."""
     data = destination.read_bytes(key)
-    return None if data is None else ExportManifest.from_json(data)
+    return None if data is None else ExportManifest.from_json(data, where=destination.uri(key))
 
 
 def _previous_manifest(
@@ -414,6 +484,7 @@ def _previous_manifest(
             name.removeprefix(PARTITION_FOLDER_PREFIX)
             for name in destination.list_folders(asset)
             if name.startswith(PARTITION_FOLDER_PREFIX)
+            and is_partition_key(name.removeprefix(PARTITION_FOLDER_PREFIX))
         ),
         reverse=True,
     )

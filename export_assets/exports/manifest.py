@@ -4,20 +4,67 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from importlib.metadata import version
 from typing import Any
 
 import pyarrow as pa
 
+from export_assets.exports.destinations import UnsafePathError, check_file_name
+
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "_manifest.json"
 PARTITION_FOLDER_PREFIX = "dt="
+_ASSET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PARTITION_KEY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+class ManifestError(ValueError):
+    """A manifest is damaged or was tampered with; nothing it names was read or deleted."""
+
+
+def is_asset_name(asset: object) -> bool:
+    """Whether ``asset`` is an asset name (an identifier)."""
+    return isinstance(asset, str) and _ASSET_NAME.fullmatch(asset) is not None
+
+
+def check_asset_name(asset: object) -> str:
+    """``asset`` if it is an asset name (an identifier), else ``UnsafePathError``."""
+    if not isinstance(asset, str) or not is_asset_name(asset):
+        raise UnsafePathError(
+            f"asset name {asset!r} is refused: asset names are identifiers (letters, digits "
+            "and '_', not starting with a digit)"
+        )
+    return asset
+
+
+def is_partition_key(partition: object) -> bool:
+    """Whether ``partition`` is a UTC day written ``YYYY-MM-DD``."""
+    if not isinstance(partition, str) or not _PARTITION_KEY.fullmatch(partition):
+        return False
+    try:
+        date.fromisoformat(partition)
+    except ValueError:
+        return False
+    return True
+
+
+def check_partition(partition: object) -> str:
+    """``partition`` if it is a ``YYYY-MM-DD`` day, else ``UnsafePathError``."""
+    if not is_partition_key(partition):
+        raise UnsafePathError(
+            f"partition key {partition!r} is refused: partitions are UTC days written "
+            "YYYY-MM-DD, e.g. 2026-11-20"
+        )
+    assert isinstance(partition, str)
+    return partition
 
 
 def partition_folder(asset: str, partition: str) -> str:
     """``{asset}/dt={partition}``: Hive-style, so query engines see one partitioned table."""
-    return f"{asset}/{PARTITION_FOLDER_PREFIX}{partition}"
+    return f"{check_asset_name(asset)}/{PARTITION_FOLDER_PREFIX}{check_partition(partition)}"
 
 
 def manifest_key(asset: str, partition: str) -> str:
@@ -75,20 +122,53 @@ class ExportManifest:
         return (json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n").encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> ExportManifest:
-        """Parse a published manifest."""
+    def from_json(cls, data: bytes, where: str = MANIFEST_NAME) -> ExportManifest:
+        """Parse a published manifest (``where`` names it in errors).
+
+        Every path it holds is data, never trusted: a file name with a separator, ``..``,
+        a backslash, NUL or a leading '.', an asset that is not an identifier or a
+        partition that is not a day is refused (``ManifestError``) before anything uses it.
+        """
         raw = json.loads(data)
+        if not isinstance(raw, dict):
+            raise ManifestError(f"{where} is not a manifest (a JSON object is expected)")
         if raw.get("manifest_version") != MANIFEST_VERSION:
             raise ValueError(
                 f"manifest version {raw.get('manifest_version')!r} is not {MANIFEST_VERSION}"
             )
         previous = raw.pop("previous_manifest")
-        files = [ManifestFile(**entry) for entry in raw.pop("files")]
-        return cls(
+        entries = raw.pop("files")
+        if not isinstance(entries, list):
+            raise ManifestError(f"{where}: 'files' is not a list")
+        files = [ManifestFile(**entry) for entry in entries]
+        manifest = cls(
             files=files,
             previous_manifest=PreviousManifest(**previous) if previous else None,
             **raw,
         )
+        manifest.check_paths(where)
+        return manifest
+
+    def check_paths(self, where: str = MANIFEST_NAME) -> None:
+        """Refuse a manifest whose asset, partition or file names could lead elsewhere."""
+        try:
+            check_asset_name(self.asset)
+            check_partition(self.partition)
+            if self.previous_manifest is not None:
+                check_partition(self.previous_manifest.partition)
+            for index, entry in enumerate(self.files):
+                check_file_name(entry.path, f"files[{index}].path")
+                if entry.path == MANIFEST_NAME:
+                    raise UnsafePathError(
+                        f"files[{index}].path {entry.path!r} is refused: a manifest cannot "
+                        "list itself as data"
+                    )
+        except UnsafePathError as exc:
+            raise ManifestError(
+                f"{where} is refused: {exc}. The manifest was tampered with or damaged; "
+                "nothing it lists was read or deleted: inspect it, then remove it (or restore "
+                "it from a good copy) and export the partition again"
+            ) from None
 
 
 def columns_of(schema: pa.Schema) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ import errno
 import io
 import mimetypes
 import re
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,13 @@ from urllib.parse import urlsplit
 
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from export_assets.exports.destinations import Destination, DestinationError
+from export_assets.exports.destinations import (
+    TEMPORARY_NAME,
+    Destination,
+    DestinationError,
+    UnsafePathError,
+    key_parts,
+)
 
 if TYPE_CHECKING:
     from botocore.response import StreamingBody
@@ -48,6 +55,13 @@ S3_SCHEME = "s3://"
 # What botocore accepts as a bucket name (legacy names included); S3 itself is stricter.
 _BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
 _MISSING_KEY_CODES = frozenset({"NoSuchKey", "404"})
+# A conditional write or delete whose condition did not hold (412), or lost a race to
+# another conditional request on the same key (409).
+_CONDITION_FAILED_CODES = frozenset(
+    {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+)
+# A store without conditional deletes (If-Match on DeleteObject).
+_UNSUPPORTED_CODES = frozenset({"NotImplemented", "501"})
 _REFUSED_CREDENTIAL_CODES = frozenset(
     {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
 )
@@ -89,7 +103,15 @@ def parse_s3_location(location: str) -> tuple[str, str]:
             f"EXPORT_DESTINATION={location!r}: {bucket!r} is not a valid S3 bucket name "
             "(letters, digits, '.', '-' and '_' only): use s3://bucket/prefix"
         )
-    return bucket, _join_key(*prefix.split("/"))
+    parts = [part for part in prefix.split("/") if part]
+    if parts:
+        try:
+            key_parts("/".join(parts))
+        except UnsafePathError as exc:
+            raise DestinationError(
+                f"EXPORT_DESTINATION={location!r}: the prefix is refused ({exc})"
+            ) from None
+    return bucket, _join_key(*parts)
 
 
 def _join_key(*parts: str) -> str:
@@ -125,11 +147,15 @@ class S3Destination(Destination):
         self.list_page_size = list_page_size
 
     def object_key(self, key: str) -> str:
-        """The S3 object key that holds ``key``: ``{prefix}/{key}``."""
-        object_key = _join_key(self.prefix, key)
-        if object_key == self.prefix:
+        """The S3 object key that holds ``key``: ``{prefix}/{key}``.
+
+        ``key`` must be plain '/'-separated names (no '..', '.', empty part, backslash or
+        NUL): S3 keys are not paths, but proxies, MinIO gateways and tools that mirror a
+        bucket to disk may treat them as such.
+        """
+        if not key.strip("/"):
             raise ValueError(f"{key!r} is not a key: name a file under the destination")
-        return object_key
+        return _join_key(self.prefix, *key_parts(key))
 
     def uri(self, key: str) -> str:
         return f"{S3_SCHEME}{self.bucket}/{self.object_key(key)}"
@@ -184,8 +210,119 @@ class S3Destination(Destination):
         with self._s3_errors(_DELETING, object_key):
             self.client.delete_object(Bucket=self.bucket, Key=object_key)
 
+    def keep_copy(self, key: str) -> str | None:
+        folder, _, name = key.rpartition("/")
+        copy = (
+            f"{folder}/.{name}.{uuid.uuid4().hex}.tmp"
+            if folder
+            else f".{name}.{uuid.uuid4().hex}.tmp"
+        )
+        source = self.object_key(key)
+        if self.size_of(key) is None:
+            return None
+        with self._s3_errors(_WRITING, self.object_key(copy)):
+            # A managed copy: server side, in parts when the object is over 5 GiB.
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": source}, self.bucket, self.object_key(copy)
+            )
+        return copy
+
+    def put_back(self, copy: str, key: str) -> None:
+        with self._s3_errors(_WRITING, self.object_key(key)):
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self.object_key(copy)},
+                self.bucket,
+                self.object_key(key),
+            )
+        self.delete(copy)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        object_key = self.object_key(key)
+        try:
+            with self._s3_errors(_READING, object_key):
+                response = self.client.get_object(Bucket=self.bucket, Key=object_key)
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_KEY_CODES:
+                return None
+            raise
+        body = response["Body"]
+        try:
+            return body.read(), response["ETag"]
+        finally:
+            body.close()
+
+    def replace_if(self, key: str, data: bytes, expected: str | None) -> str | None:
+        # One conditional PUT (small data only: manifests and leases): S3 checks the
+        # condition and writes atomically (If-None-Match: * / If-Match: ETag).
+        object_key = self.object_key(key)
+        request: PutObjectRequestTypeDef = {
+            "Bucket": self.bucket,
+            "Key": object_key,
+            "Body": data,
+            "ContentType": _content_type(object_key),
+        }
+        if expected is None:
+            request["IfNoneMatch"] = "*"
+        else:
+            request["IfMatch"] = expected
+        try:
+            with self._s3_errors(_WRITING, object_key):
+                response = self.client.put_object(**request)
+        except ClientError as exc:
+            if _error_code(exc) in _CONDITION_FAILED_CODES | _MISSING_KEY_CODES:
+                return None
+            raise
+        return response["ETag"]
+
+    def delete_if(self, key: str, expected: str) -> bool:
+        object_key = self.object_key(key)
+        try:
+            with self._s3_errors(_DELETING, object_key):
+                self.client.delete_object(Bucket=self.bucket, Key=object_key, IfMatch=expected)
+        except ClientError as exc:
+            code = _error_code(exc)
+            if code in _CONDITION_FAILED_CODES | _MISSING_KEY_CODES:
+                return False
+            if code not in _UNSUPPORTED_CODES:
+                raise
+            # No conditional deletes here: compare, then delete (a narrow race, which the
+            # holder's next compare-and-swap detects).
+            current = self.read_versioned(key)
+            if current is None or current[1] != expected:
+                return False
+            self.delete(key)
+        return True
+
+    def size_of(self, key: str) -> int | None:
+        object_key = self.object_key(key)
+        try:
+            with self._s3_errors(_READING, object_key):
+                response = self.client.head_object(Bucket=self.bucket, Key=object_key)
+        except ClientError as exc:
+            if _error_code(exc) in _MISSING_KEY_CODES:
+                return None
+            raise
+        return response["ContentLength"]
+
+    def list_files(self, folder: str) -> list[str]:
+        base = _join_key(self.prefix, *(key_parts(folder) if folder.strip("/") else []))
+        listed = f"{base}/" if base else ""
+        names: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._s3_errors(_LISTING, listed):
+            for page in paginator.paginate(
+                Bucket=self.bucket,
+                Prefix=listed,
+                Delimiter="/",
+                PaginationConfig={"PageSize": self.list_page_size},
+            ):
+                names += [item["Key"].removeprefix(listed) for item in page.get("Contents", [])]
+        return sorted(name for name in names if name)
+
     def list_folders(self, prefix: str) -> list[str]:
-        folder = _join_key(self.prefix, prefix)
+        folder = _join_key(
+            self.prefix, *(key_parts(prefix.strip("/")) if prefix.strip("/") else [])
+        )
         listed = f"{folder}/" if folder else ""
         names: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
@@ -222,15 +359,20 @@ class S3Destination(Destination):
                 ExpiresIn=expires_in,
             )
 
-    def abort_incomplete_uploads(self, older_than: timedelta, under: str = "") -> list[str]:
-        """Abort multipart uploads under the prefix (and ``under``) started before ``older_than`` ago.
+    def abort_incomplete_uploads(
+        self, older_than: timedelta, under: str = "", *, dry_run: bool = False
+    ) -> list[str]:
+        """Abort multipart uploads under the prefix (and ``under``) older than ``older_than``.
 
         Only a killed process leaves these behind (every failure the exporter sees aborts its
-        own upload). Returns the object keys whose uploads were aborted.
+        own upload). Returns the object keys whose uploads were aborted (or, ``dry_run``,
+        would be).
         """
         cutoff = datetime.now(UTC) - older_than
-        listed = self.object_key(under.rstrip("/")) + "/" if under else (
-            f"{self.prefix}/" if self.prefix else ""
+        listed = (
+            self.object_key(under.rstrip("/")) + "/"
+            if under
+            else (f"{self.prefix}/" if self.prefix else "")
         )
         aborted: list[str] = []
         paginator = self.client.get_paginator("list_multipart_uploads")
@@ -238,14 +380,31 @@ class S3Destination(Destination):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=listed):
                 for upload in page.get("Uploads", []):
                     if upload["Initiated"] < cutoff:
+                        aborted.append(upload["Key"])
+                        if dry_run:
+                            continue
                         self.client.abort_multipart_upload(
                             Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
                         )
-                        aborted.append(upload["Key"])
         return aborted
 
-    def remove_debris(self, folder: str, older_than: timedelta) -> list[str]:
-        return self.abort_incomplete_uploads(older_than, under=folder)
+    def remove_debris(
+        self, folder: str, older_than: timedelta, *, dry_run: bool = False
+    ) -> list[str]:
+        removed = self.abort_incomplete_uploads(older_than, under=folder, dry_run=dry_run)
+        # Copies kept while a file is replaced (``keep_copy``) that a killed run left.
+        cutoff = datetime.now(UTC) - older_than
+        listed = self.object_key(folder) + "/"
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self._s3_errors(_LISTING, listed):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=listed, Delimiter="/"):
+                for item in page.get("Contents", []):
+                    name = item["Key"].removeprefix(listed)
+                    if TEMPORARY_NAME.fullmatch(name) and item["LastModified"] < cutoff:
+                        if not dry_run:
+                            self.delete(f"{folder}/{name}")
+                        removed.append(item["Key"])
+        return removed
 
     def _uri_of(self, object_key: str) -> str:
         return f"{S3_SCHEME}{self.bucket}/{object_key}"

@@ -29,6 +29,7 @@ from export_assets.exports.manifest import (
     MANIFEST_VERSION,
     PARTITION_FOLDER_PREFIX,
     ExportManifest,
+    ManifestError,
 )
 from export_assets.exports.readers import decompressed
 
@@ -52,9 +53,10 @@ class VerifiedExport:
         """The data file, decompressed."""
         compression = self.manifest.compression
         try:
-            with self.data_file.open("rb") as raw, decompressed(
-                cast(Compression, compression), raw, str(self.data_file)
-            ) as plain:
+            with (
+                self.data_file.open("rb") as raw,
+                decompressed(cast(Compression, compression), raw, str(self.data_file)) as plain,
+            ):
                 yield plain
         except (ValueError, gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError,
                 zipfile.BadZipFile) as exc:  # fmt: skip
@@ -114,7 +116,9 @@ def _parse_manifest(path: Path, data: bytes) -> ExportManifest:
             f"{MANIFEST_VERSION}: restore with the export_assets version that wrote it"
         )
     try:
-        return ExportManifest.from_json(data)
+        return ExportManifest.from_json(data, where=str(path))
+    except ManifestError as exc:
+        raise RestoreError(str(exc)) from None
     except (TypeError, KeyError, ValueError) as exc:
         raise RestoreError(
             f"{path} is not a valid version {MANIFEST_VERSION} manifest: {exc}"
@@ -122,6 +126,15 @@ def _parse_manifest(path: Path, data: bytes) -> ExportManifest:
 
 
 def _verify_file(path: Path, size: int, sha256: str, manifest_path: Path) -> None:
+    # The name was checked when the manifest was parsed (a plain file name); a symlink that
+    # leads out of the export's folder is refused too: restore reads only the export.
+    folder = path.parent.resolve()
+    if path.is_symlink() and path.resolve().parent != folder:
+        raise RestoreError(
+            f"{path.name} (listed in {manifest_path}) is a symlink to {path.resolve()}, "
+            f"outside {folder}: restore reads only the export's own files; replace the link "
+            "with the file"
+        )
     if not path.is_file():
         raise RestoreError(
             f"{path.name} is listed in {manifest_path} but missing from {path.parent}"
