@@ -18,14 +18,19 @@ import bisect
 import itertools
 import re
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from export_assets.credentials import mask_url_credentials
-from export_assets.source.database import SourceSnapshot
+from export_assets.source.changes import orphans
+from export_assets.source.database import ChunkSizer, SourceSnapshot, rows_to_batch
 from export_assets.source.status import (
     DEAD,
     DEAD_AFTER_FAILURES,
@@ -35,7 +40,16 @@ from export_assets.source.status import (
     UNKNOWN,
 )
 from export_assets.source.timestamps import day_text
-from export_assets.source.validations import ERROR_TYPES, NO_COUNTRY
+from export_assets.source.validations import (
+    ERROR_TYPES,
+    NO_COUNTRY,
+    PERCENTILES,
+    IdRanges,
+    RankPicker,
+    id_range_between,
+    percentile_ranks,
+    timed_read,
+)
 
 WINDOW_DAYS = 7
 TOP_PROXIES = 10
@@ -205,12 +219,14 @@ def week_figures(snapshot: SourceSnapshot, end: date, *, min_checks: int) -> Wee
     # previous_first - 1 + k. Index WINDOW_DAYS closes the previous period, the last one D.
     closes = [previous_first + timedelta(days=k) for k in range(2 * WINDOW_DAYS + 1)]
     pool = _Pool.rebuild(snapshot, closes)
-    checks = _day_checks(snapshot, previous_first, end)
+    ids = id_range_between(snapshot, *_bounds(previous_first, end))
+    checks = _day_checks(snapshot, ids, previous_first, end)
     removed = _removed_per_day(snapshot, previous_first, end)
+    latencies = _Latencies.read(snapshot, ids, previous_first, first, end)
 
     def period(start: date, stop: date) -> PeriodFigures:
         index = closes.index(stop + timedelta(days=1))
-        samples = _latency_samples(snapshot, start, stop)
+        samples = latencies.samples(start, stop)
         in_period = [checks.get(start + timedelta(days=n)) for n in range(WINDOW_DAYS)]
         return PeriodFigures(
             start=start,
@@ -222,8 +238,8 @@ def week_figures(snapshot: SourceSnapshot, end: date, *, min_checks: int) -> Wee
             checks=sum(c.checks for c in in_period if c),
             successes=sum(c.successes for c in in_period if c),
             latency_samples=samples,
-            latency_p50_ms=_latency_percentile(snapshot, start, stop, samples, 50),
-            latency_p95_ms=_latency_percentile(snapshot, start, stop, samples, 95),
+            latency_p50_ms=latencies.percentile(start, stop, 50),
+            latency_p95_ms=latencies.percentile(start, stop, 95),
         )
 
     days = []
@@ -231,22 +247,22 @@ def week_figures(snapshot: SourceSnapshot, end: date, *, min_checks: int) -> Wee
         day = first + timedelta(days=n)
         index = closes.index(day + timedelta(days=1))
         counts = checks.get(day) or _DayChecks()
-        samples = _latency_samples(snapshot, day, day)
+        samples = latencies.samples(day, day)
         days.append(
             DayFigures(
                 day=day,
                 checks=counts.checks,
                 successes=counts.successes,
                 latency_samples=samples,
-                latency_p50_ms=_latency_percentile(snapshot, day, day, samples, 50),
-                latency_p95_ms=_latency_percentile(snapshot, day, day, samples, 95),
+                latency_p50_ms=latencies.percentile(day, day, 50),
+                latency_p95_ms=latencies.percentile(day, day, 95),
                 pool=pool.size(index),
                 healthy=pool.statuses(index)[HEALTHY],
                 errors={kind: counts.errors[kind] for kind in ERROR_KINDS},
             )
         )
 
-    week = _proxy_week(snapshot, first, end)
+    week = _proxy_week(snapshot, ids, first, end, latencies.week_sums)
     last = len(closes) - 1
     proxies = [
         ProxyFigures(
@@ -266,26 +282,22 @@ def week_figures(snapshot: SourceSnapshot, end: date, *, min_checks: int) -> Wee
     top = sorted(ranked, key=lambda p: (-(p.success_rate or 0.0), -p.checks, p.url))
     bottom = sorted(ranked, key=lambda p: (p.success_rate or 0.0, -p.checks, p.url))
     sources = _sources(proxies)
-    row = snapshot.execute(
-        "SELECT max(id) FROM validation_results WHERE validated_at < ?",
-        (day_text(end + timedelta(days=1)),),
-    ).fetchone()
     return WeekFigures(
         end=end,
         current=period(first, end),
         previous=period(previous_first, first - timedelta(days=1)),
         days=days,
-        latency_histogram=_latency_histogram(snapshot, first, end),
+        latency_histogram=_latency_histogram(snapshot, ids, first, end),
         protocols=_top(Counter(p.protocol for p in proxies), TOP_PROTOCOLS),
         countries=_top(Counter(p.country for p in proxies), TOP_COUNTRIES),
         top=top[:TOP_PROXIES],
         bottom=bottom[:TOP_PROXIES],
         min_checks=min_checks,
-        errors=_error_messages(snapshot, first, end),
+        errors=_error_messages(snapshot, ids, first, end),
         sources=sources[:TOP_SOURCES],
         sources_total=len(sources),
         proxies=proxies,
-        validation_results_max_id=None if row is None or row[0] is None else int(row[0]),
+        validation_results_max_id=snapshot.validation_watermark(end + timedelta(days=1)),
     )
 
 
@@ -346,21 +358,13 @@ class _Pool:
                 source=source,
                 discovered_at=discovered_at,
             )
-            for url, protocol, country, source, discovered_at in snapshot.execute(
-                "SELECT url, protocol, country_code, source, discovered_at FROM proxy_identities"
-                " WHERE discovered_at < ? ORDER BY url",
-                (last,),
-            )
+            for url, protocol, country, source, discovered_at in _identities_before(snapshot, last)
         ]
         bounds = [day_text(day) for day in closes]
-        history = snapshot.execute(
-            "SELECT proxy_url, validated_at, is_valid <> 0 FROM validation_results"
-            " WHERE validated_at < ? ORDER BY proxy_url, validated_at, id",
-            (last,),
-        )
         codes: dict[str, bytes] = {}
-        for url, checks in itertools.groupby(history, key=lambda row: row[0]):
-            codes[url] = _statuses_at(((at, valid) for _, at, valid in checks), bounds)
+        for url, checks in snapshot.histories(last):
+            # ``is_valid <> 0`` as SQLite has it: any text or blob counts as valid.
+            codes[url] = _statuses_at(((at, valid != 0) for at, valid, _ in checks), bounds)
         return cls(closes, identities, codes)
 
     def status_of(self, identity: _Identity, index: int) -> str:
@@ -404,15 +408,41 @@ class _DayChecks:
     errors: Counter[str] = field(default_factory=Counter)
 
 
-def _day_checks(snapshot: SourceSnapshot, first: date, last: date) -> dict[date, _DayChecks]:
+def _identities_before(snapshot: SourceSnapshot, before: str) -> list[tuple[Any, ...]]:
+    """url, protocol, country_code, source and discovered_at of the proxies discovered
+    before ``before``, in url order, as the snapshot read them."""
+    table = snapshot.identities
+    kept = table.filter(pc.less(table.column("discovered_at"), before))
+    names = ("url", "protocol", "country_code", "source", "discovered_at")
+    return list(zip(*(kept.column(name).to_pylist() for name in names), strict=True))
+
+
+def _chunked(
+    snapshot: SourceSnapshot, ids: tuple[int, int] | None, sql: str, parameters: Sequence[Any]
+) -> Iterator[tuple[Any, ...]]:
+    """The rows of ``sql`` (``id >= ? AND id <= ?`` first) over ``ids``, a short read per
+    id range; each range's rows are all fetched before they are handed on."""
+    if ids is None:
+        return
+    ranges = IdRanges(snapshot, ids)
+    for chunk in ranges:
+        yield from timed_read(ranges, snapshot, snapshot.execute, sql, [*chunk, *parameters])
+
+
+_IN_WINDOW = "id >= ? AND id <= ? AND validated_at >= ? AND validated_at < ?"
+
+
+def _day_checks(
+    snapshot: SourceSnapshot, ids: tuple[int, int] | None, first: date, last: date
+) -> dict[date, _DayChecks]:
     days: dict[date, _DayChecks] = {}
-    cursor = snapshot.execute(
+    rows = _chunked(
+        snapshot, ids,
         "SELECT substr(validated_at, 1, 10), error_type, count(*), sum(is_valid <> 0)"
-        " FROM validation_results WHERE validated_at >= ? AND validated_at < ?"
-        " GROUP BY 1, 2",
-        (day_text(first), day_text(last + timedelta(days=1))),
-    )
-    for day, error_type, count, successes in cursor:
+        f" FROM validation_results WHERE {_IN_WINDOW} GROUP BY 1, 2",
+        _bounds(first, last),
+    )  # fmt: skip
+    for day, error_type, count, successes in rows:
         counts = days.setdefault(date.fromisoformat(day), _DayChecks())
         counts.checks += count
         counts.successes += successes
@@ -421,92 +451,209 @@ def _day_checks(snapshot: SourceSnapshot, first: date, last: date) -> dict[date,
     return days
 
 
-_LATENCY_WHERE = (
-    "FROM validation_results WHERE validated_at >= ? AND validated_at < ?"
-    " AND is_valid <> 0 AND response_time_ms IS NOT NULL"
-)
-
-
 def _bounds(first: date, last: date) -> tuple[str, str]:
     return day_text(first), day_text(last + timedelta(days=1))
 
 
-def _latency_samples(snapshot: SourceSnapshot, first: date, last: date) -> int:
-    return int(
-        snapshot.execute(f"SELECT count(*) {_LATENCY_WHERE}", _bounds(first, last)).fetchone()[0]
-    )
+# Successful checks' latencies in (validated_at, id) order, from a key on: the order in
+# which SQLite's avg() met them, so per-proxy averages add up exactly as before.
+_LATENCIES = (
+    "SELECT validated_at, id, proxy_url, CASE substr(validated_at, 1, 10) {days} END,"
+    " response_time_ms FROM validation_results"
+    " WHERE (validated_at, id) > (?, ?) AND validated_at < ? AND +id <= ?"
+    " AND is_valid <> 0 AND response_time_ms IS NOT NULL ORDER BY validated_at, id LIMIT ?"
+)
+_LATENCY_SCHEMA = pa.schema(
+    [
+        pa.field("validated_at", pa.string()),
+        pa.field("id", pa.int64()),
+        pa.field("proxy_url", pa.string()),
+        pa.field("day", pa.int64()),
+        pa.field("response_time_ms", pa.float64()),
+    ]
+)
 
 
-def _latency_percentile(
-    snapshot: SourceSnapshot, first: date, last: date, samples: int, percent: int
-) -> float | None:
-    def values_at(rank: int, count: int) -> list[float]:
-        rows = snapshot.execute(
-            f"SELECT response_time_ms {_LATENCY_WHERE} ORDER BY response_time_ms LIMIT ? OFFSET ?",
-            (*_bounds(first, last), count, rank),
-        ).fetchall()
-        return [row[0] for row in rows]
+@dataclass
+class _Latencies:
+    """The successful checks' latencies of the two periods: counts and exact percentiles
+    per day and per period, and per-proxy sums over the current period."""
 
-    return percentile(values_at, samples, percent)
+    first_day: date
+    counts: npt.NDArray[np.int64]
+    picked: npt.NDArray[np.float64]
+    week_sums: dict[str, float]
+
+    @classmethod
+    def read(
+        cls, snapshot: SourceSnapshot, ids: tuple[int, int] | None, first_day: date,
+        current: date, end: date,
+    ) -> _Latencies:  # fmt: skip
+        """Two passes (``RankPicker``) over the latencies of ``first_day`` .. ``end``; the
+        groups are the days, then the period before ``current``, then the one from it."""
+        days = (end - first_day).days + 1
+        split = (current - first_day).days
+        groups = days + 2
+        period = np.array([days + (d >= split) for d in range(days)], np.int64)
+        picker = RankPicker(groups)
+        urls: list[str] = []
+        url_index: dict[str, int] = {}
+        sums: list[float] = []
+        current_text = day_text(current)
+        for rows in _latency_chunks(snapshot, ids, first_day, days):
+            day = rows.column("day").to_numpy()
+            values = rows.column("response_time_ms").to_numpy()
+            picker.count(np.stack([day, period[day]]), values)
+            # Sums per proxy over the current period, one addition at a time in order.
+            recent = rows.filter(pc.greater_equal(rows.column("validated_at"), current_text))
+            for url in pc.unique(recent.column("proxy_url")).to_pylist():
+                if url not in url_index:
+                    url_index[url] = len(urls)
+                    urls.append(url)
+                    sums.append(0.0)
+            if recent.num_rows:
+                which = pc.index_in(
+                    recent.column("proxy_url"), value_set=pa.array(urls, pa.string())
+                )
+                totals = np.array(sums)
+                np.add.at(totals, which.to_numpy(), recent.column("response_time_ms").to_numpy())
+                sums = totals.tolist()
+        counts = picker.totals()
+        targets = np.array(
+            [percentile_ranks(int(n)) if n else [-1] * 2 * len(PERCENTILES) for n in counts],
+            np.int64,
+        ).reshape(groups, 2 * len(PERCENTILES))
+        picker.want(targets)
+        for rows in _latency_chunks(snapshot, ids, first_day, days):
+            day = rows.column("day").to_numpy()
+            picker.collect(np.stack([day, period[day]]), rows.column("response_time_ms").to_numpy())
+        return cls(first_day, counts, picker.picked(), dict(zip(urls, sums, strict=True)))
+
+    def _group(self, first: date, last: date) -> int:
+        if first == last:
+            return (first - self.first_day).days
+        days = len(self.counts) - 2
+        return days + (first != self.first_day)
+
+    def samples(self, first: date, last: date) -> int:
+        """Latencies of the day ``first`` (= ``last``) or of the period ``first`` .. ``last``."""
+        return int(self.counts[self._group(first, last)])
+
+    def percentile(self, first: date, last: date, percent: int) -> float | None:
+        """As :func:`percentile` over the same latencies."""
+        group = self._group(first, last)
+        column = 2 * PERCENTILES.index(percent)
+        values = self.picked[group, column : column + 2]
+        return percentile(lambda rank, count: values[:count], int(self.counts[group]), percent)
+
+
+def _latency_chunks(
+    snapshot: SourceSnapshot, ids: tuple[int, int] | None, first_day: date, days: int
+) -> Iterator[pa.Table]:
+    """The latencies of ``days`` days from ``first_day``, in (validated_at, id) order, by
+    short reads; ``day`` is the day's index."""
+    if ids is None:
+        return
+    names = [day_text(first_day + timedelta(days=n)) for n in range(days)]
+    sql = _LATENCIES.format(days=" ".join(f"WHEN ? THEN {n}" for n in range(days)))
+    high = day_text(first_day + timedelta(days=days))
+    key: tuple[Any, int] = (day_text(first_day), -(2**63))
+    sizer = ChunkSizer(snapshot.chunk_rows, grow=4)
+    while True:
+        limit = sizer.rows
+        rows = snapshot.execute(sql, [*names, *key, high, snapshot.id_limit, limit])
+        sizer.took(snapshot.last_held, len(rows))
+        if rows:
+            key = (rows[-1][0], rows[-1][1])
+            yield pa.Table.from_batches(
+                [rows_to_batch(rows, _LATENCY_SCHEMA, table="validation_results")]
+            )
+        if len(rows) < limit:
+            return
 
 
 def _latency_histogram(
-    snapshot: SourceSnapshot, first: date, last: date
+    snapshot: SourceSnapshot, ids: tuple[int, int] | None, first: date, last: date
 ) -> list[tuple[float, float | None, int]]:
     edges = (0.0, *LATENCY_EDGES)
     sums = ", ".join(
         f"sum(response_time_ms >= {low!r} AND response_time_ms < {high!r})"
         for low, high in itertools.pairwise(edges)
     )
-    row = snapshot.execute(
-        f"SELECT {sums}, sum(response_time_ms >= {edges[-1]!r}) {_LATENCY_WHERE}",
+    totals = [0] * len(edges)
+    for row in _chunked(
+        snapshot, ids,
+        f"SELECT {sums}, sum(response_time_ms >= {edges[-1]!r}) FROM validation_results"
+        f" WHERE {_IN_WINDOW} AND is_valid <> 0 AND response_time_ms IS NOT NULL",
         _bounds(first, last),
-    ).fetchone()
+    ):  # fmt: skip
+        totals = [total + int(count or 0) for total, count in zip(totals, row, strict=True)]
     highs: list[float | None] = [*edges[1:], None]
-    return [
-        (low, high, int(count or 0)) for low, high, count in zip(edges, highs, row, strict=True)
-    ]
+    return [(low, high, count) for low, high, count in zip(edges, highs, totals, strict=True)]
 
 
 def _removed_per_day(snapshot: SourceSnapshot, first: date, last: date) -> Counter[date]:
     """Proxies removed from ProxyWhirl (history but no identity), counted on the day after
     their last check, the first day nobody saw them (as ``proxy_changes`` reports them)."""
     removed: Counter[date] = Counter()
-    cursor = snapshot.execute(
-        "SELECT substr(max(v.validated_at), 1, 10) FROM validation_results AS v"
-        " WHERE NOT EXISTS (SELECT 1 FROM proxy_identities AS p WHERE p.url = v.proxy_url)"
-        " GROUP BY v.proxy_url"
-    )
-    for (last_check,) in cursor:
-        gone = date.fromisoformat(last_check) + timedelta(days=1)
+    for _, last_check in orphans(snapshot):
+        gone = date.fromisoformat(str(last_check)[:10]) + timedelta(days=1)
         if first <= gone <= last:
             removed[gone] += 1
     return removed
 
 
 def _proxy_week(
-    snapshot: SourceSnapshot, first: date, last: date
-) -> dict[str, tuple[int, int, float | None]]:
-    cursor = snapshot.execute(
+    snapshot: SourceSnapshot, ids: tuple[int, int] | None, first: date, last: date,
+    sums: dict[str, float],
+) -> dict[str, tuple[int, int, float | None]]:  # fmt: skip
+    """Per proxy checked in the period: checks, successes and the mean latency of its
+    successful checks (``sums`` / their number, as SQLite's avg())."""
+    totals: dict[str, list[int]] = {}
+    for url, n, ok, timed in _chunked(
+        snapshot, ids,
         "SELECT proxy_url, count(*), sum(is_valid <> 0),"
-        " avg(CASE WHEN is_valid <> 0 THEN response_time_ms END)"
-        " FROM validation_results WHERE validated_at >= ? AND validated_at < ? GROUP BY proxy_url",
+        " count(CASE WHEN is_valid <> 0 THEN response_time_ms END)"
+        f" FROM validation_results WHERE {_IN_WINDOW} GROUP BY proxy_url",
         _bounds(first, last),
-    )
-    return {url: (int(n), int(ok), avg) for url, n, ok, avg in cursor}
+    ):  # fmt: skip
+        entry = totals.setdefault(url, [0, 0, 0])
+        entry[0] += int(n)
+        entry[1] += int(ok)
+        entry[2] += int(timed)
+    return {
+        url: (n, ok, sums[url] / timed if timed else None) for url, (n, ok, timed) in totals.items()
+    }
 
 
-def _error_messages(snapshot: SourceSnapshot, first: date, last: date) -> list[ErrorMessage]:
-    cursor = snapshot.execute(
+def _error_messages(
+    snapshot: SourceSnapshot, ids: tuple[int, int] | None, first: date, last: date
+) -> list[ErrorMessage]:
+    counts: Counter[tuple[Any, Any]] = Counter()
+    for kind, message, count in _chunked(
+        snapshot, ids,
         "SELECT coalesce(error_type, ''), error_message, count(*) FROM validation_results"
-        " WHERE validated_at >= ? AND validated_at < ? AND error_message IS NOT NULL"
-        " GROUP BY 1, 2 ORDER BY 3 DESC, 2, 1 LIMIT ?",
-        (*_bounds(first, last), TOP_ERRORS),
+        f" WHERE {_IN_WINDOW} AND error_message IS NOT NULL GROUP BY 1, 2",
+        _bounds(first, last),
+    ):  # fmt: skip
+        counts[(kind, message)] += int(count)
+    # SQLite's ORDER BY 3 DESC, 2, 1: numbers before text before blobs.
+    ranked = sorted(
+        counts.items(),
+        key=lambda item: (-item[1], _sqlite_order(item[0][1]), _sqlite_order(item[0][0])),
     )
     return [
-        ErrorMessage(clean_text(str(kind), 40) or "(none)", clean_text(str(message)), int(count))
-        for kind, message, count in cursor
+        ErrorMessage(clean_text(str(kind), 40) or "(none)", clean_text(str(message)), count)
+        for (kind, message), count in ranked[:TOP_ERRORS]
     ]
+
+
+def _sqlite_order(value: Any) -> tuple[int, Any]:
+    if isinstance(value, int | float):
+        return 0, value
+    if isinstance(value, str):
+        return 1, value
+    return 2, bytes(value)
 
 
 def _sources(proxies: list[ProxyFigures]) -> list[SourceFigures]:

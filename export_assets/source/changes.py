@@ -28,14 +28,11 @@ order, so they are merge-joined in one pass without holding either in memory:
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from enum import StrEnum
-from itertools import groupby
-from operator import itemgetter
 from typing import IO, Any, Literal, get_args
 from urllib.parse import urlsplit
 
@@ -88,18 +85,6 @@ CHANGES_SCHEMA = pa.schema(
 """One change of the pool during a day: its kind, the status before and after (null where
 the proxy was not in the pool), then the proxy's ``POOL_SCHEMA`` fields as of the end of the
 day (as of the end of the day before for a removed proxy)."""
-
-# Proxies with history but no identity whose last check falls in [start, end): removed the
-# day after. The identity test reads only the proxy_url index, so the table itself is read
-# for orphaned rows alone (ten times faster than testing identities after grouping).
-_REMOVED_HISTORY = (
-    "WITH removed AS ("
-    " SELECT proxy_url FROM validation_results"
-    " WHERE proxy_url NOT IN (SELECT url FROM proxy_identities)"
-    " GROUP BY proxy_url HAVING max(validated_at) >= ? AND max(validated_at) < ?)"
-    " SELECT proxy_url, validated_at, is_valid, response_time_ms FROM validation_results"
-    " WHERE proxy_url IN removed ORDER BY proxy_url, validated_at, id"
-)
 
 
 def pool_changes(
@@ -156,16 +141,37 @@ def removed_from_history(snapshot: SourceSnapshot, day: date) -> Iterator[pa.Rec
     ``day``); the other identity fields are null.
     """
     window_start = day_text(day - timedelta(days=7))
-    cursor = snapshot.execute(_REMOVED_HISTORY, (day_text(day - timedelta(days=1)), day_text(day)))
     rows: list[tuple[Any, ...]] = []
-    for url, checks in groupby(_fetched(cursor, snapshot.batch_rows), key=itemgetter(0)):
-        health = replay((check[1:] for check in checks), window_start)
-        rows.append((REMOVED, health[0], None, url, *_url_parts(url), *(None,) * 13, *health))
+    for url, last_check in orphans(snapshot):
+        if not day_text(day - timedelta(days=1)) <= last_check < day_text(day):
+            continue
+        for _, checks in snapshot.histories(url=url):
+            health = replay(checks, window_start)
+            rows.append((REMOVED, health[0], None, url, *_url_parts(url), *(None,) * 13, *health))
         if len(rows) >= snapshot.batch_rows:
             yield rows_to_batch(rows, CHANGES_SCHEMA, table="validation_results")
             rows = []
     if rows:
         yield rows_to_batch(rows, CHANGES_SCHEMA, table="validation_results")
+
+
+def orphans(snapshot: SourceSnapshot) -> Iterator[tuple[Any, Any]]:
+    """Each proxy with history (up to the watermark) but no identity row, in url order,
+    with the ``validated_at`` of its last check.
+
+    The history's urls come from the ``proxy_url`` index a seek each, and only an orphan's
+    own rows are read, each in a short statement of its own.
+    """
+    known = set(snapshot.identities.column("url").to_pylist())
+    for url in snapshot.history_urls():
+        if url in known:
+            continue
+        row = snapshot.execute(
+            "SELECT max(validated_at) FROM validation_results WHERE proxy_url = ? AND +id <= ?",
+            (url, snapshot.id_limit),
+        ).fetchone()
+        if row is not None and row[0] is not None:  # None: its checks are all newer
+            yield url, row[0]
 
 
 class PoolChanges:
@@ -356,11 +362,6 @@ class _Run:
                 self._batch = batch
                 self.urls = batch.column("url").to_pylist()
                 return
-
-
-def _fetched(cursor: sqlite3.Cursor, size: int) -> Iterator[tuple[Any, ...]]:
-    while chunk := cursor.fetchmany(size):
-        yield from chunk
 
 
 def _url_parts(url: str) -> tuple[str | None, str | None, int | None]:

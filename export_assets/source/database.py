@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, timedelta
-from itertools import groupby
-from operator import itemgetter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from export_assets.source.schema import REQUIRED_COLUMNS
 from export_assets.source.status import replay
@@ -64,14 +66,81 @@ _IDENTITY_COLUMNS = (
     "source", "source_url", "discovered_at",
 )  # fmt: skip
 
-_VALIDATIONS_UP_TO = (
-    "SELECT proxy_url, validated_at, is_valid, response_time_ms FROM validation_results"
-    " WHERE validated_at < ? ORDER BY proxy_url, validated_at, id"
-)
+
+def _identity_type(name: str) -> pa.DataType:
+    # discovered_at stays ProxyWhirl's text (pools compare it as text, as SQLite does) and
+    # booleans their 0/1: the pool converts both as it converts rows read from SQLite.
+    kept = POOL_SCHEMA.field(name).type
+    return pa.string() if name == "discovered_at" else pa.int64() if kept == pa.bool_() else kept
+
+
+_IDENTITY_SCHEMA = pa.schema([pa.field(name, _identity_type(name)) for name in _IDENTITY_COLUMNS])
 
 DEFAULT_BATCH_ROWS = 65_536
+DEFAULT_CHUNK_ROWS = 20_000
+"""Rows a read of ``validation_results`` starts with (see ``SourceSnapshot``, ``ChunkSizer``)."""
+TARGET_READ_SECONDS = 0.02
+"""How long one read of ``validation_results`` should hold SQLite's lock; chunks adapt."""
 
 _DAY_FILTERED = (("proxy_identities", "discovered_at"), ("validation_results", "validated_at"))
+
+# The whole of a proxy's history before a moment, in id order within each proxy: the
+# proxy_url index holds (proxy_url, rowid), so this is an index walk without a sort, and
+# the keyset (the last url and id read) lets each read start where the previous stopped.
+# ``+id`` keeps the watermark from being used as a rowid range instead of the index.
+_HISTORY_COLUMNS = "proxy_url, id, validated_at, is_valid, response_time_ms"
+_HISTORY_REST_OF_URL = (
+    f"SELECT {_HISTORY_COLUMNS} FROM validation_results WHERE proxy_url = ? AND id > ?"
+    " AND +id <= ?{before} ORDER BY id LIMIT ?"
+)
+_HISTORY_NEXT_URLS = (
+    f"SELECT {_HISTORY_COLUMNS} FROM validation_results WHERE proxy_url > ?"
+    " AND +id <= ?{before} ORDER BY proxy_url, id LIMIT ?"
+)
+_HISTORY_FIRST = (
+    f"SELECT {_HISTORY_COLUMNS} FROM validation_results WHERE +id <= ?{{before}}"
+    " ORDER BY proxy_url, id LIMIT ?"
+)
+
+# Distinct proxy_url values of the history from one url on, an index seek each (a skip
+# scan): the proxies of the history without reading their rows.
+_DISTINCT_URLS = (
+    "WITH RECURSIVE urls(url, n) AS ("
+    " SELECT (SELECT min(proxy_url) FROM validation_results WHERE proxy_url > ?), 1"
+    " UNION ALL SELECT (SELECT min(proxy_url) FROM validation_results WHERE proxy_url > url),"
+    " n + 1 FROM urls WHERE url IS NOT NULL AND n < ?)"
+    " SELECT url FROM urls WHERE url IS NOT NULL"
+)
+_FIRST_URL = "SELECT min(proxy_url) FROM validation_results"
+
+# A read of page 1 that begins a read transaction: the lock is taken (or waited for) here.
+TAKE_READ_LOCK = "SELECT 1 FROM sqlite_master LIMIT 1"
+POLL_SECONDS = 0.0005
+
+
+def take_read_lock(probe: Callable[[], object], timeout_ms: int) -> None:
+    """Run ``probe`` (the first read of a transaction) until it gets the read lock.
+
+    The connections' own busy timeout is 0 and the wait is here, polling every half
+    millisecond: SQLite's busy handler sleeps 1, 2, 5 ... up to 100 ms between tries, and a
+    busy writer that commits every few milliseconds leaves gaps that short, so a read would
+    wait far longer than the writer's commit. Polling cannot starve the writer: once it
+    asks to commit (PENDING), no new read lock is granted until it has.
+    """
+    deadline = time.monotonic() + timeout_ms / 1000
+    while True:
+        try:
+            probe()
+            return
+        except Exception as exc:  # sqlite3's and the ADBC driver's errors alike
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(POLL_SECONDS)
+
+
+Check = tuple[Any, Any, Any]
+"""One validation as the health rules take it: (validated_at, is_valid, response_time_ms)."""
 
 
 def connect_read_only(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -93,24 +162,103 @@ def connect_read_only(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     return connection
 
 
-class SourceSnapshot:
-    """One read transaction on ``proxies.db``: every read through it sees the same data.
+class Rows(list[tuple[Any, ...]]):
+    """A statement's rows, all fetched: the statement is finished and holds no lock."""
 
-    Open it, read, close it (or use it as a context manager). The schema is verified
-    inside the transaction, so what is checked is what is read.
+    def fetchone(self) -> tuple[Any, ...] | None:
+        """The first row, or None."""
+        return self[0] if self else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        """Every row."""
+        return list(self)
+
+
+class ChunkSizer:
+    """How many rows the next read asks for, so that each read holds the lock about
+    ``TARGET_READ_SECONDS``: starts at ``rows``, grows while reads are quick (up to
+    ``grow`` times ``rows``: what one read fetches is held in memory), shrinks when one
+    was slow. Fewer, fuller reads matter under a busy writer: each read waits for a gap
+    between its commits."""
+
+    def __init__(self, rows: int, *, grow: int = 1, least: int = 1024, start: int = 0) -> None:
+        self.least = min(least, rows)
+        self.most = rows * grow
+        self.rows = max(self.least, min(start, rows)) if start else rows
+
+    def took(self, seconds: float, rows: int) -> None:
+        """Adapt to a read of ``rows`` rows (or scanned ids) that took ``seconds``."""
+        if seconds > TARGET_READ_SECONDS and rows:
+            self.rows = max(self.least, int(rows * TARGET_READ_SECONDS / seconds))
+        elif seconds < TARGET_READ_SECONDS / 2:  # gently: a read's time varies
+            self.rows = min(self.most, self.rows * 3 // 2)
+
+
+@dataclass
+class ReadStats:
+    """How the snapshot's reads went: their number, the longest and total time one held
+    the read lock, and the total time spent waiting for writers' locks."""
+
+    reads: int = 0
+    held_max: float = 0.0
+    held_total: float = 0.0
+    waited_total: float = 0.0
+
+    def record(self, waited: float, held: float) -> None:
+        """One more read, that waited ``waited`` seconds and held the lock ``held``."""
+        self.reads += 1
+        self.held_max = max(self.held_max, held)
+        self.held_total += held
+        self.waited_total += waited
+
+
+class SourceSnapshot:
+    """A consistent view of ``proxies.db`` that holds no lock between reads.
+
+    ProxyWhirl keeps writing while we read, by default in SQLite's rollback-journal mode,
+    where an open read transaction keeps every writer from committing. So the snapshot is
+    not a transaction: it is ``watermark``, the highest ``validation_results`` id when it
+    was opened. ``validation_results`` is append-only with growing ids, so the rows with
+    ``id <= watermark`` never change, and every read of it is bounded by the watermark and
+    done in short statements (chunks of ids, or of (url, id) keys), each fully fetched
+    before the next, so SQLite's lock is held milliseconds at a time (``ChunkSizer``) and
+    a writer waits at most that long. The schema and timestamp checks, the watermark and
+    the small ``proxy_identities`` table are read in one short transaction when it opens.
     """
 
-    def __init__(self, path: Path, *, busy_timeout_ms: int, batch_rows: int) -> None:
+    def __init__(
+        self, path: Path, *, busy_timeout_ms: int, batch_rows: int,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS, identities: bool = True,
+    ) -> None:  # fmt: skip
         self.path = path
         self.batch_rows = batch_rows
+        self.chunk_rows = chunk_rows
+        self.busy_timeout_ms = busy_timeout_ms
         self._connection = connect_read_only(path, busy_timeout_ms)
+        self._connection.execute("PRAGMA busy_timeout = 0")  # take_read_lock waits instead
+        self._identities: pa.Table | None = None
+        self.last_held = 0.0
+        self.reads = ReadStats()
         try:
-            self._connection.execute("BEGIN")
-            self._verify_schema()
-            self._verify_timestamps()
+            self._execute_in_transaction("BEGIN")
+            try:
+                self._take_read_lock()
+                self._verify_schema()
+                self._verify_timestamps()
+                row = self._statement("SELECT max(id) FROM validation_results").fetchone()
+                self.watermark: int | None = None if row is None or row[0] is None else int(row[0])
+                if identities:
+                    self._identities = self._read_identities()
+            finally:
+                self._execute_in_transaction("COMMIT")
         except BaseException:
             self._connection.close()
             raise
+
+    @property
+    def id_limit(self) -> int:
+        """The highest id any read may return (below every id when the history was empty)."""
+        return -(2**63) if self.watermark is None else self.watermark
 
     def __enter__(self) -> SourceSnapshot:
         return self
@@ -122,35 +270,84 @@ class SourceSnapshot:
         self.close()
 
     def close(self) -> None:
-        """End the read transaction and close the connection (idempotent)."""
-        try:
-            if self._connection.in_transaction:
-                self._connection.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # closing releases the read lock anyway
-        finally:
-            self._connection.close()
+        """Close the connection (idempotent): no transaction is open between reads."""
+        self._connection.close()
 
-    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> sqlite3.Cursor:
-        """Run a read inside the snapshot; SQLite errors become SourceErrors that say why."""
+    def _execute_in_transaction(self, sql: str) -> None:
         try:
-            return self._connection.execute(sql, parameters)
-        except sqlite3.OperationalError as exc:
+            self._connection.execute(sql)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:
+        """Run one read statement in a read transaction of its own and fetch all its rows,
+        so it holds no lock once this returns; SQLite errors become SourceErrors that say
+        why. For small results: big reads go through the chunked readers.
+
+        ``last_held`` is then how long the statement held the database's read lock, the
+        wait for a writer's lock excluded: chunk sizes adapt to it.
+        """
+        with self.short_read():
+            return self._statement(sql, parameters)
+
+    @contextmanager
+    def short_read(self) -> Iterator[None]:
+        """One read transaction around the reads made inside (``execute_inside``): they
+        see the same data, take the lock once, and ``last_held`` is how long they held it.
+        Keep it to milliseconds: a writer cannot commit meanwhile (rollback journal)."""
+        self._execute_in_transaction("BEGIN")
+        try:
+            # The first read takes the lock (waiting for a writer's commit if need be).
+            asked = time.perf_counter()
+            self._take_read_lock()
+            started = time.perf_counter()
+            yield
+            self.last_held = time.perf_counter() - started
+            self.reads.record(started - asked, self.last_held)
+        finally:
+            if self._connection.in_transaction:
+                self._execute_in_transaction("COMMIT")
+
+    def execute_inside(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:
+        """One statement inside :meth:`short_read`, fully fetched."""
+        return self._statement(sql, parameters)
+
+    def _take_read_lock(self) -> None:
+        try:
+            take_read_lock(
+                lambda: self._connection.execute(TAKE_READ_LOCK).fetchall(), self.busy_timeout_ms
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _statement(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:
+        try:
+            cursor = self._connection.execute(sql, parameters)
+            try:
+                return Rows(cursor.fetchall())
+            finally:
+                cursor.close()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> SourceError:
+        if isinstance(exc, sqlite3.OperationalError):
             if "locked" in str(exc) or "busy" in str(exc):
-                raise SourceError(
+                return SourceError(
                     f"ProxyWhirl database {self.path} stayed locked by a writer past the busy "
                     f"timeout ({exc}); retry, or raise busy_timeout_ms"
-                ) from exc
-            raise SourceError(f"reading ProxyWhirl database {self.path} failed: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            raise SourceError(
+                )
+            return SourceError(f"reading ProxyWhirl database {self.path} failed: {exc}")
+        if isinstance(exc, sqlite3.DatabaseError):
+            return SourceError(
                 f"{self.path} is not a readable SQLite database ({exc}): PROXYWHIRL_DB must "
                 "point at ProxyWhirl's proxies.db"
-            ) from exc
+            )
+        return SourceError(f"reading ProxyWhirl database {self.path} failed: {exc}")
 
     def _verify_schema(self) -> None:
         for table, needed in REQUIRED_COLUMNS.items():
-            present = {row[1] for row in self.execute(f"PRAGMA table_info({table})")}
+            present = {row[1] for row in self._statement(f"PRAGMA table_info({table})")}
             if not present:
                 raise SourceError(
                     f"{self.path} has no table {table}: is PROXYWHIRL_DB a ProxyWhirl database?"
@@ -168,7 +365,7 @@ class SourceSnapshot:
         # not text at all: numbers sort first) would fall outside every day unseen. '0-' and
         # ':' stay text under the column's NUMERIC affinity; the range uses the index.
         for table, column in _DAY_FILTERED:
-            row = self.execute(
+            row = self._statement(
                 f"SELECT {column} FROM {table} WHERE {column} < '0-' OR {column} >= ':' LIMIT 1"
             ).fetchone()
             if row is not None:
@@ -177,12 +374,121 @@ class SourceSnapshot:
                     "timestamp; ProxyWhirl writes 'YYYY-MM-DD HH:MM:SS.ffffff' (UTC)"
                 )
 
+    def _read_identities(self) -> pa.Table:
+        rows = self._statement(
+            f"SELECT {', '.join(_IDENTITY_COLUMNS)} FROM proxy_identities ORDER BY url"
+        )
+        # discovered_at stays ProxyWhirl's text: it is compared as text, as SQLite does.
+        batch = rows_to_batch(rows, _IDENTITY_SCHEMA, table="proxy_identities")
+        return pa.Table.from_batches([batch], schema=_IDENTITY_SCHEMA)
+
+    @property
+    def identities(self) -> pa.Table:
+        """``proxy_identities`` as read when the snapshot opened, in ``url`` order."""
+        if self._identities is None:
+            raise RuntimeError("this snapshot was opened without proxy_identities")
+        return self._identities
+
+    def identity_rows(self, before: str) -> Iterator[list[tuple[Any, ...]]]:
+        """Identities discovered before ``before`` (DATETIME text), in url order, by batch,
+        as tuples of the pool's identity columns (discovered_at as a timestamp)."""
+        table = self.identities
+        kept = table.filter(pc.less(table.column("discovered_at"), before))
+        for start in range(0, kept.num_rows, self.batch_rows):
+            piece = kept.slice(start, self.batch_rows)
+            columns = [piece.column(name).to_pylist() for name in _IDENTITY_COLUMNS]
+            yield list(zip(*columns, strict=True))
+
     def validation_watermark(self, before: date) -> int | None:
-        """Highest validation id recorded before midnight (UTC) opening ``before``."""
-        row = self.execute(
-            "SELECT max(id) FROM validation_results WHERE validated_at < ?", (day_text(before),)
-        ).fetchone()
-        return None if row is None or row[0] is None else int(row[0])
+        """Highest validation id (up to the watermark) recorded before midnight (UTC)
+        opening ``before``.
+
+        Read downwards from the watermark by id chunks: the first chunk holding such a row
+        holds the highest, whatever the order of ids and times.
+        """
+        if self.watermark is None:
+            return None
+        lowest = self.execute("SELECT min(id) FROM validation_results").fetchone()
+        bottom = int(lowest[0]) if lowest and lowest[0] is not None else self.watermark
+        sizer = ChunkSizer(self.chunk_rows, grow=8)  # one number per read
+        high = self.watermark
+        while high >= bottom:
+            low = max(bottom, high - sizer.rows + 1)
+            row = self.execute(
+                "SELECT max(id) FROM validation_results"
+                " WHERE id >= ? AND id <= ? AND validated_at < ?",
+                (low, high, day_text(before)),
+            ).fetchone()
+            sizer.took(self.last_held, high - low + 1)
+            if row is not None and row[0] is not None:
+                return int(row[0])
+            high = low - 1
+        return None
+
+    def histories(
+        self, before: str | None = None, *, url: str | None = None
+    ) -> Generator[tuple[Any, list[Check]], None, None]:
+        """Each proxy's checks up to the watermark (and before ``before``, DATETIME text),
+        by ``proxy_url``, each proxy's in ``(validated_at, id)`` order; ``url``: that one only.
+
+        Read by (url, id) keys in short statements; a proxy's checks are held until its
+        last one is read (one proxy's history at a time).
+        """
+        condition = "" if before is None else " AND validated_at < ?"
+        tail: tuple[Any, ...] = () if before is None else (before,)
+        # Starts small: rows in url order are read by random access, 10-50 times slower
+        # than in id order, so a first read of chunk_rows could hold the lock too long.
+        sizer = ChunkSizer(self.chunk_rows, grow=4, start=1024)
+        # What the next read is: the first rows, the rest of ``current``'s rows after
+        # ``last_id``, or the urls after ``current``.
+        step = "rest" if url is not None else "first"
+        current: Any = url
+        last_id = -(2**63)  # below every id but the lowest int64, which no one writes
+        checks: list[tuple[Any, ...]] = []
+        while step:
+            limit = sizer.rows
+            if step == "first":
+                sql = _HISTORY_FIRST.format(before=condition)
+                rows = self.execute(sql, (self.id_limit, *tail, limit))
+            elif step == "rest":
+                sql = _HISTORY_REST_OF_URL.format(before=condition)
+                rows = self.execute(sql, (current, last_id, self.id_limit, *tail, limit))
+            else:
+                sql = _HISTORY_NEXT_URLS.format(before=condition)
+                rows = self.execute(sql, (current, self.id_limit, *tail, limit))
+            sizer.took(self.last_held, len(rows))
+            for row in rows:
+                if row[0] != current:
+                    if checks:
+                        yield current, _in_time_order(checks)
+                    current, checks = row[0], []
+                checks.append(row)
+            if rows:
+                last_id = rows[-1][1]
+            if len(rows) == limit:  # stopped at the limit: the last url may have more
+                step = "rest"
+            elif step == "rest" and url is None:  # that url is done: the next ones
+                step = "next"
+            else:
+                step = ""
+        if checks:
+            yield current, _in_time_order(checks)
+
+    def history_urls(self) -> Iterator[Any]:
+        """Every distinct ``proxy_url`` of ``validation_results``, in order (rows above the
+        watermark included: read a url's history to know whether it has rows below)."""
+        row = self.execute(_FIRST_URL).fetchone()
+        if row is None or row[0] is None:
+            return
+        last = row[0]
+        yield last
+        while True:
+            urls = self.execute(_DISTINCT_URLS, (last, 1000))
+            for (found,) in urls:
+                yield found
+            if len(urls) < 1000:
+                return
+            last = urls[-1][0]
 
     def proxy_pool(self, as_of: date) -> Iterator[pa.RecordBatch]:
         """The pool as it stood at midnight (UTC) opening ``as_of``, in ``url`` order.
@@ -194,31 +500,30 @@ class SourceSnapshot:
         """
         end = day_text(as_of)
         window_start = day_text(as_of - timedelta(days=7))
-        identities = self.execute(
-            f"SELECT {', '.join(_IDENTITY_COLUMNS)} FROM proxy_identities"
-            " WHERE discovered_at < ? ORDER BY url",
-            (end,),
-        )
-        # A second cursor on the same connection reads inside the same transaction.
-        histories = groupby(_rows(self.execute(_VALIDATIONS_UP_TO, (end,))), key=itemgetter(0))
+        histories = self.histories(end)
         current = next(histories, None)
-        while rows := identities.fetchmany(self.batch_rows):
+        for rows in self.identity_rows(end):
             pool: list[tuple[Any, ...]] = []
             for identity in rows:
                 url = identity[0]
                 while current is not None and current[0] < url:  # history of a deleted proxy
                     current = next(histories, None)
                 if current is not None and current[0] == url:
-                    pool.append((*identity, *replay((c[1:] for c in current[1]), window_start)))
+                    pool.append((*identity, *replay(current[1], window_start)))
                     current = next(histories, None)
                 else:
                     pool.append((*identity, *replay((), window_start)))
             yield rows_to_batch(pool, POOL_SCHEMA, table="proxy_identities")
+        histories.close()
 
 
-def _rows(cursor: sqlite3.Cursor, size: int = DEFAULT_BATCH_ROWS) -> Iterator[tuple[Any, ...]]:
-    while chunk := cursor.fetchmany(size):
-        yield from chunk
+def _in_time_order(rows: list[tuple[Any, ...]]) -> list[Check]:
+    """One proxy's rows (url, id, validated_at, is_valid, latency), read in id order, as
+    checks in ``(validated_at, id)`` order: SQLite's order for DATETIME text."""
+    ordered = all(rows[i][2] <= rows[i + 1][2] for i in range(len(rows) - 1))
+    if not ordered:
+        rows = sorted(rows, key=lambda row: (row[2], row[1]))
+    return [(row[2], row[3], row[4]) for row in rows]
 
 
 def rows_to_batch(rows: list[tuple[Any, ...]], schema: pa.Schema, *, table: str) -> pa.RecordBatch:

@@ -7,7 +7,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from export_assets.source.database import DEFAULT_BATCH_ROWS, SourceSnapshot
+from export_assets.source.database import DEFAULT_BATCH_ROWS, DEFAULT_CHUNK_ROWS, SourceSnapshot
 
 DEFAULT_DEPLOYMENT = Path("data/proxywhirl")
 
@@ -36,8 +36,17 @@ class ProxyWhirlSource(ConfigurableResource):  # type: ignore[type-arg]
         default=DEFAULT_BATCH_ROWS, description="Rows per Arrow record batch read from SQLite."
     )
 
-    def open_snapshot(self) -> SourceSnapshot:
-        """Begin one read transaction on the database; the caller closes it."""
+    chunk_rows: int = Field(
+        default=DEFAULT_CHUNK_ROWS, ge=64,
+        description="Rows a short read of validation_results starts with; reads then adapt "
+        "(down, or up to a few times this) so that each holds SQLite's read lock, and keeps "
+        "ProxyWhirl's commits waiting, about 20 ms.",
+    )  # fmt: skip
+
+    def open_snapshot(self, *, identities: bool = True) -> SourceSnapshot:
+        """Pin the database's snapshot (its validation watermark, and ``proxy_identities``
+        unless ``identities`` is false) in one short read; the caller closes it."""
         return SourceSnapshot(
-            Path(self.database), busy_timeout_ms=self.busy_timeout_ms, batch_rows=self.batch_rows
-        )
+            Path(self.database), busy_timeout_ms=self.busy_timeout_ms, batch_rows=self.batch_rows,
+            chunk_rows=self.chunk_rows, identities=identities,
+        )  # fmt: skip

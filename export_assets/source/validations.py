@@ -3,25 +3,26 @@
 A day D is ``[D 00:00:00, D+1 00:00:00)`` UTC, selected by comparing ProxyWhirl's DATETIME
 text (``validated_at >= 'D' AND validated_at < 'D+1'``, see ``timestamps.day_text``).
 
-Events are read by rowid: the day's smallest and largest id come from the covering
-``validated_at`` index, and the rows are then read as one ``id`` range, filtered on
-``validated_at`` again. That is correct whatever the ids are (a row of D always lies in the
-range; rows of other days in it are filtered out) and, since ProxyWhirl's ids grow with
-time, it reads the day's rows in table order with no index lookups and no sort. With
-filters, the range is that of the rows that pass them.
+Every read is bounded by the snapshot's watermark (``id <= watermark``, see
+``SourceSnapshot``) and made of short statements, each fully fetched before the next, so no
+read holds SQLite's lock for more than milliseconds, in rollback-journal or WAL mode, and a
+live ProxyWhirl never waits long to commit. The day's smallest and largest id come from
+the ``validated_at`` index, a slice at a time (``id_range_between``); the rows are then
+read as consecutive ``id`` ranges (``IdRanges``), filtered on ``validated_at`` again. That
+is correct whatever the ids are (a row of D always lies in the range; rows of other days
+in it are filtered out) and, since ProxyWhirl's ids grow with time, it reads the day's rows
+in table order with no index lookups and no sort. With filters, the range is that of the
+rows that pass them. Output batches are re-cut to ``batch_rows`` rows, so files do not
+depend on how the ranges fell.
 
 The rows are read into Arrow without a Python object per row: through the ADBC SQLite driver
 (``adbc_driver_sqlite``), on a second read-only connection (``mode=ro``, the snapshot's busy
-timeout) opened while the snapshot's read transaction holds its SHARED lock. In SQLite's
-rollback-journal modes (ProxyWhirl's default ``delete``) no writer can commit while that
-lock is held, so the second connection reads exactly the snapshot's data. In WAL mode
-writers can commit meanwhile, so there the rows come through the snapshot's own
-connection (``sqlite3``, a tuple per row, about twice as slow). The driver types each
-column from the first batch it reads; a batch whose columns are not of the types
-ProxyWhirl writes (text in a latency, a blob, an is_valid other than 0/1), and every batch
-after a value whose type differs from the first batch's, is read again through
-``sqlite3``, so it converts, or fails naming the value, exactly as before, in the same
-batches.
+timeout), each id range in a read transaction of its own. Bounded by the watermark, its
+rows are the snapshot's in any journal mode. The driver types each column from the first
+batch of a statement; a batch whose columns are not of the types ProxyWhirl writes (text in
+a latency, a blob, an is_valid other than 0/1), and the rest of a range after a value whose
+type differs from its first batch's, is read again through ``sqlite3``, so it converts, or
+fails naming the value, exactly as before.
 
 Metrics (``PROXY_METRICS_SCHEMA``), one row per group of the day's checks:
 
@@ -43,14 +44,15 @@ Metrics (``PROXY_METRICS_SCHEMA``), one row per group of the day's checks:
   reports (``ERROR_TYPES``); ``errors_other`` counts any other non-null ``error_type``.
   Checks without an ``error_type`` count in no error column.
 
-How it is computed, in bounded memory: SQLite aggregates the day per proxy, outcome and
-error type (checks, timed checks, latency sum and maximum; a few rows per proxy), joined to
-``proxy_identities``; Python folds them per proxy and rolls them up to the other scopes (a
-few thousand proxies). Percentiles take one more pass: the day's latencies streamed in
-ascending order (SQLite sorts, spilling to its temporary files when needed) while a counter
-per group, vectorised per batch, picks the values at exactly the ranks each group's
-percentiles need (known from the counts). Memory is a batch plus a few numbers per group,
-whatever the size of the day.
+How it is computed, in bounded memory and short reads: SQLite aggregates each id range
+of the day per proxy, outcome and error type (checks, timed checks, latency maximum);
+Python adds the ranges up per proxy, takes protocol and country from the snapshot's
+``proxy_identities``, and rolls them up to the other scopes (a few thousand proxies).
+Latencies take two more passes by id range (``RankPicker``): the first sums them per proxy
+and error type, one addition at a time in id order as SQLite's ``sum()`` does, and counts
+them per group and histogram bucket; the second keeps only the values of the buckets that
+hold a wanted rank, which are then sorted. Memory is a range plus the non-empty buckets'
+counts and those buckets' values, whatever the size of the day.
 """
 
 from __future__ import annotations
@@ -60,12 +62,12 @@ import gc
 import itertools
 import math
 import queue
-import sqlite3
 import threading
-from collections.abc import Generator, Iterator, Sequence
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import numpy as np
@@ -73,10 +75,18 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from export_assets.source.database import SourceError, SourceSnapshot, rows_to_batch
+from export_assets.source.database import (
+    TAKE_READ_LOCK,
+    ChunkSizer,
+    SourceError,
+    SourceSnapshot,
+    rows_to_batch,
+    take_read_lock,
+)
 from export_assets.source.timestamps import TIMESTAMP_UTC, TimestampError, day_text, parse_utc_text
 
 _TABLE = "validation_results"
+_T = TypeVar("_T")
 
 VALIDATION_EVENTS_SCHEMA = pa.schema(
     [
@@ -143,7 +153,8 @@ class ValidationFilters:
         conditions: list[str] = []
         parameters: list[Any] = []
         if self.proxy_urls is not None:
-            conditions.append(f"proxy_url IN ({_marks(self.proxy_urls)})")
+            # ``+``: a rowid or validated_at range drives the read, not the url index.
+            conditions.append(f"+proxy_url IN ({_marks(self.proxy_urls)})")
             parameters.extend(self.proxy_urls)
         if self.is_valid is not None:
             conditions.append("(is_valid <> 0) = ?")
@@ -168,15 +179,51 @@ def _day_bounds(day: date) -> list[str]:
 def validation_id_range(
     snapshot: SourceSnapshot, day: date, filters: ValidationFilters = NO_FILTERS
 ) -> tuple[int, int] | None:
-    """Smallest and largest id of the day's validation results that pass ``filters``."""
+    """Smallest and largest id (up to the watermark) of the day's validation results that
+    pass ``filters``."""
     where, parameters = filters.sql()
-    row = snapshot.execute(
-        f"SELECT min(id), max(id) FROM {_TABLE} WHERE {_DAY}{where}",
-        [*_day_bounds(day), *parameters],
-    ).fetchone()
-    if row is None or row[0] is None:
-        return None
-    return int(row[0]), int(row[1])
+    low, high = _day_bounds(day)
+    return id_range_between(snapshot, low, high, where, parameters)
+
+
+def id_range_between(
+    snapshot: SourceSnapshot, low: str, high: str, where: str = "",
+    parameters: Sequence[Any] = (),
+) -> tuple[int, int] | None:  # fmt: skip
+    """Smallest and largest id (up to the watermark) of the results with ``low <=
+    validated_at < high`` (DATETIME text) and the conditions ``where``.
+
+    The ``validated_at`` index is read a slice at a time, each slice its own short read: a
+    slice ends at the value ``chunk_rows`` entries on, with every row of that value, so no
+    row is missed or counted twice whatever the ids and however many rows share a time.
+    """
+    lowest: int | None = None
+    highest: int | None = None
+    start, after = low, ">="
+    sizer = ChunkSizer(snapshot.chunk_rows, grow=8)  # index entries, two numbers read
+    while True:
+        with snapshot.short_read():  # both reads of a slice take the lock once
+            row = snapshot.execute_inside(
+                f"SELECT validated_at FROM {_TABLE} WHERE validated_at {after} ?"
+                " AND validated_at < ? ORDER BY validated_at LIMIT 1 OFFSET ?",
+                (start, high, sizer.rows - 1),
+            ).fetchone()
+            upto, bound = (
+                ("validated_at < ?", high) if row is None else ("validated_at <= ?", row[0])
+            )
+            found = snapshot.execute_inside(
+                f"SELECT min(id), max(id) FROM {_TABLE}"
+                f" WHERE validated_at {after} ? AND {upto} AND +id <= ?{where}",
+                [start, bound, snapshot.id_limit, *parameters],
+            ).fetchone()
+        sizer.took(snapshot.last_held, sizer.rows)
+        if found is not None and found[0] is not None:
+            lowest = int(found[0]) if lowest is None else min(lowest, int(found[0]))
+            highest = int(found[1]) if highest is None else max(highest, int(found[1]))
+        if row is None:
+            break
+        start, after = row[0], ">"
+    return None if lowest is None or highest is None else (lowest, highest)
 
 
 def validation_events_query(
@@ -195,30 +242,79 @@ def validation_events_query(
     )
 
 
+class IdRanges:
+    """``ids`` (capped at the watermark) as consecutive ranges, each sized so that reading
+    it takes about ``TARGET_READ_SECONDS``: the reader reports each read with ``took``."""
+
+    def __init__(self, snapshot: SourceSnapshot, ids: tuple[int, int], *, grow: int = 4) -> None:
+        self._low, self._high = ids[0], min(ids[1], snapshot.id_limit)
+        self._sizer = ChunkSizer(snapshot.chunk_rows, grow=grow)
+        self._last = 0
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        while self._low <= self._high:
+            top = min(self._high, self._low + self._sizer.rows - 1)
+            self._last = top - self._low + 1
+            yield self._low, top
+            self._low = top + 1
+
+    def took(self, seconds: float) -> None:
+        """The read of the last range took ``seconds``."""
+        self._sizer.took(seconds, self._last)
+
+
+def timed_read(
+    ranges: IdRanges, snapshot: SourceSnapshot, read: Callable[..., _T], *arguments: Any
+) -> _T:
+    """``read(*arguments)``, how long it held the lock (``snapshot.last_held``) reported
+    to ``ranges``."""
+    snapshot.last_held = 0.0
+    result = read(*arguments)
+    ranges.took(snapshot.last_held)
+    return result
+
+
 def validation_events(
     snapshot: SourceSnapshot, day: date, ids: tuple[int, int] | None,
     filters: ValidationFilters = NO_FILTERS,
 ) -> Iterator[pa.RecordBatch]:  # fmt: skip
-    """The day's validation results that pass ``filters``, in ``id`` order.
+    """The day's validation results that pass ``filters``, in ``id`` order, in batches of
+    ``batch_rows`` rows.
 
     ``ids`` is what :func:`validation_id_range` returned for the same day and filters on
-    the same snapshot (None: there is nothing to read).
+    the same snapshot (None: there is nothing to read). The rows are read one id range at
+    a time, each range wholly fetched (and its statement finished) before its batches go
+    on, so SQLite's lock is held only while a range is read, in any journal mode; every
+    range is under the watermark, so the rows are the snapshot's.
     """
     if ids is None:
         return
-    if _journal_mode(snapshot) == "wal":  # a second connection could see later commits
-        yield from _events_by_rows(snapshot, day, ids, filters)
-        return
+    yield from _rebatched(_arrow_events(snapshot, day, ids, filters), snapshot.batch_rows)
+
+
+def _arrow_events(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int], filters: ValidationFilters
+) -> Iterator[pa.RecordBatch]:
     where, parameters = filters.sql()
     sql = (
         f"SELECT {_ARROW_EVENT_COLUMNS} FROM {_TABLE}"
         f" WHERE id >= ? AND id <= ? AND {_DAY}{where} ORDER BY id"
     )
-    done = ids[0] - 1  # the last id handed on
+    ranges = IdRanges(snapshot, ids)
     with _arrow_connection(snapshot) as connection:
-        parameters = [*ids, *_day_bounds(day), *parameters]
-        try:
-            for raw in _arrow_batches(snapshot, connection, sql, parameters):
+        for low, high in ranges:
+            done = low - 1  # the last id handed on
+            bound = [low, high, *_day_bounds(day), *parameters]
+            try:
+                raws = timed_read(
+                    ranges, snapshot, _arrow_batches, snapshot, connection, sql, bound
+                )
+            except _TypeChanged:
+                # A later batch holds a value of another type than the first: the range by
+                # rows, which converts it or names it.
+                yield from _row_range(snapshot, day, (low, high), filters)
+                continue
+            for raw in raws:
                 if raw.num_rows == 0:
                     continue
                 last = raw.column(0)[-1].as_py()
@@ -226,21 +322,54 @@ def validation_events(
                     yield _typed_events(raw)
                 else:
                     # Values ProxyWhirl does not write: the row reader converts them or names them.
-                    yield from _events_by_rows(snapshot, day, (done + 1, last), filters)
+                    yield from _row_range(snapshot, day, (done + 1, last), filters)
                 done = last
-        except _TypeChanged:
-            # A later batch holds a value of another type than the first: the rest by rows,
-            # from a batch boundary, so the batches stay those of the row reader.
-            yield from _events_by_rows(snapshot, day, (done + 1, ids[1]), filters)
 
 
 def _events_by_rows(
     snapshot: SourceSnapshot, day: date, ids: tuple[int, int], filters: ValidationFilters
 ) -> Iterator[pa.RecordBatch]:
-    """The events through the snapshot's own connection, a tuple per row."""
-    cursor = snapshot.execute(*validation_events_query(day, ids, filters))
-    while batch := _next_batch(cursor, snapshot.batch_rows, VALIDATION_EVENTS_SCHEMA):
-        yield batch
+    """The events through the snapshot's own connection, a tuple per row, by id range."""
+    ranges = IdRanges(snapshot, ids)
+
+    def read(chunk: tuple[int, int]) -> list[pa.RecordBatch]:
+        return timed_read(ranges, snapshot, lambda: list(_row_range(snapshot, day, chunk, filters)))
+
+    yield from _rebatched((b for chunk in ranges for b in read(chunk)), snapshot.batch_rows)
+
+
+def _row_range(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int], filters: ValidationFilters
+) -> Iterator[pa.RecordBatch]:
+    """One id range's events, read whole through ``sqlite3`` and then converted."""
+    rows = _fetched(snapshot, *validation_events_query(day, ids, filters))
+    for start in range(0, len(rows), snapshot.batch_rows):
+        yield _as_batch(rows[start : start + snapshot.batch_rows], VALIDATION_EVENTS_SCHEMA)
+
+
+def _rebatched(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` cut and joined into batches of ``rows`` rows (the last may be shorter):
+    a file's row groups do not depend on how the source was read."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        if not pending and batch.num_rows == rows:
+            yield batch
+            continue
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            joined = pa.concat_batches(pending)
+            start = 0
+            while count - start >= rows:
+                yield joined.slice(start, rows)
+                start += rows
+            pending = [joined.slice(start)] if start < count else []
+            count -= start
+    if count:
+        yield pa.concat_batches(pending)
 
 
 # ProxyWhirl's columns as they are, the nullable ones as a value and an IS NULL flag: the
@@ -274,18 +403,11 @@ def _as_proxywhirl_writes(raw: pa.RecordBatch) -> bool:
     return bool(raw.column(3).null_count == 0 and low.as_py() >= 0 and high.as_py() <= 1)
 
 
-def _journal_mode(snapshot: SourceSnapshot) -> str:
-    row = snapshot.execute("PRAGMA journal_mode").fetchone()
-    return str(row[0]).lower() if row else ""
-
-
 @contextlib.contextmanager
 def _arrow_connection(snapshot: SourceSnapshot) -> Iterator[Any]:
     """A second read-only connection to the snapshot's database, for ADBC's Arrow reader."""
     import adbc_driver_sqlite.dbapi as adbc_sqlite  # heavy: only when events are read
 
-    row = snapshot.execute("PRAGMA busy_timeout").fetchone()
-    timeout_ms = int(row[0]) if row else 0
     uri = f"file:{quote(str(snapshot.path.resolve()))}?mode=ro"
     try:
         connection = adbc_sqlite.connect(uri, autocommit=True)
@@ -296,7 +418,8 @@ def _arrow_connection(snapshot: SourceSnapshot) -> Iterator[Any]:
     try:
         cursor = connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {timeout_ms:d}")
+            # 0: take_read_lock waits for writers, polling (see there).
+            cursor.execute("PRAGMA busy_timeout = 0")
         finally:
             cursor.close()
         yield connection
@@ -306,22 +429,39 @@ def _arrow_connection(snapshot: SourceSnapshot) -> Iterator[Any]:
 
 def _arrow_batches(
     snapshot: SourceSnapshot, connection: Any, sql: str, parameters: Sequence[Any]
-) -> Iterator[pa.RecordBatch]:
-    """Batches of ``snapshot.batch_rows`` rows of ``sql``; driver errors as SourceErrors."""
+) -> list[pa.RecordBatch]:
+    """Every row of ``sql``, in batches of ``snapshot.batch_rows`` rows, read in a read
+    transaction of its own and to the end before returning, so no lock is held after;
+    ``snapshot.last_held`` is how long the lock was held. Driver errors as SourceErrors."""
+    control = connection.cursor()
     cursor = connection.cursor()
+    batches: list[pa.RecordBatch] = []
     try:
-        # Batches of batch_rows, as the row reader makes: a Parquet file's row groups.
-        cursor.adbc_statement.set_options(
-            **{"adbc.sqlite.query.batch_rows": str(snapshot.batch_rows)}
-        )
-        cursor.execute(sql, parameters)
-        reader = cursor.fetch_record_batch()
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            yield batch
+        control.execute("BEGIN")
+        try:
+            asked = time.perf_counter()
+            take_read_lock(  # waits here for a writer's commit, if any
+                lambda: (control.execute(TAKE_READ_LOCK), control.fetchall()),
+                snapshot.busy_timeout_ms,
+            )
+            started = time.perf_counter()
+            # Batches of batch_rows, as the row reader makes: a Parquet file's row groups.
+            cursor.adbc_statement.set_options(
+                **{"adbc.sqlite.query.batch_rows": str(snapshot.batch_rows)}
+            )
+            cursor.execute(sql, parameters)
+            reader = cursor.fetch_record_batch()
+            while True:
+                try:
+                    batches.append(reader.read_next_batch())
+                except StopIteration:
+                    break
+            snapshot.last_held = time.perf_counter() - started
+            snapshot.reads.record(started - asked, snapshot.last_held)
+        finally:
+            cursor.close()
+            control.execute("COMMIT")
+        return batches
     except (OSError, pa.ArrowException) as exc:
         if "Type mismatch" in str(exc):
             raise _TypeChanged(str(exc)) from exc
@@ -333,7 +473,7 @@ def _arrow_batches(
             raise _read_error(snapshot, exc) from exc
         raise
     finally:
-        cursor.close()
+        control.close()
 
 
 def _read_error(snapshot: SourceSnapshot, exc: BaseException) -> SourceError:
@@ -428,8 +568,8 @@ def read_ahead(
         thread.join()
 
 
-def _next_batch(cursor: sqlite3.Cursor, rows: int, schema: pa.Schema) -> pa.RecordBatch | None:
-    """The cursor's next ``rows`` rows as a batch of ``schema``; None once it is exhausted.
+def _fetched(snapshot: SourceSnapshot, sql: str, parameters: Sequence[Any]) -> list[Any]:
+    """Every row of one statement, read through the snapshot's connection.
 
     The garbage collector is paused meanwhile: the row tuples hold no cycles and go with
     their last reference, but allocating a million of them triggers collections that
@@ -438,8 +578,17 @@ def _next_batch(cursor: sqlite3.Cursor, rows: int, schema: pa.Schema) -> pa.Reco
     collecting = gc.isenabled()
     gc.disable()
     try:
-        fetched = cursor.fetchmany(rows)
-        return rows_to_batch(fetched, schema, table=_TABLE) if fetched else None
+        return snapshot.execute(sql, parameters)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _as_batch(rows: list[Any], schema: pa.Schema) -> pa.RecordBatch:
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return rows_to_batch(rows, schema, table=_TABLE)
     finally:
         if collecting:
             gc.enable()
@@ -448,7 +597,7 @@ def _next_batch(cursor: sqlite3.Cursor, rows: int, schema: pa.Schema) -> pa.Reco
 # --- metrics --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class _ProxyTotals:
     """What SQLite aggregated of one proxy's checks, with the proxy's groups."""
 
@@ -476,20 +625,27 @@ class _Group:
         return sum(member.samples for member in self.members)
 
 
-# Totals per proxy, outcome and error type in one pass over the day (a few rows per proxy,
-# folded per proxy in Python); the outer query adds the proxy's groups.
-_PROXY_TOTALS_SQL = (
-    "SELECT a.*, p.url IS NOT NULL, p.protocol, p.country_code FROM ("
-    "SELECT proxy_url, is_valid <> 0 AS valid, error_type, count(*),"
-    " count(response_time_ms), sum(response_time_ms), max(response_time_ms)"
-    f" FROM {_TABLE} WHERE id >= ? AND id <= ? AND {_DAY} GROUP BY proxy_url, valid, error_type"
-    ") AS a LEFT JOIN proxy_identities AS p ON p.url = a.proxy_url ORDER BY a.proxy_url"
+# Totals per proxy, outcome and error type of one id range of the day (a few rows per
+# proxy), added up over the ranges in Python.
+_PART_TOTALS_SQL = (
+    "SELECT proxy_url, is_valid <> 0, error_type, count(*), count(response_time_ms),"
+    f" max(response_time_ms) FROM {_TABLE} WHERE id >= ? AND id <= ? AND {_DAY}"
+    " GROUP BY 1, 2, 3"
 )
 
-# Every latency the percentiles are taken over, smallest first.
+# The latencies the averages and percentiles are taken over, in id order, with the slot
+# of their error type among the successful checks' (0: none).
 _LATENCIES_SQL = (
-    f"SELECT proxy_url, response_time_ms FROM {_TABLE} WHERE id >= ? AND id <= ? AND {_DAY}"
-    " AND is_valid <> 0 AND response_time_ms IS NOT NULL ORDER BY response_time_ms"
+    "SELECT proxy_url, {slot}, response_time_ms FROM {table}"
+    " WHERE id >= ? AND id <= ? AND {day} AND is_valid <> 0 AND response_time_ms IS NOT NULL"
+    " ORDER BY id"
+)
+_LATENCY_SCHEMA = pa.schema(
+    [
+        pa.field("proxy_url", pa.string()),
+        pa.field("error_slot", pa.int64()),
+        pa.field("response_time_ms", pa.float64()),
+    ]
 )
 
 
@@ -503,9 +659,10 @@ def proxy_metrics(
     """
     if ids is None:
         return
-    proxies = _proxy_totals(snapshot, day, ids)
+    parts = _part_totals(snapshot, day, ids)
+    proxies = _proxy_totals(snapshot, parts)
     groups = _groups(proxies)
-    picked = _pick_ranks(snapshot, day, ids, proxies, groups)
+    picked = _latency_passes(snapshot, day, ids, parts, proxies, groups)
     rows = [_metrics_row(group, picked[index]) for index, group in enumerate(groups)]
     for start in range(0, len(rows), snapshot.batch_rows):
         yield rows_to_batch(
@@ -513,17 +670,55 @@ def proxy_metrics(
         )
 
 
-def _proxy_totals(snapshot: SourceSnapshot, day: date, ids: tuple[int, int]) -> list[_ProxyTotals]:
-    cursor = snapshot.execute(_PROXY_TOTALS_SQL, [*ids, *_day_bounds(day)])
+_Part = tuple[Any, int, Any]  # proxy_url, valid (0/1), error_type
+
+
+def _part_totals(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int]
+) -> dict[_Part, list[Any]]:
+    """Checks, timed checks and largest latency per proxy, outcome and error type."""
+    parts: dict[_Part, list[Any]] = {}
+    ranges = IdRanges(snapshot, ids)
+    for chunk in ranges:
+        found = timed_read(
+            ranges, snapshot, _fetched, snapshot, _PART_TOTALS_SQL, [*chunk, *_day_bounds(day)]
+        )
+        for url, valid, error_type, count, timed, latency_max in found:
+            if valid and timed:
+                _latency(latency_max, snapshot)  # a text latency is named here
+            part = parts.get((url, valid, error_type))
+            if part is None:
+                parts[(url, valid, error_type)] = [count, timed, latency_max]
+            else:
+                part[0] += count
+                part[1] += timed
+                if latency_max is not None and (part[2] is None or latency_max > part[2]):
+                    part[2] = latency_max
+    return parts
+
+
+def _proxy_totals(snapshot: SourceSnapshot, parts: dict[_Part, list[Any]]) -> list[_ProxyTotals]:
+    """Per proxy (in url order), its parts folded, with its protocol and country as
+    ``proxy_identities`` held them when the snapshot opened (latency sums come later)."""
+    identities = snapshot.identities
+    known = dict(
+        zip(
+            identities.column("url").to_pylist(),
+            zip(
+                identities.column("protocol").to_pylist(),
+                identities.column("country_code").to_pylist(),
+                strict=True,
+            ),
+            strict=True,
+        )
+    )
     proxies = []
-    for url, group in itertools.groupby(cursor.fetchall(), key=lambda row: row[0]):
-        parts = list(group)  # one per outcome and error type
+    for url, group in itertools.groupby(sorted(parts.items(), key=_url_of), key=_url_of):
         checks = successes = samples = 0
-        sums: list[float] = []
         maxima: list[float] = []
         errors = dict.fromkeys(ERROR_TYPES, 0)
         other = 0
-        for _, valid, error_type, count, timed, latency_sum, latency_max, *_ in parts:
+        for (_, valid, error_type), (count, timed, latency_max) in group:
             checks += count
             if error_type in errors:
                 errors[error_type] += count
@@ -533,18 +728,21 @@ def _proxy_totals(snapshot: SourceSnapshot, day: date, ids: tuple[int, int]) -> 
                 successes += count
                 samples += timed
                 if timed:
-                    sums.append(_latency(latency_sum, snapshot))
                     maxima.append(_latency(latency_max, snapshot))
-        known, protocol, country = parts[0][7:]
+        identity = known.get(url)
         proxies.append(
             _ProxyTotals(
                 url=url,
-                protocol=protocol if known else UNKNOWN_PROXY,
-                country=(NO_COUNTRY if country is None else country) if known else UNKNOWN_PROXY,
+                protocol=UNKNOWN_PROXY if identity is None else identity[0],
+                country=UNKNOWN_PROXY
+                if identity is None
+                else NO_COUNTRY
+                if identity[1] is None
+                else identity[1],
                 checks=checks,
                 successes=successes,
                 samples=samples,
-                latency_sum=math.fsum(sums) if sums else None,
+                latency_sum=None,
                 latency_max=max(maxima) if maxima else None,
                 errors=(*errors.values(), other),
             )
@@ -579,7 +777,7 @@ def _groups(proxies: list[_ProxyTotals]) -> list[_Group]:
     ]
 
 
-def _ranks(samples: int) -> list[int]:
+def percentile_ranks(samples: int) -> list[int]:
     """The ranks whose values the percentiles of ``samples`` values interpolate between."""
     ranks = []
     for percent in PERCENTILES:
@@ -588,59 +786,190 @@ def _ranks(samples: int) -> list[int]:
     return ranks
 
 
-def _pick_ranks(
-    snapshot: SourceSnapshot, day: date, ids: tuple[int, int], proxies: list[_ProxyTotals],
-    groups: list[_Group],
+def _latency_passes(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int], parts: dict[_Part, list[Any]],
+    proxies: list[_ProxyTotals], groups: list[_Group],
 ) -> npt.NDArray[np.float64]:  # fmt: skip
-    """Per group, the latencies at the ranks :func:`_ranks` names (NaN if it has none).
-
-    One pass over the day's latencies, smallest first: a counter per group gives each value
-    its rank in each of its groups, so no group's values are ever held.
-    """
+    """Two passes over the day's latencies, by id range: the first sums them per proxy and
+    error type (in id order, one addition at a time, as SQLite's sum() does) and counts
+    them per group and histogram bucket (:class:`RankPicker`); the second picks the values
+    at the ranks :func:`percentile_ranks` names. Returns those values per group (NaN if none)."""
     proxy_index = {proxy.url: index for index, proxy in enumerate(proxies)}
     member_of = np.zeros((len(SCOPES), len(proxies)), dtype=np.int64)  # group per scope
     for index, group in enumerate(groups):
         for member in group.members:
             member_of[SCOPES.index(group.scope), proxy_index[member.url]] = index
+    kinds = sorted(
+        {
+            error
+            for (_, valid, error), total in parts.items()
+            if valid and total[1] and error is not None
+        },
+        key=lambda error: (type(error).__name__, error),
+    )
+    slots = len(kinds) + 1
+    cases = " ".join(f"WHEN ? THEN {slot}" for slot in range(1, slots))
+    slot_sql = f"CASE error_type {cases} ELSE 0 END" if kinds else "0"
+    sql = _LATENCIES_SQL.format(slot=slot_sql, table=_TABLE, day=_DAY)
+    urls = pa.array(list(proxy_index), pa.string())
+    sums = np.zeros(len(proxies) * slots)
+    picker = RankPicker(len(groups))
+
+    def latencies() -> Iterator[
+        tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+    ]:
+        ranges = IdRanges(snapshot, ids)
+        with _arrow_connection(snapshot) as connection:
+            for chunk in ranges:
+                bound = [*kinds, *chunk, *_day_bounds(day)]
+                batch = _latency_range(snapshot, ranges, connection, sql, bound)
+                if batch is None:
+                    continue
+                which = pc.index_in(batch.column(0), value_set=urls)
+                if which.null_count:  # a check the totals did not count
+                    raise SourceError(
+                        f"{snapshot.path}: validation_results changed while being read"
+                    )
+                proxy = which.to_numpy().astype(np.int64)
+                yield proxy, batch.column(1).to_numpy(), batch.column(2).to_numpy()
+
+    for proxy, slot, values in latencies():
+        np.add.at(sums, proxy * slots + slot, values)
+        picker.count(member_of[:, proxy], values)
+    expected = np.array([group.samples for group in groups], dtype=np.int64)
+    if not np.array_equal(picker.totals(), expected):
+        raise SourceError(f"{snapshot.path}: validation_results changed while being read")
+    for index, proxy_totals in enumerate(proxies):
+        if proxy_totals.samples:
+            timed = [0] + [
+                slot for slot, error in enumerate(kinds, 1)
+                if parts.get((proxy_totals.url, 1, error), (0, 0))[1]
+            ]  # fmt: skip
+            proxy_totals.latency_sum = math.fsum(sums[index * slots + s] for s in timed)
     targets = np.array(
-        [_ranks(group.samples) if group.samples else [-1] * 2 * len(PERCENTILES)
+        [percentile_ranks(group.samples) if group.samples else [-1] * 2 * len(PERCENTILES)
          for group in groups],
         dtype=np.int64,
-    )  # fmt: skip
-    seen = np.zeros(len(groups), dtype=np.int64)
-    picked = np.full(targets.shape, np.nan)
-    urls = pa.array(list(proxy_index), pa.string())
-    cursor = snapshot.execute(_LATENCIES_SQL, [*ids, *_day_bounds(day)])
-    while batch := _next_batch(cursor, snapshot.batch_rows, _LATENCY_SCHEMA):
-        which = pc.index_in(batch.column(0), value_set=urls)
-        if which.null_count:  # cannot happen inside one read transaction
-            raise SourceError(f"{snapshot.path}: validation_results changed while being read")
-        codes = member_of[:, which.to_numpy()].ravel()
-        values = np.tile(batch.column(1).to_numpy(), len(SCOPES))
-        _count_ranks(codes, values, seen, targets, picked)
-    expected = np.array([group.samples for group in groups], dtype=np.int64)
-    if not np.array_equal(seen, expected):
-        raise SourceError(f"{snapshot.path}: validation_results changed while being read")
-    return picked
+    ).reshape(len(groups), 2 * len(PERCENTILES))  # fmt: skip
+    picker.want(targets)
+    for proxy, _, values in latencies():
+        picker.collect(member_of[:, proxy], values)
+    return picker.picked()
 
 
-def _count_ranks(
-    codes: npt.NDArray[np.int64], values: npt.NDArray[np.float64], seen: npt.NDArray[np.int64],
-    targets: npt.NDArray[np.int64], picked: npt.NDArray[np.float64],
-) -> None:  # fmt: skip
-    """Record the ``values`` (ascending) that fall on a target rank of their group ``codes``.
+def _latency_range(
+    snapshot: SourceSnapshot, ranges: IdRanges, connection: Any, sql: str, bound: list[Any]
+) -> pa.RecordBatch | None:
+    """One id range's latencies as a ``_LATENCY_SCHEMA`` batch (None if it has none):
+    through ADBC into Arrow (no Python object per row, so the lock is held briefly), or
+    through ``sqlite3`` when the driver types a column otherwise."""
+    try:
+        raws = timed_read(ranges, snapshot, _arrow_batches, snapshot, connection, sql, bound)
+    except _TypeChanged:
+        raws = None
+    if raws is not None and all(raw.schema.types == _LATENCY_SCHEMA.types for raw in raws):
+        kept = [raw for raw in raws if raw.num_rows]
+        if not kept:
+            return None
+        joined = pa.concat_batches(kept) if len(kept) > 1 else kept[0]
+        return pa.RecordBatch.from_arrays(joined.columns, schema=_LATENCY_SCHEMA)
+    rows = timed_read(ranges, snapshot, _fetched, snapshot, sql, bound)
+    return _as_batch(rows, _LATENCY_SCHEMA) if rows else None
 
-    ``seen`` (values of each group counted so far) is advanced past this batch.
+
+class RankPicker:
+    """The values at chosen ranks (in ascending order) of groups of float64 numbers,
+    exactly, in two passes over the numbers, whatever their number.
+
+    Pass one (:meth:`count`) counts each group's numbers per histogram bucket (the top 16
+    bits of an order-preserving 64-bit key: 1/16 of a binary octave); :meth:`want` then
+    finds the bucket and the rank within it of every wanted rank; pass two
+    (:meth:`collect`) keeps only the numbers of those buckets, and :meth:`picked` sorts
+    them. Memory: the non-empty (group, bucket) counts and the numbers that share a bucket
+    with a wanted rank, never the whole of the numbers.
     """
-    order = np.argsort(codes, kind="stable")  # by group, ascending values within each
-    codes, values = codes[order], values[order]
-    counts = np.bincount(codes, minlength=len(seen))
-    starts = np.cumsum(counts) - counts
-    ranks = seen[codes] + np.arange(len(codes)) - starts[codes]
-    for column in range(targets.shape[1]):
-        hits = ranks == targets[codes, column]
-        picked[codes[hits], column] = values[hits]
-    seen += counts
+
+    _BUCKET_BITS = 16
+
+    def __init__(self, groups: int) -> None:
+        self.groups = groups
+        self._keys: list[npt.NDArray[np.int64]] = []
+        self._counts: list[npt.NDArray[np.int64]] = []
+        self._pending = 0
+        self._wanted: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+        self._target_keys: npt.NDArray[np.int64] = np.zeros((0, 0), np.int64)
+        self._target_ranks: npt.NDArray[np.int64] = np.zeros((0, 0), np.int64)
+        self._found_keys: list[npt.NDArray[np.int64]] = []
+        self._found_values: list[npt.NDArray[np.float64]] = []
+
+    def _bucket_keys(
+        self, codes: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.int64]:
+        """(group << 16 | bucket) for each code (rows: one group per row) and value."""
+        bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+        ordered = np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))
+        buckets = (ordered >> np.uint64(64 - self._BUCKET_BITS)).astype(np.int64)
+        return (np.atleast_2d(codes).astype(np.int64) << self._BUCKET_BITS) | buckets
+
+    def count(self, codes: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:
+        """Pass one: ``values`` belong to the groups ``codes`` (one row of codes per scope)."""
+        keys, counts = np.unique(self._bucket_keys(codes, values), return_counts=True)
+        self._keys.append(keys)
+        self._counts.append(counts.astype(np.int64))
+        self._pending += len(keys)
+        if self._pending > 1 << 20:
+            self._merge()
+
+    def _merge(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        if not self._keys:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        keys, inverse = np.unique(np.concatenate(self._keys), return_inverse=True)
+        counts = np.zeros(len(keys), np.int64)
+        np.add.at(counts, inverse.ravel(), np.concatenate(self._counts))
+        self._keys, self._counts, self._pending = [keys], [counts], len(keys)
+        return keys, counts
+
+    def totals(self) -> npt.NDArray[np.int64]:
+        """How many numbers each group has (after pass one)."""
+        keys, counts = self._merge()
+        totals = np.zeros(self.groups, np.int64)
+        np.add.at(totals, keys >> self._BUCKET_BITS, counts)
+        return totals
+
+    def want(self, targets: npt.NDArray[np.int64]) -> None:
+        """The ranks to pick: one row per group, -1 for none."""
+        keys, counts = self._merge()
+        ends = np.cumsum(counts)
+        first = np.searchsorted(keys >> self._BUCKET_BITS, np.arange(self.groups), "left")
+        before = np.concatenate(([0], ends))[first]  # numbers of the groups before each
+        wanted = targets >= 0
+        absolute = (before[:, None] + targets)[wanted]
+        at = np.searchsorted(ends, absolute, side="right")
+        self._target_keys = np.full(targets.shape, -1, np.int64)
+        self._target_ranks = np.zeros(targets.shape, np.int64)
+        self._target_keys[wanted] = keys[at]
+        self._target_ranks[wanted] = absolute - (ends[at] - counts[at])
+        self._wanted = np.unique(keys[at])
+
+    def collect(self, codes: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:
+        """Pass two: the same numbers as pass one, in any order."""
+        keys = self._bucket_keys(codes, values)
+        spread = np.broadcast_to(values, keys.shape)
+        hits = np.isin(keys, self._wanted)
+        self._found_keys.append(keys[hits])
+        self._found_values.append(spread[hits])
+
+    def picked(self) -> npt.NDArray[np.float64]:
+        """The value at each wanted rank (NaN where none was wanted)."""
+        keys = np.concatenate([np.zeros(0, np.int64), *self._found_keys])
+        values = np.concatenate([np.zeros(0), *self._found_values])
+        order = np.lexsort((values, keys))
+        keys, values = keys[order], values[order]
+        picked = np.full(self._target_keys.shape, np.nan)
+        wanted = self._target_keys >= 0
+        starts = np.searchsorted(keys, self._target_keys[wanted], "left")
+        picked[wanted] = values[starts + self._target_ranks[wanted]]
+        return picked
 
 
 def _metrics_row(group: _Group, picked: npt.NDArray[np.float64]) -> tuple[Any, ...]:
@@ -670,3 +999,7 @@ def _interpolate(low: float, high: float, samples: int, percent: int) -> float |
     if part == 0:
         return low
     return low + (high - low) * (part / 100)
+
+
+def _url_of(item: tuple[_Part, list[Any]]) -> Any:
+    return item[0][0]
