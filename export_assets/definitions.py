@@ -11,7 +11,7 @@ from export_assets.assets import EXPORT_ASSETS, REPORT_ASSETS
 from export_assets.assets.export_audit_log import export_audit_log
 from export_assets.checks import export_checks
 from export_assets.exports import ExportIOManager, ExportStore
-from export_assets.jobs import EXPORT_JOBS
+from export_assets.jobs import EXPORT_JOBS, export_executor
 from export_assets.leak_checks import leak_checks
 from export_assets.notify import notifier_from_environment
 from export_assets.restore.jobs import RESTORE_JOBS
@@ -39,6 +39,8 @@ defs = Definitions(
     + leak_checks([*EXPORT_ASSETS, *REPORT_ASSETS])
     + export_checks([export_audit_log]),
     jobs=[*EXPORT_JOBS, *RESTORE_JOBS, retention_job, audit_log_job],
+    # Every job, the UI's asset-page runs included: steps in the run's own process.
+    executor=export_executor,
     schedules=export_schedules(),
     sensors=[*EXPORT_SENSORS, dead_run_sweep_sensor],
     resources={

@@ -1,0 +1,66 @@
+"""The export jobs run their steps in the run worker's process unless run config asks otherwise."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    Definitions,
+    JobDefinition,
+    asset,
+    define_asset_job,
+    execute_job,
+    reconstructable,
+    validate_run_config,
+)
+
+from export_assets.jobs import EXPORT_JOBS, export_executor
+
+
+@asset
+def first() -> int:
+    return os.getpid()
+
+
+@asset
+def second(first: int) -> int:
+    return os.getpid()
+
+
+def two_step_job() -> JobDefinition:
+    """A job of two steps with the exports' executor, rebuilt by name in a run worker."""
+    job = define_asset_job("two_steps", selection=[first, second], executor_def=export_executor)
+    return Definitions(assets=[first, second], jobs=[job]).resolve_job_def("two_steps")
+
+
+def step_pids(instance: DagsterInstance, run_config: dict[str, Any]) -> tuple[int, set[int]]:
+    """The pid that ran the run, and the pids that ran its steps."""
+    with execute_job(reconstructable(two_step_job), instance, run_config=run_config) as result:
+        assert result.success
+        events = result.all_events
+    (run_pid,) = {e.pid for e in events if e.event_type == DagsterEventType.RUN_START}
+    return run_pid, {e.pid for e in events if e.event_type == DagsterEventType.STEP_START}
+
+
+def test_steps_run_in_the_run_process_by_default(instance: DagsterInstance) -> None:
+    run_pid, pids = step_pids(instance, {})
+    assert pids == {run_pid}
+
+
+def test_multiprocess_is_one_run_config_away(instance: DagsterInstance) -> None:
+    run_pid, pids = step_pids(instance, {"execution": {"config": {"multiprocess": {}}}})
+    assert run_pid not in pids
+    assert len(pids) == 2
+
+
+@pytest.mark.parametrize("job", [job.name for job in EXPORT_JOBS])
+def test_every_export_job_defaults_to_in_process(job: str) -> None:
+    from export_assets.definitions import defs
+
+    resolved = validate_run_config(defs.resolve_job_def(job), None)
+    # Resolved config names the executor: {"export_executor": {"in_process": {...}}}.
+    assert [list(mode) for mode in resolved["execution"].values()] == [["in_process"]]
