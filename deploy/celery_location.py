@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from dagster import Definitions
 from dagster_celery import celery_executor
 
-from export_assets import definitions as embedded
+from export_assets.definitions import code_location
 
 CELERY_CONFIG = Path(__file__).with_name("celery.yaml")
 
@@ -25,7 +24,4 @@ def _executor_config() -> dict[str, Any]:
     return config
 
 
-defs = Definitions.merge(
-    embedded.defs,
-    Definitions(executor=celery_executor.configured(_executor_config(), name="celery")),
-)
+defs = code_location(celery_executor.configured(_executor_config(), name="celery"))

@@ -48,9 +48,6 @@ JOB = "daily_export_job"
 SINGLE_PARTITION = SAMPLE_END
 SINGLE_PROTOCOLS = ["socks5", "http"]
 RUN_TIMEOUT_SECONDS = 600.0
-# One process per run (the run worker executes its steps): the same code, webserver, daemon,
-# queue and launcher, without one subprocess per step, so the suite takes minutes, not tens.
-IN_PROCESS: dict[str, Any] = {"execution": {"config": {"in_process": {}}}}
 TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
 LAUNCH_BACKFILL = """
@@ -153,7 +150,7 @@ def launched(stack: Stack) -> Launched:
         },
         "partitionNames": list(BACKFILL_DAYS),
         "tags": [{"key": REQUESTED_BY_TAG, "value": REQUESTED_BY}],
-        "runConfigData": IN_PROCESS,
+        "runConfigData": {},  # as the UI sends it: the jobs' own default executor
     }})["launchPartitionBackfill"]  # fmt: skip
     assert result["__typename"] == "LaunchBackfillSuccess", result
     backfill_id = result["backfillId"]
@@ -162,7 +159,7 @@ def launched(stack: Stack) -> Launched:
         JOB,
         repository_location_name=LOCATION,
         repository_name=REPOSITORY,
-        run_config=IN_PROCESS | {"ops": {"proxy_list": {"config": {
+        run_config={"ops": {"proxy_list": {"config": {
             "format": "xlsx", "protocols": SINGLE_PROTOCOLS}}}},
         tags={"dagster/partition": SINGLE_PARTITION, REQUESTED_BY_TAG: REQUESTED_BY},
         asset_selection=["proxy_list"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, ExecutorDefinition
 
 from export_assets.assets import EXPORT_ASSETS, REPORT_ASSETS
 from export_assets.assets.export_audit_log import export_audit_log
@@ -33,24 +33,34 @@ _deployment = Path(os.environ.get("PROXYWHIRL_DB", str(DEFAULT_DEPLOYMENT / "pro
 
 export_store = ExportStore(destination=_env_or("EXPORT_DESTINATION", "exports"))
 
-defs = Definitions(
-    assets=[*EXPORT_ASSETS, *REPORT_ASSETS, export_audit_log],
-    asset_checks=export_checks([*EXPORT_ASSETS, *REPORT_ASSETS])
-    + leak_checks([*EXPORT_ASSETS, *REPORT_ASSETS])
-    + export_checks([export_audit_log]),
-    jobs=[*EXPORT_JOBS, *RESTORE_JOBS, retention_job, audit_log_job],
-    # Every job, the UI's asset-page runs included: steps in the run's own process.
-    executor=export_executor,
-    schedules=export_schedules(),
-    sensors=[*EXPORT_SENSORS, dead_run_sweep_sensor],
-    resources={
-        "proxywhirl": ProxyWhirlSource(
-            database=_env_or("PROXYWHIRL_DB", str(DEFAULT_DEPLOYMENT / "proxies.db")),
-            log_dir=_env_or("PROXYWHIRL_LOG_DIR", str(_deployment / "logs")),
-            config_path=_env_or("PROXYWHIRL_CONFIG", str(_deployment / "proxywhirl.toml")),
-        ),
-        "export_store": export_store,
-        "io_manager": ExportIOManager(store=export_store),
-        "notifier": notifier_from_environment(),
-    },
-)
+
+def code_location(executor: ExecutorDefinition) -> Definitions:
+    """Every definition of the code location, its runs executed by ``executor``.
+
+    ``deploy/celery_location.py`` builds the same location with the Celery executor.
+    """
+    return Definitions(
+        assets=[*EXPORT_ASSETS, *REPORT_ASSETS, export_audit_log],
+        asset_checks=export_checks([*EXPORT_ASSETS, *REPORT_ASSETS])
+        + leak_checks([*EXPORT_ASSETS, *REPORT_ASSETS])
+        + export_checks([export_audit_log]),
+        jobs=[*EXPORT_JOBS, *RESTORE_JOBS, retention_job, audit_log_job],
+        # Every job, the UI's asset-page runs included.
+        executor=executor,
+        schedules=export_schedules(),
+        sensors=[*EXPORT_SENSORS, dead_run_sweep_sensor],
+        resources={
+            "proxywhirl": ProxyWhirlSource(
+                database=_env_or("PROXYWHIRL_DB", str(DEFAULT_DEPLOYMENT / "proxies.db")),
+                log_dir=_env_or("PROXYWHIRL_LOG_DIR", str(_deployment / "logs")),
+                config_path=_env_or("PROXYWHIRL_CONFIG", str(_deployment / "proxywhirl.toml")),
+            ),
+            "export_store": export_store,
+            "io_manager": ExportIOManager(store=export_store),
+            "notifier": notifier_from_environment(),
+        },
+    )
+
+
+# Steps run in the run's own process by default (export_assets.jobs.export_executor).
+defs = code_location(export_executor)

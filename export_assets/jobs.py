@@ -8,7 +8,8 @@ from dagster import AssetSelection, Field, define_asset_job, multi_or_in_process
 
 from export_assets.assets.daily import EXPORT_GROUP, REPORT_GROUP
 
-# Every run executes its steps in the run worker's own process, unless its run config asks
+# The code location's executor (definitions.py): every run executes its steps in the run
+# worker's own process, unless its run config asks
 # for `execution: {config: {multiprocess: {max_concurrent: N}}}` (the launchpad shows both).
 # A day of daily_export_job is 6 asset steps and 12 check steps, each working for ~1 s;
 # Dagster's default starts a process per step, each importing the code location (~5 s of
@@ -36,7 +37,6 @@ def _options(**assets: dict[str, Any]) -> dict[str, Any]:
 
 daily_export_job = define_asset_job(
     name="daily_export_job",
-    executor_def=export_executor,
     run_tags={"export/template": "daily_export_job"},
     selection=AssetSelection.groups(EXPORT_GROUP),
     description="Every daily export of one UTC day (each asset's defaults), to "
@@ -45,7 +45,6 @@ daily_export_job = define_asset_job(
 
 backup_job = define_asset_job(
     name="backup_job",
-    executor_def=export_executor,
     run_tags={"export/template": "backup_job"},
     selection=AssetSelection.assets("proxy_list", "pool_config"),
     config=_options(proxy_list={"format": "json"}, pool_config={"format": "json"}),
@@ -54,7 +53,6 @@ backup_job = define_asset_job(
 
 analytics_job = define_asset_job(
     name="analytics_job",
-    executor_def=export_executor,
     run_tags={"export/template": "analytics_job"},
     selection=AssetSelection.assets("validation_events", "proxy_metrics"),
     config=_options(validation_events={"format": "parquet"}, proxy_metrics={"format": "parquet"}),
@@ -63,7 +61,6 @@ analytics_job = define_asset_job(
 
 compliance_logs_job = define_asset_job(
     name="compliance_logs_job",
-    executor_def=export_executor,
     run_tags={"export/template": "compliance_logs_job"},
     selection=AssetSelection.assets("proxy_logs"),
     config=_options(proxy_logs={"format": "jsonl", "compression": "gzip"}),
@@ -73,7 +70,6 @@ compliance_logs_job = define_asset_job(
 
 weekly_report_job = define_asset_job(
     name="weekly_report_job",
-    executor_def=export_executor,
     run_tags={"export/template": "weekly_report_job"},
     selection=AssetSelection.groups(REPORT_GROUP),
     description="The weekly reports of the 7 UTC days ending on the partition's day: the PDF "

@@ -43,7 +43,10 @@ def step_pids(instance: DagsterInstance, run_config: dict[str, Any]) -> tuple[in
         assert result.success
         events = result.all_events
     (run_pid,) = {e.pid for e in events if e.event_type == DagsterEventType.RUN_START}
-    return run_pid, {e.pid for e in events if e.event_type == DagsterEventType.STEP_START}
+    steps = {e.pid for e in events if e.event_type == DagsterEventType.STEP_START}
+    assert run_pid is not None
+    assert None not in steps
+    return run_pid, {pid for pid in steps if pid is not None}
 
 
 def test_steps_run_in_the_run_process_by_default(instance: DagsterInstance) -> None:
