@@ -173,19 +173,8 @@ class S3Destination(Destination):
             upload.close()
 
     def read_bytes(self, key: str) -> bytes | None:
-        object_key = self.object_key(key)
-        try:
-            with self._s3_errors(_READING, object_key):
-                response = self.client.get_object(Bucket=self.bucket, Key=object_key)
-        except ClientError as exc:
-            if _error_code(exc) in _MISSING_KEY_CODES:
-                return None
-            raise
-        body = response["Body"]
-        try:
-            return body.read()
-        finally:
-            body.close()
+        versioned = self.read_versioned(key)
+        return None if versioned is None else versioned[0]
 
     @contextmanager
     def open_read(self, key: str) -> Iterator[BinaryIO]:
