@@ -94,3 +94,22 @@ def fail_fast_on_permanent_errors() -> Iterator[None]:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+@contextmanager
+def stop_on_interrupt() -> Iterator[None]:
+    """A step interrupted (SIGTERM, Ctrl-C, a termination from the UI) fails without a retry.
+
+    Dagster applies a step's RetryPolicy to interrupts too: an ``export-assets materialize``
+    sent SIGTERM would schedule a retry of the step and keep running, ignoring the stop.
+    """
+    try:
+        yield
+    except (Exception, GeneratorExit, SystemExit):
+        raise
+    except BaseException as exc:  # Dagster's interrupt error and KeyboardInterrupt
+        raise Failure(
+            description=f"interrupted ({type(exc).__name__}): the step stops without a retry; "
+            "re-run the partition",
+            allow_retries=False,
+        ) from exc

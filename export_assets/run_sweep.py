@@ -19,8 +19,8 @@ and keep its slot forever. The sweep closes that gap on this host:
 
 It runs at the start of every ``export-assets materialize`` (no daemon needed) and from the
 ``dead_run_sweep_sensor`` (every 30 s in the daemon). A run that is stopped rather than killed
-(SIGTERM, Ctrl-C, terminate) ends by itself: ``stop_on_interrupt`` keeps the step's
-RetryPolicy from retrying the interrupt.
+(SIGTERM, Ctrl-C, terminate) ends by itself: ``retries.stop_on_interrupt`` keeps the
+step's RetryPolicy from retrying the interrupt.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +39,6 @@ from dagster import (
     DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
-    Failure,
     RunsFilter,
     SensorEvaluationContext,
     SkipReason,
@@ -209,25 +206,6 @@ def record_run_process(context: AssetExecutionContext) -> None:
         return
     process = current_run_process(run_id, started[0])
     instance.add_run_tags(run_id, {RUN_PROCESS_TAG: process.tag_value()})
-
-
-@contextmanager
-def stop_on_interrupt() -> Iterator[None]:
-    """A step interrupted (SIGTERM, Ctrl-C, a termination from the UI) fails without a retry.
-
-    Dagster applies a step's RetryPolicy to interrupts too: an ``export-assets materialize``
-    sent SIGTERM would schedule a retry of the step and keep running, ignoring the stop.
-    """
-    try:
-        yield
-    except (Exception, GeneratorExit, SystemExit):
-        raise
-    except BaseException as exc:  # Dagster's interrupt error and KeyboardInterrupt
-        raise Failure(
-            description=f"interrupted ({type(exc).__name__}): the step stops without a retry; "
-            "re-run the partition",
-            allow_retries=False,
-        ) from exc
 
 
 def _single_host(instance: DagsterInstance) -> bool:

@@ -333,6 +333,12 @@ def test_sigterm_stops_an_export_at_once_without_a_retry_and_frees_its_slot(
         with DagsterInstance.get() as instance:
             _wait_for(lambda: len(_pool(instance)[0]) == 1, "the export's slot", [process])
             run_id = _pool(instance)[0][0]
+
+            def computing() -> bool:  # the step's first instruction records the process
+                run = instance.get_run_by_id(run_id)
+                return run is not None and RUN_PROCESS_TAG in run.tags
+
+            _wait_for(computing, "the export's step to start", [process])
             process.send_signal(signal.SIGTERM)
             # Before: the RetryPolicy retried the interrupted step and the process kept running.
             process.communicate(timeout=120)

@@ -7,8 +7,12 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetsDefinition, asset
 
 from export_assets.partitions import daily_partitions, one_partition_per_run
-from export_assets.retries import export_retry_policy, fail_fast_on_permanent_errors
-from export_assets.run_sweep import record_run_process, stop_on_interrupt
+from export_assets.retries import (
+    export_retry_policy,
+    fail_fast_on_permanent_errors,
+    stop_on_interrupt,
+)
+from export_assets.run_sweep import record_run_process
 
 EXPORT_GROUP = "proxywhirl_exports"
 REPORT_GROUP = "proxywhirl_reports"
@@ -44,10 +48,12 @@ def daily_export(
                 (a for a in (*args, *kwargs.values()) if isinstance(a, AssetExecutionContext)),
                 None,
             )
-            if context is not None:
-                record_run_process(context)
-            with stop_on_interrupt(), fail_fast_on_permanent_errors():
-                return compute(*args, **kwargs)
+            # From the step's first instruction: an interrupt anywhere in it is never retried.
+            with stop_on_interrupt():
+                if context is not None:
+                    record_run_process(context)
+                with fail_fast_on_permanent_errors():
+                    return compute(*args, **kwargs)
 
         return make(guarded)
 

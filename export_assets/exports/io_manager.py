@@ -50,7 +50,7 @@ from export_assets.exports.manifest import (
 )
 from export_assets.exports.store import ExportStore
 from export_assets.exports.streams import MeasuredStream
-from export_assets.retries import fail_fast_on_permanent_errors
+from export_assets.retries import fail_fast_on_permanent_errors, stop_on_interrupt
 from export_assets.settings import env_number
 
 PROGRESS_EVERY_SECONDS = 5.0
@@ -116,7 +116,8 @@ class ExportIOManager(ConfigurableIOManager):
         self, context: OutputContext, obj: Export | DocumentExport | RenderedExport
     ) -> None:
         # Transient faults propagate for the asset's retry policy; the rest fail at once.
-        with fail_fast_on_permanent_errors():
+        # An interrupt mid-write (SIGTERM, terminate) stops the step; it is never retried.
+        with stop_on_interrupt(), fail_fast_on_permanent_errors():
             self._handle_output(context, obj)
 
     def _handle_output(
