@@ -625,13 +625,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += ["| target | result | figures |", "|---|---|---|"]
     for what, passed, figures in targets(results, latencies):
         lines.append(f"| {what} | {'PASS' if passed else 'MISS'} | {figures} |")
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n" + kept_ui_path_section(args.results)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(text)
     print()
     print(text)
     print(f"written to {args.results}")
     return 0
+
+
+# bench/ui_path.py writes its own section of the same file, between these markers: kept.
+UI_PATH_SECTION = ("<!-- bench/ui_path.py: start -->", "<!-- bench/ui_path.py: end -->")
+
+
+def kept_ui_path_section(results: Path) -> str:
+    """The UI-path section of the results file as it is, or nothing."""
+    start, end = UI_PATH_SECTION
+    old = results.read_text() if results.exists() else ""
+    if start not in old or end not in old:
+        return ""
+    return "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
 
 
 if __name__ == "__main__":
