@@ -22,9 +22,6 @@ from dagster import (
     define_asset_job,
     schedule,
 )
-from dagster._core.definitions.unresolved_asset_job_definition import (
-    UnresolvedAssetJobDefinition,
-)
 
 from export_assets.audit import REQUESTED_BY_TAG, TEMPLATE_TAG
 from export_assets.jobs import daily_export_job, weekly_report_job
@@ -53,7 +50,7 @@ def _setting(name: str, default: str) -> str:
 
 
 def build_partition_schedule(
-    job: UnresolvedAssetJobDefinition,
+    job_name: str,
     *,
     name: str,
     cron_schedule: str,
@@ -61,14 +58,14 @@ def build_partition_schedule(
     description: str,
     default_status: DefaultScheduleStatus = DefaultScheduleStatus.STOPPED,
 ) -> ScheduleDefinition:
-    """A schedule running ``job`` for the last closed UTC day at each tick.
+    """A schedule running the job ``job_name`` for the last closed UTC day at each tick.
 
     The run key is the partition, so a tick evaluated twice starts one run.
     """
 
     @schedule(
         name=name,
-        job=job,
+        job_name=job_name,
         cron_schedule=cron_schedule,
         execution_timezone=timezone,
         description=description,
@@ -83,7 +80,7 @@ def build_partition_schedule(
                 "EXPORT_PARTITION_START)"
             )
         return RunRequest(
-            run_key=partition, partition_key=partition, tags=run_tags(name, job.name)
+            run_key=partition, partition_key=partition, tags=run_tags(name, job_name)
         )
 
     return _partition_schedule
@@ -94,7 +91,7 @@ def build_daily_export_schedule(
 ) -> ScheduleDefinition:
     """``daily_export_schedule``: every export of the day that just ended."""
     return build_partition_schedule(
-        daily_export_job,
+        daily_export_job.name,
         name="daily_export_schedule",
         cron_schedule=cron_schedule or _setting("EXPORT_DAILY_CRON", DEFAULT_DAILY_CRON),
         timezone=timezone or _setting("EXPORT_SCHEDULE_TIMEZONE", DEFAULT_TIMEZONE),
@@ -109,7 +106,7 @@ def build_weekly_report_schedule(
 ) -> ScheduleDefinition:
     """``weekly_report_schedule``: the health report and workbook of the week just ended."""
     return build_partition_schedule(
-        weekly_report_job,
+        weekly_report_job.name,
         name="weekly_report_schedule",
         cron_schedule=cron_schedule or _setting("EXPORT_WEEKLY_CRON", DEFAULT_WEEKLY_CRON),
         timezone=timezone or _setting("EXPORT_SCHEDULE_TIMEZONE", DEFAULT_TIMEZONE),
@@ -177,7 +174,7 @@ def build_audit_log_schedule(
 ) -> ScheduleDefinition:
     """``audit_log_schedule``: the audit trail of the day that just ended."""
     return build_partition_schedule(
-        audit_log_job,
+        audit_log_job.name,
         name="audit_log_schedule",
         cron_schedule=cron_schedule or _setting("EXPORT_AUDIT_CRON", DEFAULT_AUDIT_CRON),
         timezone=timezone or _setting("EXPORT_SCHEDULE_TIMEZONE", DEFAULT_TIMEZONE),
