@@ -294,26 +294,19 @@ class S3Destination(Destination):
         return response["ContentLength"]
 
     def list_files(self, folder: str) -> list[str]:
-        base = _join_key(self.prefix, *(key_parts(folder) if folder.strip("/") else []))
-        listed = f"{base}/" if base else ""
-        names: list[str] = []
-        paginator = self.client.get_paginator("list_objects_v2")
-        with self._s3_errors(_LISTING, listed):
-            for page in paginator.paginate(
-                Bucket=self.bucket,
-                Prefix=listed,
-                Delimiter="/",
-                PaginationConfig={"PageSize": self.list_page_size},
-            ):
-                names += [item["Key"].removeprefix(listed) for item in page.get("Contents", [])]
-        return sorted(name for name in names if name)
+        files, _ = self._list(folder)
+        return files
 
     def list_folders(self, prefix: str) -> list[str]:
-        folder = _join_key(
-            self.prefix, *(key_parts(prefix.strip("/")) if prefix.strip("/") else [])
-        )
-        listed = f"{folder}/" if folder else ""
-        names: list[str] = []
+        _, folders = self._list(prefix)
+        return folders
+
+    def _list(self, folder: str) -> tuple[list[str], list[str]]:
+        """The names of the objects and of the folders directly under ``folder``, sorted."""
+        base = _join_key(self.prefix, *(key_parts(folder.strip("/")) if folder.strip("/") else []))
+        listed = f"{base}/" if base else ""
+        files: list[str] = []
+        folders: list[str] = []
         paginator = self.client.get_paginator("list_objects_v2")
         with self._s3_errors(_LISTING, listed):
             for page in paginator.paginate(
@@ -322,11 +315,12 @@ class S3Destination(Destination):
                 Delimiter="/",
                 PaginationConfig={"PageSize": self.list_page_size},
             ):
-                for common in page.get("CommonPrefixes", []):
-                    name = common.get("Prefix", "").removeprefix(listed).rstrip("/")
-                    if name:
-                        names.append(name)
-        return sorted(names)
+                files += [item["Key"].removeprefix(listed) for item in page.get("Contents", [])]
+                folders += [
+                    common.get("Prefix", "").removeprefix(listed).rstrip("/")
+                    for common in page.get("CommonPrefixes", [])
+                ]
+        return sorted(name for name in files if name), sorted(name for name in folders if name)
 
     def presigned_url(self, key: str, expires_in: int) -> str:
         """A URL that downloads ``key`` without credentials for ``expires_in`` seconds."""
