@@ -133,7 +133,7 @@ def _materializations(
                     asset=key.to_user_string(),
                     partition=materialization.partition or "",
                     uri=str(metadata.get("dagster/uri", "")),
-                    rows=_int(metadata.get("dagster/row_count")),
+                    rows=_rows(metadata),
                     bytes=_int(metadata.get("bytes")),
                     sha256=str(metadata.get("sha256", "")),
                     credential_policy=str(metadata.get("credential_policy", "")),
@@ -202,7 +202,7 @@ def exported_assets(instance: DagsterInstance, run_id: str) -> list[dict[str, An
                 "asset": materialization.asset_key.to_user_string(),
                 "partition": materialization.partition,
                 "uri": str(metadata.get("dagster/uri", "")),
-                "rows": _int(metadata.get("dagster/row_count")),
+                "rows": _rows(metadata),
                 "bytes": _int(metadata.get("bytes")),
                 "sha256": str(metadata.get("sha256", "")),
             }
@@ -237,3 +237,8 @@ def _first_line(text: str) -> str:
 def history_rows(records: list[HistoryRecord]) -> list[Mapping[str, Any]]:
     """Records as dicts (JSON lines, the audit log asset)."""
     return [record.as_dict() for record in records]
+
+
+def _rows(metadata: Mapping[str, Any]) -> int | None:
+    """A materialization's row count (``dagster/row_count`` before partitions had their key)."""
+    return _int(metadata.get("dagster/partition_row_count", metadata.get("dagster/row_count")))

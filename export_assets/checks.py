@@ -1,87 +1,245 @@
-"""Blocking checks that re-read what an export wrote and prove it against its manifest."""
-# No "from __future__ import annotations": Dagster reads the check's resource annotations.
+"""The deep re-read: ``verify_exports_job`` proves published partitions against their manifests.
+
+Every export proves itself while it is written (``export_assets.assets.daily``). This job is
+the audit afterwards, for what may have happened since (a person, a broken disk, another
+tool): it reads each published partition of a range of days back through its destination,
+checks that every data file parses in its format with the manifest's rows, bytes and
+sha256, and scans the files and the manifest for credentials. Each day's outcome is recorded
+as that partition's ``export_is_intact`` and ``no_credential_leak`` check results, so the
+asset's Checks tab shows the audit; the run fails if any partition failed.
+"""
+# No "from __future__ import annotations": Dagster reads the op's config and resource types.
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
 
 from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetChecksDefinition,
-    AssetsDefinition,
+    AssetCheckEvaluation,
+    AssetCheckSeverity,
+    AssetKey,
+    Config,
+    Failure,
     MetadataValue,
-    asset_check,
+    Nothing,
+    OpExecutionContext,
+    Out,
+    Output,
+    ScheduleDefinition,
+    job,
+    op,
 )
+from pydantic import Field, field_validator
 
+from export_assets.assets.daily import INTACT, NO_LEAK
+from export_assets.exports.destinations import Destination
 from export_assets.exports.io_manager import read_manifest
-from export_assets.exports.manifest import manifest_key, partition_folder
+from export_assets.exports.manifest import (
+    PARTITION_FOLDER_PREFIX,
+    ExportManifest,
+    is_partition_key,
+    manifest_key,
+    partition_folder,
+)
 from export_assets.exports.readers import count_rows
 from export_assets.exports.store import ExportStore
-from export_assets.partitions import daily_partitions
+from export_assets.exports.verify import bullet_list, coverage_description
+from export_assets.leaks import Finding, LeakScanner, known_credentials
+from export_assets.source import ProxyWhirlSource
 
 READ_CHUNK = 1 << 20
+MAX_FINDINGS_SHOWN = 20
+VERIFIED_ASSETS = (
+    "proxy_list", "proxy_changes", "validation_events", "proxy_metrics", "proxy_logs",
+    "pool_config", "health_report", "analytics_workbook", "export_audit_log",
+)  # fmt: skip
 
 
-def export_checks(assets: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:
-    """One ``export_is_intact`` check per export asset."""
-    return [_export_is_intact(asset) for asset in assets]
+class VerifyExportsConfig(Config):
+    """Which published partitions ``verify_exports_job`` re-reads."""
 
-
-def _export_is_intact(asset: AssetsDefinition) -> AssetChecksDefinition:
-    @asset_check(
-        asset=asset,
-        name="export_is_intact",
-        blocking=True,
-        partitions_def=daily_partitions,
-        description=(
-            "Re-reads the partition through its destination: the manifest exists, every data "
-            "file parses in its format, and its rows, bytes and sha256 equal the manifest's."
-        ),
+    assets: list[str] = Field(
+        default=list(VERIFIED_ASSETS),
+        description=f"Assets to verify; default every export: {', '.join(VERIFIED_ASSETS)}.",
     )
-    def export_is_intact(
-        context: AssetCheckExecutionContext, export_store: ExportStore
-    ) -> AssetCheckResult:
-        name = asset.key.path[-1]
-        partition = context.partition_key
-        destination = export_store.open()
-        manifest = read_manifest(destination, manifest_key(name, partition))
-        if manifest is None:
-            return AssetCheckResult(
-                passed=False,
-                metadata={"problem": f"{name} {partition} has no manifest"},
+    last_days: int = Field(
+        default=30, ge=1, le=3660,
+        description="How many UTC days to verify, ending with end_date.",
+    )  # fmt: skip
+    end_date: str | None = Field(
+        default=None, description="Last day to verify (YYYY-MM-DD). Unset: yesterday (UTC)."
+    )
+
+    @field_validator("assets")
+    @classmethod
+    def _known_assets(cls, assets: list[str]) -> list[str]:
+        unknown = sorted(set(assets) - set(VERIFIED_ASSETS))
+        if unknown or not assets:
+            raise ValueError(
+                f"unknown asset(s) {', '.join(unknown) or '(none listed)'}: list some of "
+                f"{', '.join(VERIFIED_ASSETS)}"
             )
-        problems: list[str] = []
-        for entry in manifest.files:
-            key = f"{partition_folder(name, partition)}/{entry.path}"
-            digest = hashlib.sha256()
-            size = 0
-            try:
-                with destination.open_read(key) as stream:
-                    while chunk := stream.read(READ_CHUNK):
-                        digest.update(chunk)
-                        size += len(chunk)
-            except FileNotFoundError:
-                problems.append(f"{entry.path}: listed in the manifest but missing")
-                continue
-            if size != entry.bytes:
-                problems.append(f"{entry.path}: {size} bytes, manifest says {entry.bytes}")
-            if digest.hexdigest() != entry.sha256:
-                problems.append(f"{entry.path}: sha256 differs from the manifest")
-            try:
-                with destination.open_read(key) as stream:
-                    rows = count_rows(manifest.format, manifest.compression, stream)  # type: ignore[arg-type]
-            except ValueError as exc:
-                problems.append(f"{entry.path}: does not parse as {manifest.format}: {exc}")
-                continue
-            if rows != entry.rows:
-                problems.append(f"{entry.path}: {rows} rows, manifest says {entry.rows}")
-        return AssetCheckResult(
-            passed=not problems,
-            metadata={
-                "files": MetadataValue.int(len(manifest.files)),
-                "rows": MetadataValue.int(manifest.total_rows),
-                "problems": MetadataValue.md("\n".join(f"- {p}" for p in problems) or "none"),
-            },
+        return assets
+
+    @field_validator("end_date")
+    @classmethod
+    def _a_day(cls, value: str | None) -> str | None:
+        if value is not None and not is_partition_key(value):
+            raise ValueError(f"end_date {value!r} is not a day: write it as YYYY-MM-DD")
+        return value
+
+    def days(self, today: date) -> list[str]:
+        """The partition keys to verify, oldest first."""
+        end = date.fromisoformat(self.end_date) if self.end_date else today - timedelta(days=1)
+        return [(end - timedelta(days=n)).isoformat() for n in reversed(range(self.last_days))]
+
+
+def reread_problems(destination: Destination, manifest: ExportManifest) -> list[str]:
+    """What differs between a published partition and its manifest (empty: intact)."""
+    problems: list[str] = []
+    folder = partition_folder(manifest.asset, manifest.partition)
+    for entry in manifest.files:
+        key = f"{folder}/{entry.path}"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with destination.open_read(key) as stream:
+                while chunk := stream.read(READ_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except FileNotFoundError:
+            problems.append(f"{entry.path}: listed in the manifest but missing")
+            continue
+        if size != entry.bytes:
+            problems.append(f"{entry.path}: {size} bytes, manifest says {entry.bytes}")
+        if digest.hexdigest() != entry.sha256:
+            problems.append(f"{entry.path}: sha256 differs from the manifest")
+        try:
+            with destination.open_read(key) as stream:
+                rows = count_rows(manifest.format, manifest.compression, stream)  # type: ignore[arg-type]
+        except ValueError as exc:
+            problems.append(f"{entry.path}: does not parse as {manifest.format}: {exc}")
+            continue
+        if rows != entry.rows:
+            problems.append(f"{entry.path}: {rows} rows, manifest says {entry.rows}")
+    return problems
+
+
+def rescan_findings(
+    destination: Destination, manifest: ExportManifest, scanner: LeakScanner
+) -> list[Finding]:
+    """Credentials in a published partition's files and manifest, as a reader sees them."""
+    findings: list[Finding] = []
+    folder = partition_folder(manifest.asset, manifest.partition)
+    for entry in manifest.files:
+        key = f"{folder}/{entry.path}"
+        try:
+            with destination.open_read(key) as stream:
+                findings += scanner.scan_stream(key, stream)
+        except FileNotFoundError:
+            continue  # reported by reread_problems
+    key = manifest_key(manifest.asset, manifest.partition)
+    for number, line in enumerate(manifest.to_json().decode().splitlines(), start=1):
+        findings += [Finding(key, str(number), what) for what in scanner.scan_text(line)]
+    return findings
+
+
+@op(
+    out=Out(Nothing),
+    description="Re-reads every published partition of the chosen assets and days through its "
+    "destination and records each day's export_is_intact and no_credential_leak results.",
+)
+def verify_published_exports(
+    context: OpExecutionContext,
+    config: VerifyExportsConfig,
+    export_store: ExportStore,
+    proxywhirl: ProxyWhirlSource,
+) -> Iterator[Output[None]]:
+    destination = export_store.open()
+    known = known_credentials(Path(proxywhirl.database), Path(proxywhirl.config_path))
+    for gap in known.gaps:
+        context.log.warning(f"verify_exports_job: {gap.message()}")
+    scanner = LeakScanner(known.secrets)
+    wanted = set(config.days(date.today()))
+    failed: list[str] = []
+    verified = 0
+    for asset in config.assets:
+        folders = {
+            name.removeprefix(PARTITION_FOLDER_PREFIX)
+            for name in destination.list_folders(asset)
+            if name.startswith(PARTITION_FOLDER_PREFIX)
+        }
+        # Days Dagster recorded as materialized must have been published.
+        materialized = context.instance.get_materialized_partitions(AssetKey(asset))
+        for partition in sorted((folders | materialized) & wanted):
+            manifest = read_manifest(destination, manifest_key(asset, partition))
+            if manifest is None and partition not in materialized:
+                continue  # a folder without a manifest is not published (debris, or mid-write)
+            if manifest is None:
+                problems = [f"{asset} {partition} was materialized but has no manifest"]
+                findings: list[Finding] = []
+            else:
+                problems = reread_problems(destination, manifest)
+                findings = rescan_findings(destination, manifest, scanner)
+            verified += 1
+            if problems or findings:
+                failed.append(f"{asset} {partition}")
+            shown = [str(f) for f in findings[:MAX_FINDINGS_SHOWN]]
+            for evaluation in (
+                AssetCheckEvaluation(
+                    asset_key=AssetKey(asset), check_name=INTACT, passed=not problems,
+                    partition=partition, blocking=True,
+                    description="re-read: " + ("intact" if not problems else problems[0]),
+                    metadata={
+                        "files": MetadataValue.int(len(manifest.files) if manifest else 0),
+                        "rows": MetadataValue.int(manifest.total_rows if manifest else 0),
+                        "problems": MetadataValue.md(bullet_list(problems)),
+                    },
+                ),
+                AssetCheckEvaluation(
+                    asset_key=AssetKey(asset), check_name=NO_LEAK,
+                    passed=not findings and not known.gaps, partition=partition, blocking=True,
+                    severity=(
+                        AssetCheckSeverity.WARN if known.gaps and not findings
+                        else AssetCheckSeverity.ERROR
+                    ),
+                    description="re-scan: " + coverage_description(len(findings), known),
+                    metadata={
+                        "findings": MetadataValue.int(len(findings)),
+                        "details": MetadataValue.md(bullet_list(shown)),
+                    },
+                ),
+            ):  # fmt: skip
+                # Dagster records a check evaluation logged from any step against its asset
+                # partition (its annotation lists only the older event types).
+                context.log_event(evaluation)  # type: ignore[arg-type]
+    context.log.info(f"verified {verified} published partition(s); {len(failed)} failed")
+    # Flushes the results logged above (a step that raises before yielding drops them).
+    yield Output(None)
+    if failed:
+        raise Failure(
+            description=f"{len(failed)} published partition(s) failed verification: "
+            f"{', '.join(failed[:10])}{' ...' if len(failed) > 10 else ''}; see each asset's "
+            "Checks tab, and re-export those days",
+            allow_retries=False,
         )
 
-    return export_is_intact
+
+@job(
+    description="Deep verification of published exports: re-reads each partition of the chosen "
+    "assets and days through its destination (sha256, bytes, rows, format, credentials).",
+    tags={"export/template": "verify_exports_job"},
+)
+def verify_exports_job() -> None:
+    verify_published_exports()
+
+
+# Weekly, the last 30 days; off until an operator turns it on in the UI (Automation).
+verify_exports_schedule = ScheduleDefinition(
+    name="weekly_verify_exports",
+    job=verify_exports_job,
+    cron_schedule="30 3 * * 0",
+    execution_timezone="UTC",
+    description="Every Sunday 03:30 UTC: the deep re-read of the last 30 days of every export.",
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from datetime import date, timedelta
 
-from dagster import BackfillPolicy, DailyPartitionsDefinition
+from dagster import DailyPartitionsDefinition
 
 DEFAULT_PARTITION_START = "2025-01-01"
 
@@ -37,8 +37,3 @@ def partition_day(partition_key: str) -> date:
 def next_day(day: date) -> date:
     """The day after ``day``: its midnight closes ``day``'s partition."""
     return day + timedelta(days=1)
-
-
-# A backfill runs one partition per run: 30 days are 30 idempotent runs, each retried or
-# re-run on its own.
-one_partition_per_run = BackfillPolicy.multi_run(1)

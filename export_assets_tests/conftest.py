@@ -62,10 +62,11 @@ def export_resources(
 ) -> dict[str, Any]:
     """The resources of the code location, pointed at one database and one destination."""
     store = store or ExportStore(destination=str(exports))
+    proxywhirl = ProxyWhirlSource(database=str(database), **source)
     return {
-        "proxywhirl": ProxyWhirlSource(database=str(database), **source),
+        "proxywhirl": proxywhirl,
         "export_store": store,
-        "io_manager": ExportIOManager(store=store),
+        "io_manager": ExportIOManager(store=store, proxywhirl=proxywhirl),
     }
 
 

@@ -1,8 +1,9 @@
-"""``export_is_intact`` proves a published partition against its manifest, on disk and on S3.
+"""``verify_exports_job`` proves a published partition against its manifest, on disk and S3.
 
-A partition is exported through Dagster, then tampered with outside the exporter (as a
-person or a broken disk would), and then only the check runs again: a run of the check
-alone, for that partition, that exports nothing.
+A partition is exported through Dagster (its step proves it while writing), then tampered
+with outside the exporter (as a person or a broken disk would), and then the deep re-read
+runs: a run of ``verify_exports_job`` for that day, which exports nothing and records the
+day's ``export_is_intact`` result.
 """
 
 import gzip
@@ -15,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from dagster import (
     AssetCheckEvaluation,
-    AssetSelection,
     DagsterInstance,
     ExecuteInProcessResult,
     materialize,
 )
 
 from export_assets.assets import proxy_list
-from export_assets.checks import export_checks
+from export_assets.assets.daily import INTACT
+from export_assets.checks import verify_exports_job
 from export_assets.exports import ExportStore
 from export_assets.failures import user_error
 from export_assets_tests.conftest import export_resources
@@ -33,42 +34,37 @@ if TYPE_CHECKING:
 
 DAY = "2026-11-20"
 PREFIX = "proxywhirl/daily"
-CHECKS = export_checks([proxy_list])
 
 
 def export_partition(
     resources: dict[str, Any], instance: DagsterInstance, fmt: str = "csv"
 ) -> ExecuteInProcessResult:
-    """Materialize proxy_list for DAY with its check, which passes on a fresh export."""
+    """Materialize proxy_list for DAY; the check its step reports passes on a fresh export."""
     result = materialize(
-        [proxy_list, *CHECKS], partition_key=DAY, resources=resources, instance=instance,
+        [proxy_list], partition_key=DAY, resources=resources, instance=instance,
         run_config={"ops": {"proxy_list": {"config": {"format": fmt}}}},
     )  # fmt: skip
-    [evaluation] = result.get_asset_check_evaluations()
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == INTACT]
     assert evaluation.passed
     return result
 
 
 def run_check_only(resources: dict[str, Any], instance: DagsterInstance) -> AssetCheckEvaluation:
-    """Run export_is_intact alone for DAY; its one evaluation.
-
-    ``materialize(partition_key=...)`` looks for the partitions among the selected assets
-    and a selection of checks has none, so the run carries the partition as the
-    ``dagster/partition`` tag, as Dagster itself tags partitioned runs.
-    """
-    result = materialize(
-        [proxy_list, *CHECKS], selection=AssetSelection.checks_for_assets(proxy_list),
-        tags={"dagster/partition": DAY}, resources=resources, instance=instance,
-        raise_on_error=False,
+    """Run the deep re-read of proxy_list for DAY alone; its export_is_intact evaluation."""
+    result = verify_exports_job.execute_in_process(
+        run_config={"ops": {"verify_published_exports": {"config": {
+            "assets": ["proxy_list"], "last_days": 1, "end_date": DAY,
+        }}}},
+        resources=resources, instance=instance, raise_on_error=False,
     )  # fmt: skip
     assert result.get_asset_materialization_events() == []  # nothing was exported again
-    evaluations = result.get_asset_check_evaluations()
-    assert len(evaluations) == 1, f"the check recorded no evaluation: {step_errors(result)}"
+    evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == INTACT]
+    assert len(evaluations) == 1, f"no evaluation recorded: {step_errors(result)}"
     [evaluation] = evaluations
-    assert evaluation.check_name == "export_is_intact"
+    assert evaluation.asset_key == proxy_list.key
     assert evaluation.partition == DAY
-    # The check is blocking: when it fails, the run fails.
-    assert result.success is evaluation.passed
+    # A failed partition fails the audit run.
+    assert result.success is evaluation.passed, step_errors(result)
     return evaluation
 
 
@@ -185,7 +181,7 @@ def test_a_missing_manifest_fails_the_check(
     evaluation = run_check_only(resources, instance)
 
     assert not evaluation.passed
-    assert evaluation.metadata["problem"].value == f"proxy_list {DAY} has no manifest"
+    assert problems(evaluation) == [f"proxy_list {DAY} was materialized but has no manifest"]
 
 
 def test_a_missing_data_file_fails_the_check_naming_it(

@@ -1,4 +1,4 @@
-"""The export templates run with their own defaults, one partition per run."""
+"""The export templates run with their own defaults; a backfill run covers a range of days."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from dagster import BackfillPolicy, DagsterInstance, Definitions
 
 from export_assets.assets import EXPORT_ASSETS
-from export_assets.checks import export_checks
+from export_assets.assets.daily import DAYS_PER_BACKFILL_RUN, INTACT
 from export_assets.jobs import EXPORT_JOBS
 from export_assets.sample import SampleDeployment
 from export_assets_tests.conftest import SAMPLE_END, export_resources
@@ -34,7 +34,6 @@ def test_a_template_exports_its_assets_in_its_format(
     exports = tmp_path / "exports"
     defs = Definitions(
         assets=EXPORT_ASSETS,
-        asset_checks=export_checks(EXPORT_ASSETS),
         jobs=EXPORT_JOBS,
         resources=export_resources(
             sample_deployment.database, exports, log_dir=str(sample_deployment.log_dir),
@@ -54,9 +53,11 @@ def test_a_template_exports_its_assets_in_its_format(
         f"{asset}/dt={PARTITION}/{asset}-{PARTITION}{extension}"
         for asset, extension in files.items()
     }
-    assert all(evaluation.passed for evaluation in result.get_asset_check_evaluations())
+    intact = [e for e in result.get_asset_check_evaluations() if e.check_name == INTACT]
+    assert len(intact) == len(files)
+    assert all(evaluation.passed and evaluation.partition == PARTITION for evaluation in intact)
 
 
-def test_every_export_runs_one_partition_per_backfill_run() -> None:
+def test_a_backfill_run_covers_a_range_of_days() -> None:
     for asset in EXPORT_ASSETS:
-        assert asset.backfill_policy == BackfillPolicy.multi_run(1), asset.key
+        assert asset.backfill_policy == BackfillPolicy.multi_run(DAYS_PER_BACKFILL_RUN), asset.key

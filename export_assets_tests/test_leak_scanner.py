@@ -1,4 +1,4 @@
-"""The leak scanner: finds planted credentials in every format; the sample's exports pass it."""
+"""The leak scanner: a planted credential stops the publish in every format; the sample passes."""
 
 # No "from __future__ import annotations": Dagster reads the test asset's annotations.
 
@@ -11,16 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from dagster import AssetExecutionContext, DagsterInstance, asset, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 
 from export_assets.assets import EXPORT_ASSETS, proxy_list
-from export_assets.checks import export_checks
+from export_assets.assets.daily import NO_LEAK, DayContext, daily_export
 from export_assets.cli import main
 from export_assets.exports import ExportStore
 from export_assets.exports.export import DocumentExport, DocumentOptions
-from export_assets.leak_checks import leak_checks
 from export_assets.leaks import LeakScanner, known_credentials, mask_secret
-from export_assets.partitions import daily_partitions
 from export_assets.sample import SampleDeployment
 from export_assets_tests import s3_server
 from export_assets_tests.conftest import export_resources, proxy_credentials
@@ -104,39 +102,63 @@ def planted(sample_deployment: SampleDeployment, tmp_path: Path) -> tuple[Path, 
     return root, secret
 
 
+def failure_of(result: ExecuteInProcessResult) -> str:
+    """The failed step's user-facing message."""
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    assert error is not None
+    while error.cause is not None and "credential leak" not in error.message:
+        error = error.cause
+    return error.message
+
+
+def published(exports: Path) -> dict[str, bytes]:
+    """Every file under ``exports`` (relative path: bytes)."""
+    return {
+        p.relative_to(exports).as_posix(): p.read_bytes() for p in exports.rglob("*") if p.is_file()
+    }
+
+
 @pytest.mark.parametrize(
     ("fmt", "compression", "where"),
     [("csv", "none", ":2:"), ("jsonl", "gzip", ":1:"), ("parquet", "none", ":row 1 column source:"),
-     ("xlsx", "none", ":")],
+     ("xlsx", "none", ":row 1 column source:")],
 )  # fmt: skip
-def test_planted_credential_is_found_in_every_format(
-    planted: tuple[Path, str], tmp_path: Path, instance: DagsterInstance,
-    env: pytest.MonkeyPatch, fmt: str, compression: str, where: str,
+def test_a_planted_credential_stops_the_publish_in_every_format(
+    sample_deployment: SampleDeployment, planted: tuple[Path, str], tmp_path: Path,
+    instance: DagsterInstance, env: pytest.MonkeyPatch, fmt: str, compression: str, where: str,
 ) -> None:  # fmt: skip
     root, secret = planted
     exports = tmp_path / "exports"
+    config = {"ops": {"proxy_list": {"config": {"format": fmt, "compression": compression}}}}
+    # The clean deployment's export of the day, then the same day with the planted secret.
+    clean = materialize(
+        [proxy_list], partition_key=PARTITION, instance=instance, run_config=config,
+        resources=export_resources(sample_deployment.database, exports,
+                                   config_path=str(sample_deployment.config_path)),
+    )  # fmt: skip
+    assert clean.success
+    before = published(exports)
+
     result = materialize(
-        [proxy_list, *leak_checks([proxy_list])], partition_key=PARTITION, instance=instance,
+        [proxy_list], partition_key=PARTITION, instance=instance, run_config=config,
         resources=export_resources(root / "proxies.db", exports,
                                    config_path=str(root / "proxywhirl.toml")),
-        run_config={"ops": {"proxy_list": {"config": {"format": fmt,
-                                                      "compression": compression}}}},
         raise_on_error=False,
     )  # fmt: skip
-    (evaluation,) = result.get_asset_check_evaluations()
-    assert not evaluation.passed  # blocking: the run fails
-    assert not result.success
-    details = str(evaluation.metadata["details"].value)
-    assert f"proxy_list/dt={PARTITION}/proxy_list-{PARTITION}" in details
-    assert mask_secret(secret) in details
-    assert secret not in details
 
-    cli = CliRunner().invoke(main, ["scan", str(exports), "--db", str(root / "proxies.db"),
-                                    "--config", str(root / "proxywhirl.toml")])  # fmt: skip
-    assert cli.exit_code == 1
-    assert where in cli.output
-    assert mask_secret(secret) in cli.output
-    assert secret not in cli.output
+    message = failure_of(result)
+    assert f"proxy_list {PARTITION}: 1 credential leak(s)" in message
+    assert f"proxy_list/dt={PARTITION}/proxy_list-{PARTITION}" in message
+    assert where in message
+    assert mask_secret(secret) in message
+    assert "nothing was published" in message
+    assert secret not in message
+    # Nothing reached the destination: the day keeps its clean version, byte for byte.
+    assert published(exports) == before
+    assert len(result.get_step_failure_events()) == 1  # a leak is never retried
+    assert secret not in str(instance.all_logs(result.run_id))
 
 
 def test_the_run_event_log_is_scanned(
@@ -145,19 +167,20 @@ def test_the_run_event_log_is_scanned(
 ) -> None:  # fmt: skip
     secret = a_password(sample_deployment)
 
-    @asset(name="chatty_export", partitions_def=daily_partitions)
-    def chatty_export(context: AssetExecutionContext) -> DocumentExport:
+    @daily_export()
+    def chatty_export(context: DayContext) -> DocumentExport:
         context.log.info(f"connecting with {secret}")  # the bug the check must catch
         return DocumentExport(document={"ok": True}, options=DocumentOptions(), source={})
 
     result = materialize(
-        [chatty_export, *leak_checks([chatty_export])], partition_key=PARTITION,
+        [chatty_export], partition_key=PARTITION,
         instance=instance, raise_on_error=False,
         resources=export_resources(sample_deployment.database, tmp_path,
                                    config_path=str(sample_deployment.config_path)),
     )  # fmt: skip
-    (evaluation,) = result.get_asset_check_evaluations()
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == NO_LEAK]
     assert not evaluation.passed
+    assert not result.success  # blocking
     assert "event log" in str(evaluation.metadata["details"].value)
 
 
@@ -168,7 +191,7 @@ def test_every_export_of_the_sample_passes(
 ) -> None:  # fmt: skip
     credentials = {"config": {"credentials": policy}}
     result = materialize(
-        [*EXPORT_ASSETS, *export_checks(EXPORT_ASSETS), *leak_checks(EXPORT_ASSETS)],
+        EXPORT_ASSETS,
         partition_key=PARTITION, instance=instance,
         resources=export_resources(sample_deployment.database, tmp_path,
                                    config_path=str(sample_deployment.config_path),
@@ -177,7 +200,7 @@ def test_every_export_of_the_sample_passes(
     )  # fmt: skip
     assert result.success
     evaluations = result.get_asset_check_evaluations()
-    leaks = [e for e in evaluations if e.check_name == "no_credential_leak"]
+    leaks = [e for e in evaluations if e.check_name == NO_LEAK]
     assert len(leaks) == len(EXPORT_ASSETS)
     assert all(e.passed for e in leaks)
     assert all(int(str(e.metadata["known_credentials"].value)) > 20 for e in leaks)
@@ -188,7 +211,7 @@ def test_every_export_of_the_sample_passes(
 
 
 @pytest.mark.parametrize(("fmt", "where"), [("parquet", "column source"), ("csv", ".csv.gz:2:")])
-def test_the_check_reads_through_s3(
+def test_a_leak_reaches_no_s3_object(
     planted: tuple[Path, str], instance: DagsterInstance, env: pytest.MonkeyPatch,
     moto_server: s3_server.MotoServer, fmt: str, where: str,
 ) -> None:  # fmt: skip
@@ -197,14 +220,15 @@ def test_the_check_reads_through_s3(
     client.create_bucket(Bucket=f"leaks-{fmt}")
     store = ExportStore(destination=f"s3://leaks-{fmt}/exports", s3=moto_server.resource())
     result = materialize(
-        [proxy_list, *leak_checks([proxy_list])], partition_key=PARTITION, instance=instance,
+        [proxy_list], partition_key=PARTITION, instance=instance,
         resources=export_resources(root / "proxies.db", "unused", store=store,
                                    config_path=str(root / "proxywhirl.toml")),
         run_config={"ops": {"proxy_list": {"config": {"format": fmt}}}},
         raise_on_error=False,
     )  # fmt: skip
-    (evaluation,) = result.get_asset_check_evaluations()
-    assert not evaluation.passed
-    details = str(evaluation.metadata["details"].value)
-    assert where in details
-    assert mask_secret(secret) in details
+    message = failure_of(result)
+    assert where in message
+    assert mask_secret(secret) in message
+    listed = client.list_objects_v2(Bucket=f"leaks-{fmt}").get("Contents", [])
+    assert [o["Key"] for o in listed if not o["Key"].endswith(".lease")] == []
+    assert client.list_multipart_uploads(Bucket=f"leaks-{fmt}").get("Uploads", []) == []

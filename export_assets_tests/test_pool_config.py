@@ -13,7 +13,6 @@ import yaml
 from dagster import DagsterInstance, materialize
 
 from export_assets.assets import pool_config
-from export_assets.checks import export_checks
 from export_assets.exports.manifest import ExportManifest
 from export_assets.failures import user_error
 from export_assets.sample import SampleDeployment
@@ -51,7 +50,7 @@ def export(
 ) -> tuple[bool, ExportManifest | None, Path]:
     resources = export_resources(Path("unused.db"), exports, config_path=str(config_path))
     result = materialize(
-        [pool_config, *export_checks([pool_config])], partition_key=PARTITION,
+        [pool_config], partition_key=PARTITION,
         resources=resources, instance=instance, run_config=run_config, raise_on_error=False,
     )  # fmt: skip
     folder = exports / "pool_config" / f"dt={PARTITION}"

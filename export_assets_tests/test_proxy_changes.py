@@ -166,7 +166,7 @@ def test_a_day_with_every_kind_of_change(
     assert materialization.asset_materialization is not None
     metadata = {k: v.value for k, v in materialization.asset_materialization.metadata.items()}
     assert (metadata["changes_added"], metadata["changes_removed"]) == (1, 2)
-    assert metadata["dagster/row_count"] == 4
+    assert metadata["dagster/partition_row_count"] == 4
 
     first_bytes = (folder / "proxy_changes-2026-11-03.jsonl.gz").read_bytes()
     run(database, exports, "2026-11-03", instance, format="jsonl")

@@ -102,7 +102,7 @@ def test_export_writes_the_data_file_and_the_manifest_at_the_documented_paths(
     assert materialization is not None
     assert materialization.asset_materialization is not None
     metadata = {k: v.value for k, v in materialization.asset_materialization.metadata.items()}
-    assert metadata["dagster/row_count"] == 2
+    assert metadata["dagster/partition_row_count"] == 2
     assert metadata["dagster/uri"] == (folder / "proxy_list-2026-11-01.csv.gz").resolve().as_uri()
     assert metadata["bytes"] == len(data)
     assert metadata["sha256"] == manifest.files[0].sha256

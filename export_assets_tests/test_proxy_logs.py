@@ -268,7 +268,7 @@ def test_malformed_and_partial_lines_are_counted_in_manifest_and_metadata(
     assert event.asset_materialization is not None
     metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
     # The asset's own metadata and the IO manager's arrive together.
-    assert metadata["dagster/row_count"] == len(ALL_OF_THE_DAY)
+    assert metadata["dagster/partition_row_count"] == len(ALL_OF_THE_DAY)
     assert metadata["malformed_lines"] == 2
     assert metadata["partial_lines"] == 1
     assert metadata["records_in_day"] == 10

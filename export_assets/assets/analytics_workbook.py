@@ -1,9 +1,7 @@
 """``analytics_workbook``: the weekly Excel workbook of the 7 UTC days ending on the partition."""
 # No "from __future__ import annotations": Dagster reads the config and resource annotations.
 
-from dagster import AssetExecutionContext
-
-from export_assets.assets.daily import REPORT_GROUP, daily_export
+from export_assets.assets.daily import REPORT_GROUP, DayContext, daily_export
 from export_assets.assets.health_report import WEEK_OF_METRICS, ReportBrandingConfig, report_source
 from export_assets.exports.export import RenderedExport, RenderedOptions
 from export_assets.exports.store import ExportStore
@@ -30,7 +28,7 @@ class AnalyticsWorkbookConfig(ReportBrandingConfig):
     ),
 )
 def analytics_workbook(
-    context: AssetExecutionContext,
+    context: DayContext,
     config: AnalyticsWorkbookConfig,
     proxywhirl: ProxyWhirlSource,
     export_store: ExportStore,

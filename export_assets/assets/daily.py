@@ -1,12 +1,50 @@
-"""What every daily export asset shares: UTC-day partitions, one day per backfill run, a group."""
+"""What every daily export asset shares: UTC-day partitions, ranged backfill runs, its checks.
+
+An export's compute is written for one day: it takes a :class:`DayContext` (the partition
+key, the log, metadata for that day) and returns that day's export. :func:`daily_export`
+makes it a Dagster asset whose step covers every day of its run (one for a schedule or a
+launchpad run, several for a backfill run), hands the IO manager one export a day, and then
+reports, for each day, the two checks the IO manager proved while writing:
+
+- ``export_is_intact``: the data file was written whole, its rows, bytes and sha256 are
+  the manifest's, and the destination stored exactly those bytes (S3: CRC32 of every part);
+- ``no_credential_leak``: no credential the deployment holds, and no ``user:pass@``, was in
+  the data file, its manifest, or the run's event log. A leak in the data stops the publish
+  before it happens (the step fails; the day keeps its previous version); a scan that could
+  not look for every credential (stored ones that do not decrypt) warns, with WARN severity.
+
+A deep re-read of published partitions runs on demand: ``verify_exports_job``.
+"""
+
+from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetsDefinition, asset
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetOut,
+    AssetsDefinition,
+    BackfillPolicy,
+    DagsterLogManager,
+    DagsterRun,
+    MetadataValue,
+    Output,
+    multi_asset,
+    serialize_value,
+)
 
-from export_assets.partitions import daily_partitions, one_partition_per_run
+from export_assets.exports.days import AnyExport, DailyExports, Day
+from export_assets.exports.verify import Verification, bullet_list, coverage_description
+from export_assets.leaks import Finding, KnownCredentials, LeakScanner
+from export_assets.partitions import daily_partitions
 from export_assets.retries import (
     export_retry_policy,
     fail_fast_on_permanent_errors,
@@ -19,11 +57,84 @@ REPORT_GROUP = "proxywhirl_reports"
 # The concurrency pool of every export's write (dagster.yaml bounds it across all runs).
 EXPORT_WRITERS_POOL = "s3_writers"
 
+# A backfill runs up to this many days per run, each day still its own partition, file and
+# manifest. Measured through the UI path (bench/ui_path.py): a run costs a process that
+# imports the code location and a few seconds of Dagster's own bookkeeping, against ~1 s of
+# export work a day on the sample; one run per day made a 7-day backfill 3.2 times the CLI.
+DAYS_PER_BACKFILL_RUN = 10
+ranged_backfill = BackfillPolicy.multi_run(DAYS_PER_BACKFILL_RUN)
+
+INTACT = "export_is_intact"
+NO_LEAK = "no_credential_leak"
+_INTACT_DESCRIPTION = (
+    "Proven while writing: every batch matched the declared schema, the rows, bytes and "
+    "sha256 of the data file are the manifest's, and the destination stored exactly those "
+    "bytes. A mismatch publishes nothing. Re-read published partitions: verify_exports_job."
+)
+_NO_LEAK_DESCRIPTION = (
+    "Scanned while writing: no credential the ProxyWhirl database or config holds, and no "
+    "scheme://user:pass@, in the data file, its manifest or the run's event log. A leak in the "
+    "data stops the publish (nothing reaches the destination); credentials that cannot be "
+    "decrypted make the scan incomplete: WARN, naming the variable to set."
+)
+
+
+class DayContext:
+    """What an export's compute sees of its step, for one day of the run."""
+
+    def __init__(self, context: AssetExecutionContext, day: Day) -> None:
+        self._context = context
+        self._day = day
+
+    @property
+    def partition_key(self) -> str:
+        """The UTC day this compute exports, as ``YYYY-MM-DD``."""
+        return self._day.partition
+
+    @property
+    def log(self) -> DagsterLogManager:
+        """The run's log."""
+        return self._context.log
+
+    @property
+    def run(self) -> DagsterRun:
+        """The run."""
+        return self._context.run
+
+    @property
+    def instance(self) -> Any:
+        """Dagster's instance (run history, event log)."""
+        return self._context.instance
+
+    def add_output_metadata(self, metadata: dict[str, Any]) -> None:
+        """Facts for this day's materialization, beside the ones the IO manager records."""
+        self._day.metadata.update(metadata)
+
+
+def export_check_specs(name: str) -> list[AssetCheckSpec]:
+    """The two checks every export reports from its own step."""
+    return [
+        AssetCheckSpec(
+            INTACT,
+            asset=name,
+            blocking=True,
+            description=_INTACT_DESCRIPTION,
+            partitions_def=daily_partitions,
+        ),
+        AssetCheckSpec(
+            NO_LEAK,
+            asset=name,
+            blocking=True,
+            description=_NO_LEAK_DESCRIPTION,
+            partitions_def=daily_partitions,
+        ),
+    ]
+
 
 def daily_export(
     group_name: str = EXPORT_GROUP, **decorator: Any
-) -> Callable[[Callable[..., Any]], AssetsDefinition]:
-    """``@asset`` for an export domain, with the partitioning every export shares.
+) -> Callable[[Callable[..., AnyExport]], AssetsDefinition]:
+    """``@asset`` for an export domain whose compute exports one day (see the module doc).
 
     Every export retries transient faults (exponential backoff with jitter) and fails at
     once on permanent ones (see ``export_assets.retries``), and an interrupted one (SIGTERM,
@@ -31,30 +142,142 @@ def daily_export(
     run's tags first, so that a run killed while holding its pool slot is failed and freed
     by the dead-run sweep (``export_assets.run_sweep``).
     """
-    make: Callable[[Callable[..., Any]], AssetsDefinition] = asset(
-        partitions_def=daily_partitions,
-        backfill_policy=one_partition_per_run,
-        group_name=group_name,
-        retry_policy=export_retry_policy(),
-        pool=EXPORT_WRITERS_POOL,
-        **decorator,
-    )
 
-    def define(compute: Callable[..., Any]) -> AssetsDefinition:
-        # functools.wraps keeps the signature Dagster reads (context, config, resources).
-        @functools.wraps(compute)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            context = next(
-                (a for a in (*args, *kwargs.values()) if isinstance(a, AssetExecutionContext)),
-                None,
-            )
+    deps = decorator.pop("deps", None)
+    outputs = decorator
+
+    def define(compute: Callable[..., AnyExport]) -> AssetsDefinition:
+        name = compute.__name__
+
+        def step(context: AssetExecutionContext, **kwargs: Any) -> Iterator[Any]:
             # From the step's first instruction: an interrupt anywhere in it is never retried.
             with stop_on_interrupt():
-                if context is not None:
-                    record_run_process(context)
-                with fail_fast_on_permanent_errors():
-                    return compute(*args, **kwargs)
+                record_run_process(context)
+            days = DailyExports([])
+            for key in context.partition_keys:
+                day = Day(key)
+                day.make = functools.partial(_made, compute, DayContext(context, day), kwargs)
+                days.days.append(day)
+            # The IO manager makes, writes and proves each day in turn.
+            yield Output(days, output_name=name)
+            yield from _check_results(context, name, days)
 
-        return make(guarded)
+        # Dagster reads the step's parameters (config, resources) from this signature.
+        parameters = list(inspect.signature(compute).parameters.values())
+        context_parameter = parameters[0].replace(annotation=AssetExecutionContext)
+        step.__signature__ = inspect.Signature([context_parameter, *parameters[1:]])  # type: ignore[attr-defined]
+        step.__name__ = name
+        step.__doc__ = compute.__doc__
+        step.__annotations__ = {
+            p.name: p.annotation
+            for p in (context_parameter, *parameters[1:])
+            if p.annotation is not p.empty
+        }
+        step.__module__ = compute.__module__
+        # A multi_asset of one asset, subsettable: its check outputs are then optional, which
+        # a run of several days needs (it records each day's results against its partition,
+        # and Dagster's own check outputs hold one partition each).
+        definition: AssetsDefinition = multi_asset(
+            name=name,
+            outs={name: AssetOut(group_name=group_name, **outputs)},
+            deps=deps,
+            partitions_def=daily_partitions,
+            backfill_policy=ranged_backfill,
+            retry_policy=export_retry_policy(),
+            pool=EXPORT_WRITERS_POOL,
+            check_specs=export_check_specs(name),
+            can_subset=True,
+        )(step)
+        return definition
 
     return define
+
+
+def _made(
+    compute: Callable[..., AnyExport], context: DayContext, kwargs: dict[str, Any]
+) -> AnyExport:
+    with fail_fast_on_permanent_errors():
+        return compute(context, **kwargs)
+
+
+def _check_results(
+    context: AssetExecutionContext, name: str, days: DailyExports
+) -> Iterator[AssetCheckResult]:
+    """Each day's two checks, as the IO manager proved them; one result per check and day."""
+    known = days.known or KnownCredentials()
+    keys = [day.partition for day in days]
+    span = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
+    for gap in known.gaps:
+        context.log.warning(f"{NO_LEAK} on {name} {span}: {gap.message()}")
+    log_findings = _event_log_findings(context, LeakScanner(known.secrets))
+    ranged = len(days) > 1
+    for day in days:
+        verification = days.verified[day.partition]
+        results = [_intact(verification), _no_leak(verification, known, log_findings)]
+        for result in results:
+            if not ranged:
+                yield result
+                continue
+            # A run of several days: each day's result is recorded against its partition.
+            context.log_event(
+                AssetCheckEvaluation(
+                    asset_key=AssetKey(name),
+                    check_name=result.check_name or "",
+                    passed=result.passed,
+                    metadata=result.metadata,
+                    severity=result.severity,
+                    description=result.description,
+                    blocking=True,
+                    partition=day.partition,
+                )
+            )
+
+
+def _intact(verification: Verification) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name=INTACT,
+        passed=True,  # a day that failed any of it was not published, and its step failed
+        description=f"{verification.rows:,} rows, {verification.bytes:,} bytes as stored",
+        metadata={
+            "file": MetadataValue.text(verification.file),
+            "rows": MetadataValue.int(verification.rows),
+            "bytes": MetadataValue.int(verification.bytes),
+            "stored_bytes": MetadataValue.int(verification.stored_bytes or 0),
+            "sha256": MetadataValue.text(verification.sha256),
+        },
+    )
+
+
+def _no_leak(
+    verification: Verification, known: KnownCredentials, log_findings: list[Finding]
+) -> AssetCheckResult:
+    findings = verification.findings + log_findings
+    incomplete_only = bool(known.gaps) and not findings
+    notes = known.notes + [gap.message() for gap in known.gaps]
+    shown = [str(finding) for finding in findings[:20]]
+    return AssetCheckResult(
+        check_name=NO_LEAK,
+        passed=not findings and not known.gaps,
+        severity=AssetCheckSeverity.WARN if incomplete_only else AssetCheckSeverity.ERROR,
+        description=coverage_description(len(findings), known),
+        metadata={
+            "findings": MetadataValue.int(len(findings)),
+            "known_credentials": MetadataValue.int(len(known.secrets)),
+            "undecrypted_credentials": MetadataValue.int(known.undecrypted),
+            "details": MetadataValue.md(bullet_list(shown)),
+            "notes": MetadataValue.md(bullet_list(notes)),
+        },
+    )
+
+
+def _event_log_findings(context: AssetExecutionContext, scanner: LeakScanner) -> list[Finding]:
+    """Secrets in the run's own record so far: log messages, step events, metadata."""
+    run_id = context.run.run_id
+    findings: list[Finding] = []
+    for entry in context.instance.all_logs(run_id):
+        kind = str(getattr(entry.dagster_event_type, "value", None) or "log message")
+        findings += [
+            Finding(f"run {run_id} event log", kind, what)
+            for what in scanner.scan_text(serialize_value(entry))
+        ]
+    return findings

@@ -4,13 +4,11 @@
 from datetime import UTC, datetime, time
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, asset
 
-from export_assets.assets.daily import EXPORT_WRITERS_POOL
+from export_assets.assets.daily import DayContext, daily_export
 from export_assets.audit import HISTORY_FIELDS, export_history
 from export_assets.exports import Export, ExportConfig
-from export_assets.partitions import daily_partitions, next_day, partition_day
-from export_assets.retries import export_retry_policy
+from export_assets.partitions import next_day, partition_day
 
 OPERATIONS_GROUP = "export_operations"
 
@@ -27,11 +25,8 @@ class AuditLogConfig(ExportConfig):
     """Run config of ``export_audit_log``: the export options (csv or jsonl, gzip by default)."""
 
 
-@asset(
-    partitions_def=daily_partitions,
+@daily_export(
     group_name=OPERATIONS_GROUP,
-    retry_policy=export_retry_policy(),
-    pool=EXPORT_WRITERS_POOL,
     kinds={"dagster", "csv"},
     description=(
         "The day's audit trail from Dagster's run history: every export materialized in "
@@ -40,7 +35,7 @@ class AuditLogConfig(ExportConfig):
         "The same records as `export-assets history --json`."
     ),
 )
-def export_audit_log(context: AssetExecutionContext, config: AuditLogConfig) -> Export:
+def export_audit_log(context: DayContext, config: AuditLogConfig) -> Export:
     day = partition_day(context.partition_key)
     since = datetime.combine(day, time(), UTC)
     until = datetime.combine(next_day(day), time(), UTC)

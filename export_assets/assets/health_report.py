@@ -4,11 +4,11 @@
 import re
 from pathlib import Path
 
-from dagster import AssetDep, AssetExecutionContext, Config, TimeWindowPartitionMapping
+from dagster import AssetDep, Config, TimeWindowPartitionMapping
 from pydantic import Field
 from reportlab.lib.utils import ImageReader
 
-from export_assets.assets.daily import REPORT_GROUP, daily_export
+from export_assets.assets.daily import REPORT_GROUP, DayContext, daily_export
 from export_assets.exports.export import RenderedExport, RenderedOptions
 from export_assets.exports.store import ExportStore
 from export_assets.partitions import partition_day
@@ -112,7 +112,7 @@ def report_source(
     ),
 )
 def health_report(
-    context: AssetExecutionContext,
+    context: DayContext,
     config: HealthReportConfig,
     proxywhirl: ProxyWhirlSource,
     export_store: ExportStore,

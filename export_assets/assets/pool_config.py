@@ -6,10 +6,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext
 from pydantic import Field
 
-from export_assets.assets.daily import daily_export
+from export_assets.assets.daily import DayContext, daily_export
 from export_assets.credential_policy import (
     CREDENTIALS_DESCRIPTION,
     CredentialChoice,
@@ -47,7 +46,7 @@ class PoolConfigConfig(DocumentConfig):
     ),
 )
 def pool_config(
-    context: AssetExecutionContext, config: PoolConfigConfig, proxywhirl: ProxyWhirlSource
+    context: DayContext, config: PoolConfigConfig, proxywhirl: ProxyWhirlSource
 ) -> DocumentExport:
     read = read_config(Path(proxywhirl.config_path))
     options = config.options()

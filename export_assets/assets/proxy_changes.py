@@ -4,10 +4,10 @@
 from collections.abc import Iterator
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, MetadataValue
+from dagster import MetadataValue
 from pydantic import Field, field_validator
 
-from export_assets.assets.daily import daily_export
+from export_assets.assets.daily import DayContext, daily_export
 from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
 from export_assets.exports.export import closed_on_error
@@ -73,7 +73,7 @@ class ProxyChangesConfig(ExportConfig):
     ),
 )
 def proxy_changes(
-    context: AssetExecutionContext, config: ProxyChangesConfig, proxywhirl: ProxyWhirlSource
+    context: DayContext, config: ProxyChangesConfig, proxywhirl: ProxyWhirlSource
 ) -> Export:
     day = partition_day(context.partition_key)
     end = next_day(day)

@@ -7,10 +7,9 @@ from enum import StrEnum
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetExecutionContext
 from pydantic import Field
 
-from export_assets.assets.daily import daily_export
+from export_assets.assets.daily import DayContext, daily_export
 from export_assets.credential_policy import (
     CREDENTIALS_DESCRIPTION,
     CredentialChoice,
@@ -108,7 +107,7 @@ class ProxyListConfig(ExportConfig):
     ),
 )
 def proxy_list(
-    context: AssetExecutionContext, config: ProxyListConfig, proxywhirl: ProxyWhirlSource
+    context: DayContext, config: ProxyListConfig, proxywhirl: ProxyWhirlSource
 ) -> Export:
     as_of = next_day(partition_day(context.partition_key))
     options = config.options()

@@ -32,10 +32,10 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetExecutionContext, MetadataValue
+from dagster import MetadataValue
 from pydantic import Field, ValidationInfo, field_validator
 
-from export_assets.assets.daily import daily_export
+from export_assets.assets.daily import DayContext, daily_export
 from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
 from export_assets.exports.export import Format, closed_on_error
@@ -225,7 +225,7 @@ def _moment_us(day: date, value: str, setting: str) -> int:
     ),
 )
 def proxy_logs(
-    context: AssetExecutionContext, config: ProxyLogsConfig, proxywhirl: ProxyWhirlSource
+    context: DayContext, config: ProxyLogsConfig, proxywhirl: ProxyWhirlSource
 ) -> Export:
     day = partition_day(context.partition_key)
     start_us, end_us = window_us(day, config.start_time, config.end_time)
@@ -259,7 +259,7 @@ def proxy_logs(
     )
 
 
-def _report(context: AssetExecutionContext, logs: LogDay, source: dict[str, Any]) -> None:
+def _report(context: DayContext, logs: LogDay, source: dict[str, Any]) -> None:
     """Log what was found and put the per-file counts into the materialization metadata."""
     totals = source["totals"]
     context.log.info(

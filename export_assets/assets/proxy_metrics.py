@@ -8,9 +8,8 @@ The columns, the groups and the percentile rule are documented in
 from collections.abc import Iterator
 
 import pyarrow as pa
-from dagster import AssetExecutionContext
 
-from export_assets.assets.daily import daily_export
+from export_assets.assets.daily import DayContext, daily_export
 from export_assets.credentials import mask_url_credentials_array
 from export_assets.exports import Export, ExportConfig
 from export_assets.exports.export import closed_on_error
@@ -35,7 +34,7 @@ class ProxyMetricsConfig(ExportConfig):
     ),
 )
 def proxy_metrics(
-    context: AssetExecutionContext, config: ProxyMetricsConfig, proxywhirl: ProxyWhirlSource
+    context: DayContext, config: ProxyMetricsConfig, proxywhirl: ProxyWhirlSource
 ) -> Export:
     day = partition_day(context.partition_key)
     snapshot = proxywhirl.open_snapshot()

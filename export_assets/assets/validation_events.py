@@ -4,10 +4,9 @@
 from collections.abc import Iterator
 
 import pyarrow as pa
-from dagster import AssetExecutionContext
 from pydantic import Field, field_validator
 
-from export_assets.assets.daily import daily_export
+from export_assets.assets.daily import DayContext, daily_export
 from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
 from export_assets.exports.export import closed_on_error
@@ -68,7 +67,7 @@ class ValidationEventsConfig(ExportConfig):
     ),
 )
 def validation_events(
-    context: AssetExecutionContext, config: ValidationEventsConfig, proxywhirl: ProxyWhirlSource
+    context: DayContext, config: ValidationEventsConfig, proxywhirl: ProxyWhirlSource
 ) -> Export:
     day = partition_day(context.partition_key)
     filters = config.filters()

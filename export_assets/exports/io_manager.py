@@ -15,10 +15,19 @@ from typing import Any
 
 import pyarrow as pa
 import yaml
-from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
+from dagster import (
+    ConfigurableIOManager,
+    InputContext,
+    MetadataValue,
+    OutputContext,
+    TableColumn,
+    TableColumnConstraints,
+    TableSchema,
+)
 from pydantic import Field
 
 from export_assets.exports import codecs, formats
+from export_assets.exports.days import AnyExport, DailyExports
 from export_assets.exports.destinations import (
     DEBRIS_AGE,
     Destination,
@@ -50,10 +59,23 @@ from export_assets.exports.manifest import (
 )
 from export_assets.exports.store import ExportStore
 from export_assets.exports.streams import MeasuredStream
+from export_assets.exports.verify import (
+    CredentialLeakError,
+    IntegrityError,
+    TextScan,
+    Verification,
+    scan_batch,
+    scan_document,
+)
+from export_assets.leaks import Finding, KnownCredentials, LeakScanner, known_credentials
 from export_assets.retries import fail_fast_on_permanent_errors, stop_on_interrupt
 from export_assets.settings import env_number
+from export_assets.source.resource import ProxyWhirlSource
 
 PROGRESS_EVERY_SECONDS = 5.0
+# Formats whose bytes are text a reader sees as is (before the outer codec): scanned as
+# written. Parquet and xlsx compress inside: their record batches are scanned instead.
+_TEXT_FORMATS = frozenset({"csv", "jsonl", "json", "txt", "yaml"})
 
 
 class ExportSchemaError(ValueError):
@@ -74,6 +96,16 @@ before_manifest_write: Callable[[str, ExportManifest], None] | None = None
 
 
 @dataclass(frozen=True)
+class Produced:
+    """What writing a data file's content found: records, leak findings, and for formats that
+    compress inside (Parquet, xlsx) the data's uncompressed (Arrow) size."""
+
+    rows: int
+    findings: list[Finding]
+    uncompressed_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class WrittenFile:
     """What streaming one data file measured."""
 
@@ -82,17 +114,25 @@ class WrittenFile:
     bytes: int
     uncompressed_bytes: int
     sha256: str
+    findings: list[Finding]
 
 
 class ExportIOManager(ConfigurableIOManager):
     """Writes each partition of an export asset to ``{destination}/{asset}/dt={day}/``.
 
     Data files first, streamed (never a whole table in memory) through the format and
-    codec, hashed and counted on the way; ``_manifest.json`` last. A failure publishes
-    nothing and leaves the partition's previous version as it was.
+    codec, hashed, counted and scanned for credentials on the way; ``_manifest.json`` last.
+    A finding, a mismatch or any failure publishes nothing for that day and leaves its
+    previous version as it was. A run of several days (a backfill run) writes each day in
+    turn, each its own partition.
     """
 
     store: ExportStore = Field(description="Where exports are published.")
+    proxywhirl: ProxyWhirlSource | None = Field(
+        default=None,
+        description="The deployment whose credentials (database and config) the scan that "
+        "runs while writing looks for. Unset: only scheme://user:pass@ is looked for.",
+    )
     lease_wait_seconds: float | None = Field(
         default=None,
         ge=0,
@@ -112,97 +152,101 @@ class ExportIOManager(ConfigurableIOManager):
         """The destination this IO manager writes to."""
         return self.store.open()
 
-    def handle_output(
-        self, context: OutputContext, obj: Export | DocumentExport | RenderedExport
-    ) -> None:
+    def known_credentials(self) -> KnownCredentials:
+        """The credentials the deployment holds, looked for in everything written."""
+        if self.proxywhirl is None:
+            return KnownCredentials(notes=["no ProxyWhirl deployment configured: only "
+                                           "scheme://user:pass@ was looked for"])  # fmt: skip
+        return known_credentials(
+            Path(self.proxywhirl.database), Path(self.proxywhirl.config_path)
+        )
+
+    def handle_output(self, context: OutputContext, obj: DailyExports | AnyExport) -> None:
         # Transient faults propagate for the asset's retry policy; the rest fail at once.
         # An interrupt mid-write (SIGTERM, terminate) stops the step; it is never retried.
         with stop_on_interrupt(), fail_fast_on_permanent_errors():
-            self._handle_output(context, obj)
+            asset = context.asset_key.path[-1]
+            if not context.has_asset_partitions:
+                raise ValueError(f"{asset} is not partitioned; exports are written per UTC day")
+            days = obj if isinstance(obj, DailyExports) else _one_day(context, obj)
+            if days.known is None:
+                days.known = self.known_credentials()  # gaps: the step warns with its results
+            scanner = LeakScanner(days.known.secrets)
+            for day in days:
+                export = day.make()
+                verification, metadata = self._write_day(context, day.partition, export, scanner)
+                days.verified[day.partition] = verification
+                metadata.update(day.metadata)
+                if len(days) == 1:
+                    context.add_output_metadata(metadata)
+                else:
+                    # Each day of a ranged run is its own materialization, with its own facts.
+                    context.step_context.add_asset_metadata(metadata, partition_key=day.partition)
 
-    def _handle_output(
-        self, context: OutputContext, obj: Export | DocumentExport | RenderedExport
-    ) -> None:
+    def _write_day(
+        self, context: OutputContext, partition: str, obj: AnyExport, scanner: LeakScanner
+    ) -> tuple[Verification, dict[str, Any]]:
         asset = context.asset_key.path[-1]
+        destination = self.open_destination()
         if isinstance(obj, RenderedExport):
-            self._publish_rendered(context, obj)
-            return
+            content = obj.content
+            check_room(destination, asset, partition, rows=1, row_bytes=float(len(content)))
+
+            def write_rendered(key: str, plain: MeasuredStream) -> Produced:
+                findings = scan_document(scanner, key, content)
+                plain.write(content)
+                return Produced(obj.records, findings)
+
+            return self._publish(
+                context, partition, options=obj.options, extension=f".{obj.options.format}",
+                columns=[], source=obj.source, produce=write_rendered, scanner=scanner,
+            )  # fmt: skip
         if isinstance(obj, DocumentExport):
             document = serialise_document(obj.document, obj.options.format)
-            check_room(
-                self.open_destination(), asset, context.partition_key if
-                context.has_partition_key else "", rows=1, row_bytes=float(len(document)),
-            )  # fmt: skip
+            check_room(destination, asset, partition, rows=1, row_bytes=float(len(document)))
 
-            def write_document(key: str, plain: MeasuredStream) -> int:
+            def write_document(key: str, plain: MeasuredStream) -> Produced:
+                scan = TextScan(scanner, key)
+                scan.feed(document)
                 plain.write(document)
-                return 1  # a document is one record
+                return Produced(1, scan.finish())  # a document is one record
 
-            self._publish(
-                context,
-                options=obj.options,
-                extension=f".{obj.options.format}",
-                columns=[],
-                source=obj.source,
-                produce=write_document,
+            return self._publish(
+                context, partition, options=obj.options, extension=f".{obj.options.format}",
+                columns=[], source=obj.source, produce=write_document, scanner=scanner,
                 encryption=obj.encryption,
-            )
-            return
+            )  # fmt: skip
         if not isinstance(obj, Export):
             raise TypeError(
-                f"{asset} returned {type(obj).__name__}; export assets return an Export or a "
-                "DocumentExport"
+                f"{asset} returned {type(obj).__name__}; export assets return an Export, a "
+                "DocumentExport or a RenderedExport"
             )
         with obj:
             schema = selected_schema(obj.schema, obj.options.fields, asset)
-            if context.has_partition_key:
-                _guard_size(self.open_destination(), asset, context.partition_key, obj)
-            self._publish(
-                context,
-                options=obj.options,
-                extension=formats.EXTENSIONS[obj.options.format],
-                columns=columns_of(schema),
+            _guard_size(destination, asset, partition, obj)
+            return self._publish(
+                context, partition, options=obj.options,
+                extension=formats.EXTENSIONS[obj.options.format], columns=columns_of(schema),
                 source=obj.source,
-                produce=lambda key, plain: _write_batches(context, key, obj, schema, plain),
-                encryption=obj.encryption,
-            )
-
-    def _publish_rendered(self, context: OutputContext, obj: RenderedExport) -> None:
-        """Publish a document the asset rendered (a PDF, a workbook) as is."""
-        content = obj.content
-        check_room(
-            self.open_destination(), context.asset_key.path[-1], context.partition_key if
-            context.has_partition_key else "", rows=1, row_bytes=float(len(content)),
-        )  # fmt: skip
-
-        def write_rendered(key: str, plain: MeasuredStream) -> int:
-            plain.write(content)
-            return obj.records
-
-        self._publish(
-            context,
-            options=obj.options,
-            extension=f".{obj.options.format}",
-            columns=[],
-            source=obj.source,
-            produce=write_rendered,
-        )
+                produce=lambda key, out: _write_batches(context, key, obj, schema, out, scanner),
+                scanner=scanner, encryption=obj.encryption, table=schema,
+            )  # fmt: skip
 
     def _publish(
         self,
         context: OutputContext,
+        partition: str,
         *,
         options: ExportOptions | DocumentOptions | RenderedOptions,
         extension: str,
         columns: list[dict[str, Any]],
         source: Mapping[str, Any],
-        produce: Callable[[str, MeasuredStream], int],
+        produce: Callable[[str, MeasuredStream], Produced],
+        scanner: LeakScanner,
         encryption: Mapping[str, Any] | None = None,
-    ) -> None:
+        table: pa.Schema | None = None,
+    ) -> tuple[Verification, dict[str, Any]]:
         asset = context.asset_key.path[-1]
-        if not context.has_partition_key:
-            raise ValueError(f"{asset} is not partitioned; exports are written per UTC day")
-        partition = context.partition_key
         destination = self.open_destination()
         folder = partition_folder(asset, partition)
         name = data_file_name(asset, partition, extension + codecs.EXTENSIONS[options.compression])
@@ -228,10 +272,7 @@ class ExportIOManager(ConfigurableIOManager):
 
             def seal(written: WrittenFile) -> ExportManifest:
                 nonlocal copy
-                lease.ensure_held()  # the data file replaces the old one right after this
-                if name in kept:  # same name as the version replaced: keep it to put back
-                    copy = destination.keep_copy(f"{folder}/{name}")
-                return ExportManifest(
+                manifest = ExportManifest(
                     asset=asset,
                     partition=partition,
                     run_id=context.run_id,
@@ -248,6 +289,19 @@ class ExportIOManager(ConfigurableIOManager):
                     previous_manifest=previous,
                     encryption=None if encryption is None else dict(encryption),
                 )
+                # The last look before anything is put in place: the data file as written
+                # and the manifest that will describe it.
+                findings = written.findings + [
+                    Finding(destination.uri(key), str(number), what)
+                    for number, line in enumerate(manifest.to_json().decode().splitlines(), 1)
+                    for what in scanner.scan_text(line)
+                ]
+                if findings:
+                    raise CredentialLeakError(_leak_message(asset, partition, findings))
+                lease.ensure_held()  # the data file replaces the old one right after this
+                if name in kept:  # same name as the version replaced: keep it to put back
+                    copy = destination.keep_copy(f"{folder}/{name}")
+                return manifest
 
             # The manifest is built and serialised before the data file is published, so
             # only an I/O failure can come between the two; then a file the replaced
@@ -262,6 +316,13 @@ class ExportIOManager(ConfigurableIOManager):
                     destination.put_back(copy, f"{folder}/{name}")
                 raise
             try:
+                stored = destination.size_of(written.key)
+                if stored != written.bytes:
+                    raise IntegrityError(
+                        f"{destination.uri(written.key)}: the destination holds "
+                        f"{'no file' if stored is None else f'{stored:,} bytes'} where "
+                        f"{written.bytes:,} were written; nothing was published: run it again"
+                    )
                 lease.ensure_held()
                 if before_manifest_write is not None:
                     before_manifest_write(key, manifest)
@@ -288,13 +349,19 @@ class ExportIOManager(ConfigurableIOManager):
                 destination.delete(f"{folder}/{stale}")
 
         uri = destination.uri(written.key)
+        verification = Verification(
+            file=uri, rows=written.rows, bytes=written.bytes, sha256=written.sha256,
+            stored_bytes=stored,
+        )  # fmt: skip
         metadata: dict[str, Any] = {
             "dagster/uri": MetadataValue.text(uri),
-            "dagster/row_count": MetadataValue.int(written.rows),
+            "dagster/partition_row_count": MetadataValue.int(written.rows),
+            "size": MetadataValue.text(human_size(written.bytes)),
             "bytes": MetadataValue.int(written.bytes),
+            # For Parquet and xlsx, which compress inside: the data's size in Arrow.
             "uncompressed_bytes": MetadataValue.int(written.uncompressed_bytes),
             "compression_ratio": MetadataValue.float(
-                1 - written.bytes / written.uncompressed_bytes
+                round(1 - written.bytes / written.uncompressed_bytes, 4)
                 if written.uncompressed_bytes
                 else 0.0
             ),
@@ -309,9 +376,11 @@ class ExportIOManager(ConfigurableIOManager):
             ),
             "manifest": MetadataValue.text(destination.uri(manifest_key(asset, partition))),
         }
+        if table is not None:
+            metadata["dagster/column_schema"] = MetadataValue.table_schema(table_schema(table))
         if isinstance(destination, LocalDestination):
             metadata["path"] = MetadataValue.path(str(destination.path(written.key)))
-        context.add_output_metadata(metadata)
+        return verification, metadata
 
     def load_input(self, context: InputContext) -> ExportManifest:
         """The published manifest of the upstream partition (data stays where it is)."""
@@ -362,27 +431,37 @@ def _write_data_file(
     destination: Destination,
     key: str,
     options: ExportOptions | DocumentOptions | RenderedOptions,
-    produce: Callable[[str, MeasuredStream], int],
+    produce: Callable[[str, MeasuredStream], Produced],
     seal: Callable[[WrittenFile], ExportManifest],
 ) -> tuple[WrittenFile, ExportManifest, bytes]:
-    """Stream one data file; ``seal`` makes its manifest before the file is published."""
+    """Stream one data file; ``seal`` makes its manifest (or refuses) before it is published."""
     entry = key.rsplit("/", 1)[-1].removesuffix(codecs.EXTENSIONS["zip"])
     with destination.open_write(key) as raw:
         stored = MeasuredStream(raw, hashed=True)
         with codecs.compressed(stored, options, entry_name=entry) as compressed:
             plain = MeasuredStream(compressed)
-            rows = produce(key, plain)
-        written = WrittenFile(key, rows, stored.bytes, plain.bytes, stored.sha256)
+            produced = produce(key, plain)
+        written = WrittenFile(
+            key, produced.rows, stored.bytes,
+            plain.bytes if produced.uncompressed_bytes is None else produced.uncompressed_bytes,
+            stored.sha256, produced.findings,
+        )  # fmt: skip
         manifest = seal(written)
         manifest_bytes = manifest.to_json()
     return written, manifest, manifest_bytes
 
 
 def _write_batches(
-    context: OutputContext, key: str, export: Export, schema: pa.Schema, plain: MeasuredStream
-) -> int:
-    """Validate and write every batch of ``export`` in its format; the number of rows."""
+    context: OutputContext, key: str, export: Export, schema: pa.Schema, plain: MeasuredStream,
+    scanner: LeakScanner,
+) -> Produced:  # fmt: skip
+    """Validate, scan and write every batch of ``export`` in its format."""
     rows = 0
+    arrow_bytes = 0
+    findings: list[Finding] = []
+    text = TextScan(scanner, key) if export.options.format in _TEXT_FORMATS else None
+    if text is not None:
+        plain.tap = text.feed  # the text as a reader sees it, before the codec
     last_report = clock.monotonic()
     writer = formats.open_format_writer(plain, schema, export.options)
     for batch in export.batches:
@@ -399,13 +478,64 @@ def _write_batches(
                 )
         if schema is not export.schema:
             batch = batch.select(schema.names)
+        if text is None:
+            findings += scan_batch(scanner, key, batch, rows + 1)
         writer.write(batch)
         rows += batch.num_rows
+        arrow_bytes += batch.nbytes
         if clock.monotonic() - last_report >= PROGRESS_EVERY_SECONDS:
             context.log.info(f"{key}: {rows:,} rows written")
             last_report = clock.monotonic()
     writer.close()
-    return rows
+    if text is not None:
+        return Produced(rows, text.finish())
+    return Produced(rows, findings, arrow_bytes)
+
+
+def _one_day(context: OutputContext, obj: AnyExport) -> DailyExports:
+    """A value for the run's one partition, as the days of a run."""
+    keys = context.asset_partition_keys
+    if len(keys) != 1:
+        raise TypeError(
+            f"{context.asset_key.path[-1]} runs {len(keys)} partitions but returned one "
+            f"{type(obj).__name__}; return DailyExports (one export a day)"
+        )
+    return DailyExports.of({keys[0]: obj})
+
+
+def _leak_message(asset: str, partition: str, findings: list[Finding]) -> str:
+    shown = "; ".join(str(finding) for finding in findings[:3])
+    more = f" (and {len(findings) - 3} more)" if len(findings) > 3 else ""
+    return (
+        f"{asset} {partition}: {len(findings)} credential leak(s) in what was about to be "
+        f"published: {shown}{more}; nothing was published and the partition keeps its "
+        "previous version. Keep the credential policy at redact, encrypt or reference, and "
+        "check the source data named above"
+    )
+
+
+def human_size(size: int) -> str:
+    """``size`` bytes for people: 812 B, 26.4 MB (powers of 1000, as file managers show)."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
+def table_schema(schema: pa.Schema) -> TableSchema:
+    """The columns of an Arrow schema as Dagster shows them (``dagster/column_schema``)."""
+    return TableSchema(
+        columns=[
+            TableColumn(
+                name=column.name,
+                type=str(column.type),
+                constraints=TableColumnConstraints(nullable=column.nullable),
+            )
+            for column in schema
+        ]
+    )
 
 
 class ExportTooLargeError(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from typing import BinaryIO
 
 
@@ -18,6 +19,8 @@ class MeasuredStream(io.RawIOBase):
         self._target = target
         self._sha256 = hashlib.sha256() if hashed else None
         self.bytes = 0
+        # Called with every write, after the target took it (a scan of what goes out).
+        self.tap: Callable[[memoryview], None] | None = None
 
     def writable(self) -> bool:
         return True
@@ -28,6 +31,8 @@ class MeasuredStream(io.RawIOBase):
         if self._sha256 is not None:
             self._sha256.update(view)
         self.bytes += view.nbytes
+        if self.tap is not None:
+            self.tap(view)
         return view.nbytes
 
     @property

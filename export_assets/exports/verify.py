@@ -1,0 +1,168 @@
+"""Verification while writing: the leak scan runs over what a writer emits, before publish.
+
+What the IO manager streams out is scanned as it goes: text formats (csv, jsonl, json, txt,
+yaml) as the text a reader sees, before compression; Parquet and xlsx, which compress
+inside the file, value by value from the record batches they are written from; a rendered
+document (PDF, workbook) as a whole, the way ``export-assets scan`` reads a file. A finding
+stops the publish: the data file is never put in place and the partition keeps its previous
+version. The sha256, byte and row counts are measured on the same pass
+(``exports.streams.MeasuredStream``), and the bytes the destination stored are compared with
+them before the manifest is published (S3 also checks every part's CRC32 on upload).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from export_assets.leaks import Finding, KnownCredentials, LeakScanner
+
+MAX_FINDINGS_SHOWN = 20
+# Text is scanned a chunk of whole lines at a time; a line longer than this is scanned in
+# pieces that overlap by OVERLAP characters, so a secret across a cut is still seen.
+CHUNK_BYTES = 256 << 10
+LONG_LINE_BYTES = 8 << 20
+OVERLAP = 4096
+
+
+class CredentialLeakError(RuntimeError):
+    """What an export was about to publish holds a credential; nothing was published."""
+
+
+class IntegrityError(RuntimeError):
+    """The destination stored something other than what was written; nothing was published."""
+
+
+class TextScan:
+    """Scans text as it is written, whole lines at a time, numbering lines for findings."""
+
+    def __init__(self, scanner: LeakScanner, name: str) -> None:
+        self._scanner = scanner
+        self._name = name
+        self._pending = bytearray()
+        self._line = 1
+        self._tail = ""  # the end of a long line already scanned, rescanned with what follows
+        self.findings: list[Finding] = []
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Take the next bytes the writer emitted."""
+        view = memoryview(data)
+        # A piece at a time: a writer's large block is never held twice (bytes and text).
+        for start in range(0, len(view), CHUNK_BYTES):
+            self._pending += view[start : start + CHUNK_BYTES]
+            if len(self._pending) >= CHUNK_BYTES:
+                self._scan(final=False)
+
+    def finish(self) -> list[Finding]:
+        """Scan what is left; every finding of the file."""
+        self._scan(final=True)
+        return self.findings
+
+    def _scan(self, *, final: bool) -> None:
+        pending = self._pending
+        cut = len(pending) if final else pending.rfind(b"\n") + 1
+        if cut == 0:
+            if len(pending) < LONG_LINE_BYTES:
+                return
+            cut = len(pending)  # one very long line: scan it in overlapping pieces
+        text = pending[:cut].decode("utf-8", errors="replace")
+        del pending[:cut]
+        scanned = self._tail + text
+        found = list(self._scanner.scan_text(scanned))
+        if self._tail:
+            # Leaks wholly inside the rescanned tail were counted with the piece before.
+            for what in self._scanner.scan_text(self._tail):
+                if what in found:
+                    found.remove(what)
+        if found:
+            self._locate(text)
+        ends_in_line = not text.endswith("\n")
+        self._line += text.count("\n")
+        self._tail = text[-OVERLAP:] if ends_in_line and not final else ""
+
+    def _locate(self, text: str) -> None:
+        # Rare: only text that leaks is split into lines to name each finding's line.
+        for offset, line in enumerate(text.splitlines(), start=self._line):
+            self.findings += [
+                Finding(self._name, str(offset), what) for what in self._scanner.scan_text(line)
+            ]
+
+
+def scan_batch(
+    scanner: LeakScanner, name: str, batch: pa.RecordBatch, first_row: int
+) -> list[Finding]:
+    """Findings in the text values of ``batch``, whose first row is ``first_row`` (1-based)."""
+    findings: list[Finding] = []
+    for column_name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        if column.null_count == len(column):
+            continue
+        # Every value followed by a line break, joined in Arrow: one scan of the column.
+        values = pc.fill_null(column, "")
+        lines = pc.binary_join_element_wise(values, pa.scalar("", column.type), "\n")
+        whole = _joined(lines)
+        if not any(True for _ in scanner.scan_text(whole)):
+            continue
+        for row, value in enumerate(values.to_pylist(), start=first_row):
+            findings += [
+                Finding(name, f"row {row} column {column_name}", what)
+                for what in scanner.scan_text(value)
+            ]
+    return findings
+
+
+def _joined(array: pa.Array) -> str:
+    """The values of a string array as one string (they are contiguous in its data buffer)."""
+    offsets_buffer, data = array.buffers()[1], array.buffers()[2]
+    if data is None or offsets_buffer is None:
+        return ""
+    width = 8 if pa.types.is_large_string(array.type) else 4
+    offsets = memoryview(offsets_buffer).cast("q" if width == 8 else "i")
+    start, end = offsets[array.offset], offsets[array.offset + len(array)]
+    return bytes(memoryview(data)[start:end]).decode("utf-8", errors="replace")
+
+
+def scan_document(scanner: LeakScanner, name: str, content: bytes) -> list[Finding]:
+    """Findings in a rendered document (PDF, workbook), read as ``export-assets scan`` reads it."""
+    return scanner.scan_stream(name, io.BytesIO(content))
+
+
+@dataclass
+class Verification:
+    """What was proven about one partition's data file while it was written."""
+
+    file: str
+    rows: int
+    bytes: int
+    sha256: str
+    stored_bytes: int | None = None
+    findings: list[Finding] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def shown_findings(self) -> list[str]:
+        """At most MAX_FINDINGS_SHOWN findings, secrets masked, and how many more."""
+        shown = [str(finding) for finding in self.findings[:MAX_FINDINGS_SHOWN]]
+        if len(self.findings) > MAX_FINDINGS_SHOWN:
+            shown.append(f"... and {len(self.findings) - MAX_FINDINGS_SHOWN} more")
+        return shown
+
+
+def coverage_description(findings: int, known: KnownCredentials) -> str:
+    """One line on a leak scan: findings first, then what could not be looked for."""
+    parts = [f"{findings} finding(s)" if findings else "no leak found"]
+    parts += [
+        f"but {gap.count} stored {gap.source} credential(s) could not be decrypted "
+        f"({gap.problem}): their clear text was not looked for; set {gap.variable}"
+        for gap in known.gaps
+    ]
+    return "; ".join(parts)
+
+
+def bullet_list(lines: Sequence[str]) -> str:
+    """Markdown bullets, or "none"."""
+    return "\n".join(f"- {line}" for line in lines) or "none"
