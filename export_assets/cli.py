@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import sys
+import traceback
 import warnings
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
-    from dagster import MetadataValue
+    from dagster import DagsterInstance, ExecuteInProcessResult, MetadataValue
 
 REQUESTED_BY_TAG = "export/requested_by"
 TEMPLATE_TAG = "export/template"
@@ -74,14 +76,47 @@ def sample_data(
 
 
 @main.command("materialize")
-@click.option("--job", "job_name", default="daily_export_job", show_default=True)
+@click.option(
+    "--job", "job_name", default="daily_export_job", show_default=True,
+    help="The daily job to run (an export template such as backup_job, analytics_job).",
+)  # fmt: skip
 @click.option("--last-days", type=click.IntRange(min=1), default=7, show_default=True)
 @click.option(
     "--end-date", callback=_parse_date, help="Last partition to export. Default: yesterday (UTC)."
 )
-@click.option("--verbose", is_flag=True, help="Show Dagster's own run log (DEBUG and up).")
+@click.option(
+    "--verbose", is_flag=True, help="Show Dagster's own run log (DEBUG and up) and tracebacks."
+)
 def materialize(job_name: str, last_days: int, end_date: date | None, verbose: bool) -> None:
-    """Run a job for each of the last N complete UTC days, recorded in Dagster's run history."""
+    """Run a job for each of the last N complete UTC days, recorded in Dagster's run history.
+
+    A failure prints one line per distinct problem (what, and what to do); --verbose adds
+    Dagster's log and the tracebacks.
+    """
+    from dagster import DagsterInvalidConfigError
+
+    try:
+        _materialize(job_name, last_days, end_date, verbose)
+    except click.ClickException:
+        raise
+    except DagsterInvalidConfigError as exc:  # a job's run config Dagster refused
+        if verbose:
+            traceback.print_exc()
+        problems = "; ".join(error.message for error in exc.errors) or _one_line(exc)
+        raise click.ClickException(f"invalid run config of {job_name}: {problems}") from None
+    except Exception as exc:  # an unexpected error: one line, the traceback on request
+        if verbose:
+            traceback.print_exc()
+        message = f"{type(exc).__name__}: {_one_line(exc)}"
+        raise click.ClickException(message + _VERBOSE_HINT * (not verbose)) from None
+
+
+_VERBOSE_HINT = " (--verbose shows the traceback)"
+# How many distinct failure messages a failed run prints before "... and N more".
+_MAX_FAILURE_LINES = 4
+
+
+def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: bool) -> None:
     import uuid
 
     from dagster import BetaWarning, DagsterInstance, PreviewWarning
@@ -90,18 +125,24 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
     # as beta or preview on every load; that is for developers, not for this command's user.
     warnings.filterwarnings("ignore", category=BetaWarning)
     warnings.filterwarnings("ignore", category=PreviewWarning)
+    from export_assets.cli_ops import daily_job
     from export_assets.definitions import defs
-    from export_assets.failures import failure_reason
     from export_assets.run_sweep import run_process_tags, sweep_dead_runs
 
     if not os.environ.get("DAGSTER_HOME"):
         raise click.ClickException(
             "DAGSTER_HOME is not set: run `make run`, or export DAGSTER_HOME=$PWD/.dagster"
         )
+    job = daily_job(defs, job_name)
+    # Every asset of the job reads the database: a missing or foreign file is said once,
+    # here, before any run starts (so nothing of the job is published either).
+    if "proxywhirl" in job.required_resource_keys:
+        check_database((defs.resources or {})["proxywhirl"])
     last = end_date or _yesterday()
     partitions = [(last - timedelta(days=n)).isoformat() for n in reversed(range(last_days))]
-    job = defs.resolve_job_def(job_name)
-    log_level = "DEBUG" if verbose else "WARNING"
+    # Dagster's console log prints every step failure with its traceback: quiet unless
+    # asked; the failures are read back from the run's events and said once each below.
+    log_level = "DEBUG" if verbose else "CRITICAL"
     rows: list[tuple[str, str, str, int, int]] = []
     with DagsterInstance.get() as instance:
         # Runs killed earlier (kill -9, crash) would otherwise stay STARTED and keep their
@@ -130,11 +171,10 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
                     **run_process_tags(run_id),
                 },
             )
+            if not verbose:
+                _echo_run_warnings(instance, result.run_id)
             if not result.success:
-                reason = failure_reason(result.get_step_failure_events())
-                raise click.ClickException(
-                    f"{job_name} failed for {partition} (run {result.run_id}): {reason}"
-                )
+                raise click.ClickException(_failure_report(job_name, partition, result, verbose))
             for event in result.get_asset_materialization_events():
                 materialization = event.materialization
                 rows.append(
@@ -142,11 +182,92 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
                         partition,
                         materialization.asset_key.to_user_string(),
                         _metadata(materialization.metadata, "path", "dagster/uri"),
-                        int(_metadata(materialization.metadata, "dagster/row_count")),
+                        int(
+                            _metadata(
+                                materialization.metadata,
+                                "dagster/partition_row_count",
+                                "dagster/row_count",
+                            )
+                        ),
                         int(_metadata(materialization.metadata, "bytes")),
                     )
                 )
     _print_table(("partition", "asset", "path", "rows", "bytes"), rows)
+
+
+def check_database(resource: Any) -> None:
+    """Open the ProxyWhirl database the way every export does, or say in one line why not.
+
+    The message names the database's path (PROXYWHIRL_DB), the problem and the fix. A
+    database locked past the busy timeout is let through: the runs' retries wait for it.
+    """
+    from dagster import EnvVar
+
+    from export_assets.retries import is_transient
+    from export_assets.source.database import SourceError, SourceSnapshot
+
+    database = resource.database
+    if isinstance(database, EnvVar):  # PROXYWHIRL_DB, resolved as a run resolves it
+        database = database.get_value() or str(database)
+    path = Path(str(database))
+    if path.is_file() and path.stat().st_size == 0:  # SQLite would call it an empty database
+        raise click.ClickException(
+            f"nothing was exported: ProxyWhirl database {path} is an empty file (0 bytes): set "
+            "PROXYWHIRL_DB to ProxyWhirl's proxies.db (or write a sample with "
+            "`export-assets sample-data --out DIR`)"
+        )
+    try:
+        SourceSnapshot(
+            path, busy_timeout_ms=int(resource.busy_timeout_ms), batch_rows=1, identities=False
+        ).close()
+    except SourceError as exc:
+        if is_transient(exc):
+            click.echo(f"warning: {_one_line(exc)}", err=True)
+            return
+        raise click.ClickException(f"nothing was exported: {_one_line(exc)}") from None
+
+
+def _echo_run_warnings(instance: DagsterInstance, run_id: str) -> None:
+    """The run's own WARNING and ERROR log lines (not Dagster's events), once each.
+
+    They are in the instance's event log whatever the console's level.
+    """
+    seen: set[str] = set()
+    for entry in instance.all_logs(run_id):
+        level = entry.level if isinstance(entry.level, int) else logging.getLevelName(entry.level)
+        if entry.is_dagster_event or not isinstance(level, int) or level < logging.WARNING:
+            continue
+        kind = logging.getLevelName(level).lower()
+        line = f"{kind}: {entry.step_key + ': ' if entry.step_key else ''}{entry.user_message}"
+        if line not in seen:
+            seen.add(line)
+            click.echo(_one_line(line), err=True)
+
+
+def _failure_report(
+    job_name: str, partition: str, result: ExecuteInProcessResult, verbose: bool
+) -> str:
+    """What failed in a run: each distinct message once, with the steps it failed."""
+    from export_assets.failures import grouped_step_failures
+
+    groups = grouped_step_failures(result.get_step_failure_events())
+    lines = [f"{job_name} failed for {partition} (run {result.run_id}); nothing of a failed step "
+             "was published:"]  # fmt: skip
+    for steps, message in groups[:_MAX_FAILURE_LINES]:
+        lines.append(f"  {', '.join(steps)}: {message}")
+    if len(groups) > _MAX_FAILURE_LINES:
+        lines.append(f"  ... and {len(groups) - _MAX_FAILURE_LINES} more problems")
+    if not groups:
+        lines.append("  the run failed outside its steps: see the run in the Dagster UI")
+    if not verbose:
+        lines.append("Run again with --verbose for Dagster's log and the tracebacks.")
+    return "\n".join(lines)
+
+
+def _one_line(error: BaseException | str) -> str:
+    """The first line of an error's message (the rest is detail for --verbose)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 @main.command("link")
@@ -160,20 +281,26 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
 )
 def link(asset: str, partition: str, expires: str) -> None:
     """Print a download link to a published export: presigned for S3, a path on disk."""
+    from export_assets.cli_ops import require_known_asset
     from export_assets.exports.destinations import LocalDestination, UnsafePathError
     from export_assets.exports.io_manager import read_manifest
     from export_assets.exports.manifest import ManifestError, manifest_key, partition_folder
     from export_assets.exports.s3 import S3Destination
     from export_assets.exports.store import store_from_environment
 
+    try:  # the arguments and every path in the manifest must stay under the destination
+        key = manifest_key(asset, partition)
+    except (UnsafePathError, ManifestError) as exc:
+        raise click.ClickException(str(exc)) from None
     seconds = _duration_seconds(expires)
     store = store_from_environment()
     destination = store.open()
-    try:  # the arguments and every path in the manifest must stay under the destination
-        manifest = read_manifest(destination, manifest_key(asset, partition))
+    try:
+        manifest = read_manifest(destination, key)
     except (UnsafePathError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from None
     if manifest is None:
+        require_known_asset(asset)  # a typo is "unknown asset", not "not published"
         raise click.ClickException(
             f"{asset} {partition} is not published in {store.destination} (no manifest): "
             "materialize it first"

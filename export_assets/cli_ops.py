@@ -2,11 +2,65 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from dagster import Definitions, JobDefinition
+
+
+def unknown_name(kind: str, name: str, valid: Iterable[str]) -> click.ClickException:
+    """``unknown {kind} 'name'``, the closest valid name when one is close, and the list."""
+    names = sorted(valid)
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return click.ClickException(f"unknown {kind} {name!r}{hint}; valid {kind}s: {', '.join(names)}")
+
+
+def daily_job(defs: Definitions, name: str) -> JobDefinition:
+    """The daily-partitioned job ``name`` of ``defs``, or an error listing the valid ones."""
+    jobs = {job.name: job for job in defs.resolve_all_job_defs() if not job.name.startswith("__")}
+    daily = sorted(job for job, definition in jobs.items() if definition.partitions_def)
+    if name not in jobs:
+        raise unknown_name("job", name, daily)
+    if name not in daily:
+        raise click.ClickException(
+            f"{name} is not partitioned by day, so it has no days to materialize: launch it "
+            f"from the Dagster UI or with `dagster job launch -w workspace.yaml -j {name}`; "
+            "daily jobs: "
+            f"{', '.join(daily)}"
+        )
+    return jobs[name]
+
+
+def export_asset_names() -> list[str]:
+    """The assets that publish daily partitions (what link, history and others take)."""
+    import warnings
+
+    from dagster import BetaWarning, PreviewWarning
+
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    warnings.filterwarnings("ignore", category=PreviewWarning)
+    from export_assets.definitions import defs
+
+    return sorted(
+        spec.key.to_user_string()
+        for spec in defs.resolve_all_asset_specs()
+        if spec.partitions_def is not None
+    )
+
+
+def require_known_asset(name: str) -> None:
+    """Refuse a name that is not an export asset, listing the valid names."""
+    names = export_asset_names()
+    if name not in names:
+        raise unknown_name("asset", name, names)
 
 
 @click.command("retention")
@@ -75,6 +129,8 @@ def history(asset: str | None, since: datetime | None, as_json: bool) -> None:
         )
     with DagsterInstance.get() as instance:
         records = export_history(instance, asset=asset, since=since)
+    if asset is not None and not records:
+        require_known_asset(asset)  # a typo is "unknown asset", not "no exports"
     if as_json:
         for record in records:
             click.echo(json.dumps(record.as_dict(), sort_keys=False))
@@ -85,9 +141,20 @@ def history(asset: str | None, since: datetime | None, as_json: bool) -> None:
     header = ("time", "requested_by", "job", "status", "asset", "partition", "rows", "bytes",
               "sha256", "credential_policy", "uri", "error")  # fmt: skip
     rows = [
-        (r.time, r.requested_by, r.job, r.status, r.asset, r.partition,
-         "" if r.rows is None else f"{r.rows:,}", "" if r.bytes is None else f"{r.bytes:,}",
-         r.sha256[:12], r.credential_policy, r.uri, r.error)
+        (
+            r.time,
+            r.requested_by,
+            r.job,
+            r.status,
+            r.asset,
+            r.partition,
+            "" if r.rows is None else f"{r.rows:,}",
+            "" if r.bytes is None else f"{r.bytes:,}",
+            r.sha256[:12],
+            r.credential_policy,
+            r.uri,
+            r.error,
+        )
         for r in records
     ]
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]

@@ -34,10 +34,29 @@ def error_message(error: SerializableErrorInfo) -> str:
     return re.sub(rf"^(?:[\w.]+\.)?{re.escape(kind)}: ", "", error.message.strip(), count=1)
 
 
-def failure_reason(failures: Sequence[DagsterEvent]) -> str:
-    """``Kind: message`` of the first failed step's user error."""
-    error = failures[0].step_failure_data.error if failures else None
-    if error is None:
+def step_failure_message(event: DagsterEvent) -> str:
+    """One line a user can act on: the ``Failure`` description, else ``Kind: message``."""
+    data = event.step_failure_data
+    described = data.user_failure_data.description if data.user_failure_data else None
+    if described:
+        return _first_line(described)
+    if data.error is None:
         return "see the run in the Dagster UI"
-    error = user_error(error)
-    return f"{error.cls_name}: {error_message(error)}"
+    error = user_error(data.error)
+    return _first_line(f"{error.cls_name}: {error_message(error)}")
+
+
+def grouped_step_failures(failures: Sequence[DagsterEvent]) -> list[tuple[list[str], str]]:
+    """Each distinct failure message once, with the steps that failed with it, in order.
+
+    A missing database fails every asset of a job with the same message: it is said once.
+    """
+    steps_by_message: dict[str, list[str]] = {}
+    for event in failures:
+        steps_by_message.setdefault(step_failure_message(event), []).append(event.step_key or "run")
+    return [(steps, message) for message, steps in steps_by_message.items()]
+
+
+def _first_line(text: str) -> str:
+    stripped = text.strip()
+    return stripped.splitlines()[0] if stripped else text

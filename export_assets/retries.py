@@ -4,8 +4,13 @@ Dagster retries a step on *any* exception once it has a ``RetryPolicy``; a ``Fai
 ``allow_retries=False`` is the one exception it does not retry. Every export runs its
 compute and its write inside ``fail_fast_on_permanent_errors``: a SQLite database locked by
 a writer, an S3 5xx, throttling or a dropped connection propagate as they are (the policy
-retries them); everything else (a missing table, a bad key, a wrong option) becomes such a
-``Failure`` with the original error as its cause and its message as the description.
+retries them); everything else (a missing or foreign database, a bad key, an unwritable
+destination, a field the export does not have) becomes such a ``Failure`` with the original
+error as its cause and its first line as the description, which is what the UI shows.
+
+A run config is checked before any of this: Dagster builds the step's ``Config`` outside
+the asset's code, so ``exports.export.FailFastConfig`` raises its validation errors as a
+final ``Failure`` itself (``RunConfigError``).
 """
 
 from __future__ import annotations

@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.instance.ref import InstanceRef
 
 from export_assets.assets import EXPORT_ASSETS
+from export_assets.cli import main
 from export_assets_tests.conftest import proxy_credentials
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +30,17 @@ def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProce
     )  # fmt: skip
 
 
-def test_sample_data_then_materialize_twice_is_reproducible(tmp_path: Path) -> None:
+def dagster_home(tmp_path: Path) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+@pytest.mark.slow
+def test_sample_data_then_materialize_twice_is_reproducible(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
@@ -84,7 +96,8 @@ def test_sample_data_then_materialize_twice_is_reproducible(tmp_path: Path) -> N
             leaked = [secret for secret in secrets if secret in text]
             assert not leaked, f"{path} holds a proxy credential"
 
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with DagsterInstance.get() as instance:
         runs = instance.get_runs(RunsFilter(job_name="daily_export_job"))
         assert len(runs) == 6
         assert {run.status for run in runs} == {DagsterRunStatus.SUCCESS}
@@ -107,21 +120,140 @@ def test_sample_data_then_materialize_twice_is_reproducible(tmp_path: Path) -> N
         ]
 
 
-def test_materialize_on_a_missing_database_fails_clearly(tmp_path: Path) -> None:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
+BROKEN_DATABASES = {
+    "missing": (
+        None,
+        "ProxyWhirl database {db} does not exist: set PROXYWHIRL_DB to ProxyWhirl's proxies.db "
+        "(or write a sample with `export-assets sample-data --out DIR`)",
+    ),
+    "not sqlite": (
+        b"name,url\nnot,a database\n" * 100,
+        "{db} is not a readable SQLite database (file is not a database): PROXYWHIRL_DB must "
+        "point at ProxyWhirl's proxies.db",
+    ),
+    "empty": (
+        b"",
+        "ProxyWhirl database {db} is an empty file (0 bytes): set PROXYWHIRL_DB to "
+        "ProxyWhirl's proxies.db (or write a sample with `export-assets sample-data --out DIR`)",
+    ),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN_DATABASES)
+def test_materialize_on_a_broken_database_says_so_in_one_line(
+    broken: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content, message = BROKEN_DATABASES[broken]
+    database = tmp_path / "proxies.db"
+    if content is not None:
+        database.write_bytes(content)
+    home = dagster_home(tmp_path)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
-        "PROXYWHIRL_DB": str(tmp_path / "absent.db"),
+        "PROXYWHIRL_DB": str(database),
         "EXPORT_DESTINATION": str(tmp_path / "out"),
     }
-    result = cli("materialize", "--last-days", "1", env=env, cwd=ROOT)
+    result = cli("materialize", "--last-days", "3", env=env, cwd=ROOT)
+    output = result.stdout + result.stderr
     assert result.returncode == 1
-    assert "SourceError" in result.stderr
-    assert "absent.db does not exist: set PROXYWHIRL_DB" in result.stderr
+    assert output.splitlines() == [f"Error: nothing was exported: {message.format(db=database)}"]
+    assert "Traceback" not in output
+    assert "proxywhirl.toml" not in output  # the database is named, not a path derived from it
+    # Nothing published, nothing created, no run started.
     assert not (tmp_path / "out").exists()
-    assert not (tmp_path / "absent.db").exists()
+    assert (database.read_bytes() if database.exists() else None) == content
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with DagsterInstance.get() as instance:
+        assert instance.get_runs() == []
+
+
+@pytest.mark.slow
+def test_a_failed_step_is_said_once_and_its_traceback_only_with_verbose(
+    tmp_path: Path,
+) -> None:
+    deployment = tmp_path / "deployment"
+    exports = tmp_path / "out"
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home(tmp_path)),
+        "PROXYWHIRL_DB": str(deployment / "proxies.db"),
+        "EXPORT_DESTINATION": str(exports),
+    }
+    made = cli(
+        "sample-data", "--out", str(deployment), "--proxies", "20", "--days", "2",
+        "--end-date", "2026-11-10", "--validations-per-day", "50", env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    config = deployment / "proxywhirl.toml"
+    config.unlink()
+    expected = (
+        f"  pool_config: ProxyWhirl config {config} does not exist: set PROXYWHIRL_CONFIG to "
+        "proxywhirl.toml or to a pyproject.toml with a [tool.proxywhirl] table"
+    )
+
+    quiet = cli("materialize", "--last-days", "1", "--end-date", "2026-11-10", env=env, cwd=ROOT)
+    assert quiet.returncode == 1
+    errors = quiet.stderr[quiet.stderr.index("Error: ") :].splitlines()
+    assert errors[0].startswith("Error: daily_export_job failed for 2026-11-10 (run ")
+    assert errors[1:] == [
+        expected,
+        "Run again with --verbose for Dagster's log and the tracebacks.",
+    ]
+    assert "Traceback" not in quiet.stderr
+    assert "Stack Trace" not in quiet.stderr
+    assert quiet.stderr.count("does not exist") == 1
+    assert not (exports / "pool_config").exists()  # the failed asset published nothing
+    assert (exports / "proxy_list" / "dt=2026-11-10" / "_manifest.json").is_file()
+
+    verbose = cli(
+        "materialize", "--last-days", "1", "--end-date", "2026-11-10", "--verbose",
+        env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert verbose.returncode == 1
+    assert "Stack Trace" in verbose.stderr  # Dagster's own log, with the step's traceback
+    assert expected in verbose.stderr.splitlines()
+
+
+def test_an_unknown_job_is_named_with_the_valid_ones(tmp_path: Path) -> None:
+    env = {"DAGSTER_HOME": str(dagster_home(tmp_path))}
+    result = CliRunner().invoke(main, ["materialize", "--job", "daily_export_jbo"], env=env)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: unknown job 'daily_export_jbo' (did you mean daily_export_job?); valid jobs: "
+        "analytics_job, audit_log_job, backup_job, compliance_logs_job, daily_export_job, "
+        "weekly_report_job"
+    ]
+    assert result.exception is not None
+    assert "Traceback" not in result.output
+
+    not_daily = CliRunner().invoke(main, ["materialize", "--job", "retention_job"], env=env)
+    assert not_daily.exit_code == 1
+    assert not_daily.output.startswith(
+        "Error: retention_job is not partitioned by day, so it has no days to materialize: "
+        "launch it from the Dagster UI or with `dagster job launch -w workspace.yaml -j "
+        "retention_job`; daily jobs: analytics_job, "
+    )
+    assert not (tmp_path / "dagster_home" / "history").exists()  # no run was created
+
+
+def test_an_unknown_asset_is_named_with_the_valid_ones(tmp_path: Path) -> None:
+    env = {"DAGSTER_HOME": str(dagster_home(tmp_path)), "EXPORT_DESTINATION": str(tmp_path)}
+    valid = (
+        "analytics_workbook, export_audit_log, health_report, pool_config, proxy_changes, "
+        "proxy_list, proxy_logs, proxy_metrics, validation_events"
+    )
+    link = CliRunner().invoke(main, ["link", "proxy_lst", "2026-11-23"], env=env)
+    assert link.exit_code == 1
+    assert link.output.splitlines() == [
+        f"Error: unknown asset 'proxy_lst' (did you mean proxy_list?); valid assets: {valid}"
+    ]
+    history = CliRunner().invoke(main, ["history", "--asset", "pool_cnfig"], env=env)
+    assert history.exit_code == 1
+    assert history.output.splitlines() == [
+        f"Error: unknown asset 'pool_cnfig' (did you mean pool_config?); valid assets: {valid}"
+    ]
+    assert list(tmp_path.iterdir()) == [tmp_path / "dagster_home"]
 
 
 def test_sample_data_refuses_to_overwrite_a_deployment(tmp_path: Path) -> None:
