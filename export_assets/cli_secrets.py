@@ -120,7 +120,7 @@ def restore() -> None:
     "database",
     type=click.Path(path_type=Path),
     required=True,
-    help="ProxyWhirl's proxies.db to restore into (created if it does not exist).",
+    help="ProxyWhirl's proxies.db to restore into (created, mode 0600, if it does not exist).",
 )
 @click.option(
     "--on-duplicate",
@@ -130,24 +130,56 @@ def restore() -> None:
     help="A URL already in the database: keep it, replace it, or fill its empty "
     "fields (keeping its status).",
 )
+@click.option(
+    "--history",
+    metavar="START..END",
+    help="Also replay the validation_events partitions of these days (UTC, inclusive; one "
+    "day: DAY) into validation_results, ids included. From the first exported day to the "
+    "pool's day, the restored deployment re-exports the same proxy_list and "
+    "validation_events.",
+)
+@click.option(
+    "--events",
+    type=click.Path(path_type=Path),
+    help="The validation_events folder holding the dt=YYYY-MM-DD partitions --history reads. "
+    "Default: beside the export (DESTINATION/validation_events).",
+)
 @click.option("--dry-run", is_flag=True, help="Print the diff; write nothing.")
-def restore_pool_command(export: Path, database: Path, on_duplicate: str, dry_run: bool) -> None:
-    """Restore a proxy_list export (its dt= folder) into proxies.db, in one transaction."""
+def restore_pool_command(
+    export: Path,
+    database: Path,
+    on_duplicate: str,
+    history: str | None,
+    events: Path | None,
+    dry_run: bool,
+) -> None:
+    """Restore a proxy_list export (its dt= folder) into proxies.db, in one transaction.
+
+    Reads every format and codec proxy_list exports (csv, jsonl, json, parquet, xlsx;
+    gzip, zstd, zip), typed by the manifest. Each proxy gets its identity, credentials and
+    status as exported, written as ProxyWhirl writes them.
+    """
     from export_assets.restore import RestoreError
     from export_assets.restore.pool import OnDuplicate, restore_pool
 
+    if events is not None and history is None:
+        raise click.UsageError("--events names where --history reads: give --history too")
     try:
         diff = restore_pool(
             export,
             database,
             on_duplicate=cast(OnDuplicate, on_duplicate),
             dry_run=dry_run,
+            history=history,
+            events=events,
         )
     except RestoreError as exc:
         raise click.ClickException(str(exc)) from exc
     if dry_run:
         for line in diff.lines():
             click.echo(line)
+    for note in diff.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(diff.summary())
 
 

@@ -232,3 +232,26 @@ def test_restore_config_job(exports: Path, tmp_path: Path, keys: None) -> None:
     )  # fmt: skip
     assert not failed.success
     assert hashlib.sha256(target.read_bytes()).hexdigest() == before
+
+
+def test_a_new_config_is_written_0600(exports: Path, tmp_path: Path, keys: None) -> None:
+    # ProxyWhirl's save_config writes 0600: a restored config may hold a plaintext password.
+    target = tmp_path / "new" / "proxywhirl.toml"
+    target.parent.mkdir()
+    restore_config(config_export(exports), target)
+    assert target.stat().st_mode & 0o777 == 0o600
+    result = CliRunner().invoke(
+        main, ["restore", "config", str(config_export(exports)), "--to", str(tmp_path / "p.toml")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p.toml").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o644])
+def test_an_existing_config_keeps_its_mode(
+    exports: Path, target: Path, keys: None, mode: int
+) -> None:
+    target.chmod(mode)
+    restore_config(config_export(exports), target)
+    assert target.stat().st_mode & 0o777 == mode
+    assert tomllib.loads(target.read_text())["encryption_key_env"] == "PROXYWHIRL_KEY"

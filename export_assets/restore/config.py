@@ -29,6 +29,7 @@ from export_assets.restore.verify import (
 from export_assets.source.config import CREDENTIAL_KEYS, LOST_BY_SAVE_CONFIG
 
 CONFIG_FORMATS = ("yaml", "json")
+NEW_FILE_MODE = 0o600
 REDACTED_MARKER = "redacted"
 
 
@@ -93,15 +94,24 @@ def restore_config(
     before = _current_settings(target)
     _diff(before, settings, diff)
     if not dry_run:
-        partial = target.with_name(f".{target.name}.restoring-{os.getpid()}")
-        try:
-            partial.write_text(output, encoding="utf-8", newline="\n")
-            if target.exists():
-                os.chmod(partial, target.stat().st_mode & 0o777)
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
+        _write_private(target, output)
     return diff
+
+
+def _write_private(target: Path, text: str) -> None:
+    """Write ``target`` atomically: a new file 0600 (as ProxyWhirl's ``save_config``: it
+    may hold a plaintext password), an existing one keeping its own mode."""
+    partial = target.with_name(f".{target.name}.restoring-{os.getpid()}")
+    partial.unlink(missing_ok=True)
+    try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
+        if target.exists():
+            os.chmod(partial, target.stat().st_mode & 0o777)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def _restore_credentials(

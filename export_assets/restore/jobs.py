@@ -26,6 +26,15 @@ class RestorePoolConfig(Config):
         description="A URL already in the database: skip it, overwrite it, or merge (fill "
         "empty fields, keep its status).",
     )
+    history: str | None = Field(
+        default=None,
+        description="Also replay the validation_events partitions of these days, "
+        "START..END (UTC, inclusive), into validation_results.",
+    )
+    events: str | None = Field(
+        default=None,
+        description="The validation_events folder history reads (default: beside the export).",
+    )
     dry_run: bool = Field(default=False, description="Report the diff; write nothing.")
 
 
@@ -42,16 +51,20 @@ def restore_pool_op(context: OpExecutionContext, config: RestorePoolConfig) -> N
     try:
         diff = restore_pool(
             Path(config.export), Path(config.database), on_duplicate=config.on_duplicate,
-            dry_run=config.dry_run,
+            dry_run=config.dry_run, history=config.history,
+            events=None if config.events is None else Path(config.events),
         )  # fmt: skip
     except RestoreError as exc:
         raise Failure(description=str(exc), allow_retries=False) from None
     context.log.info(diff.summary())
+    for note in diff.notes:
+        context.log.warning(note)
     context.add_output_metadata(
         {
             "added": MetadataValue.int(len(diff.added)),
             "updated": MetadataValue.int(len(diff.updated)),
             "skipped": MetadataValue.int(len(diff.skipped)),
+            "history_results": MetadataValue.int(diff.history.added if diff.history else 0),
             "dry_run": MetadataValue.bool(diff.dry_run),
         }
     )

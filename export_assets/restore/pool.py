@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-import pyarrow.parquet as pq
 from cryptography.fernet import Fernet
 
 from export_assets.crypto import CACHE_KEY_ENV, CredentialKeyError, encrypt_database_credential
-from export_assets.exports.manifest import ExportManifest
+from export_assets.restore.history import (
+    HistoryCount,
+    HistoryRange,
+    events_root_beside,
+    replay_history,
+    verify_history,
+)
+from export_assets.restore.tables import LOSSY_FORMATS, TABLE_FORMATS, read_export_table
 from export_assets.restore.verify import (
     RestoreError,
     VerifiedExport,
@@ -25,22 +30,31 @@ from export_assets.restore.verify import (
     decode_credentials,
     verify_export,
 )
+from export_assets.source.resource import ProxyWhirlSource
 from export_assets.source.schema import DATETIME_TEXT_FORMAT, PROXYWHIRL_DDL, REQUIRED_COLUMNS
 
 OnDuplicate = Literal["skip", "overwrite", "merge"]
-POOL_FORMATS = ("jsonl", "json", "parquet")
+POOL_FORMATS = TABLE_FORMATS
 DEFAULT_BUSY_TIMEOUT_MS = 5_000
+NEW_FILE_MODE = 0o600  # as ProxyWhirl's own files: credentials and history are private
 
 IDENTITY_COLUMNS = REQUIRED_COLUMNS["proxy_identities"]
 CREDENTIALS = ("username", "password")
 # proxy_identities columns a row cannot do without (NOT NULL in ProxyWhirl's DDL).
 NEEDED = ("url", "protocol", "host", "port", "is_residential", "is_datacenter", "source",
           "discovered_at")  # fmt: skip
+# The status columns ProxyWhirl writes, all of which the export carries.
 STATUS_COLUMNS = (
     "health_status", "last_success_at", "last_failure_at", "last_check_at",
     "consecutive_successes", "consecutive_failures", "total_checks", "total_successes",
-    "avg_response_time_ms", "success_rate_7d",
+    "avg_response_time_ms",
 )  # fmt: skip
+# A status row as ProxyWhirl's add_proxy creates it, before any check.
+UNCHECKED = {
+    "health_status": "unknown", "last_success_at": None, "last_failure_at": None,
+    "last_check_at": None, "consecutive_successes": 0, "consecutive_failures": 0,
+    "total_checks": 0, "total_successes": 0, "avg_response_time_ms": None,
+}  # fmt: skip
 _TIMESTAMPS = frozenset({"discovered_at", "last_success_at", "last_failure_at", "last_check_at"})
 _BOOLEANS = frozenset({"is_residential", "is_datacenter"})
 
@@ -55,14 +69,23 @@ class PoolDiff:
     updated: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     dry_run: bool = False
+    history: HistoryCount | None = None
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: what was (or would be) written where."""
         verb = "would restore" if self.dry_run else "restored"
         new = " (a new ProxyWhirl database)" if self.created else ""
+        history = ""
+        if self.history is not None:
+            history = (
+                f"; {self.history.added} validation result(s) from {self.history.partitions} "
+                f"validation_events partition(s)"
+                + (f" ({self.history.present} already there)" if self.history.present else "")
+            )
         return (
             f"{verb} into {self.database}{new}: {len(self.added)} added, "
-            f"{len(self.updated)} updated, {len(self.skipped)} skipped"
+            f"{len(self.updated)} updated, {len(self.skipped)} skipped{history}"
         )
 
     def lines(self) -> list[str]:
@@ -74,49 +97,46 @@ class PoolDiff:
         )
 
 
-def read_pool(export: VerifiedExport) -> list[dict[str, Any]]:
-    """The export's rows as ProxyWhirl's database holds them (text timestamps, 0/1 booleans)."""
+def read_pool(export: VerifiedExport, notes: list[str] | None = None) -> list[dict[str, Any]]:
+    """The export's rows as ProxyWhirl's database holds them (text timestamps, 0/1 booleans).
+
+    Any format ``proxy_list`` exports, typed by the manifest's columns; what reading had
+    to assume is appended to ``notes``.
+    """
     manifest = export.manifest
-    names = [column["name"] for column in manifest.columns]
+    names = [str(column.get("name")) for column in manifest.columns]
     missing = [name for name in NEEDED if name not in names]
     if missing:
         raise RestoreError(
             f"{export.folder} lacks the column(s) {', '.join(missing)} that ProxyWhirl's "
             "proxy_identities needs: export proxy_list with every field (no fields selection)"
         )
-    try:
-        if manifest.format == "parquet":
-            with export.open_plain() as stream:
-                table = pq.read_table(stream)
-            raw_rows: list[dict[str, Any]] = table.to_pylist()
-        elif manifest.format == "jsonl":
-            with export.open_plain() as stream:
-                raw_rows = [json.loads(line) for line in stream if line.strip()]
-        else:
-            with export.open_plain() as stream:
-                raw_rows = json.load(stream)
-    except RestoreError:
-        raise
-    except (ValueError, OSError) as exc:
-        raise RestoreError(
-            f"{export.data_file} does not parse as {manifest.format}: {exc}"
-        ) from exc
-    if len(raw_rows) != manifest.total_rows:
-        raise RestoreError(
-            f"{export.data_file} holds {len(raw_rows)} rows, its manifest says "
-            f"{manifest.total_rows}: the file is damaged"
-        )
-    return [{name: _db_value(name, row.get(name)) for name in names} for row in raw_rows]
+    read = read_export_table(export)
+    if notes is not None:
+        if manifest.format in LOSSY_FORMATS:
+            notes.append(
+                f"{manifest.format} keeps 15-16 significant digits and milliseconds: restored "
+                "numbers and timestamps may differ from the original in their last digits; "
+                "restore a csv, json, jsonl or parquet export for an exact copy"
+            )
+        if read.unneutralized:
+            notes.append(
+                f"{read.unneutralized} text value(s) began with ' before = + - @ tab or CR: "
+                "taken as the export's formula neutralisation and restored without the '"
+            )
+    return [
+        {name: _db_value(name, value) for name, value in row.items()}
+        for row in read.table.to_pylist()
+    ]
 
 
 def _db_value(name: str, value: Any) -> Any:
     if value is None:
         return None
-    if name in _TIMESTAMPS:
-        if isinstance(value, str):
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        if isinstance(value, datetime):
-            return value.replace(tzinfo=None).strftime(DATETIME_TEXT_FORMAT)
+    if name in _TIMESTAMPS and isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.replace(tzinfo=None).strftime(DATETIME_TEXT_FORMAT)
     if name in _BOOLEANS:
         return int(bool(value))
     return value
@@ -125,17 +145,33 @@ def _db_value(name: str, value: Any) -> Any:
 def restore_pool(
     path: Path, database: Path, *, on_duplicate: OnDuplicate = "skip", dry_run: bool = False,
     environ: Mapping[str, str] | None = None, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    history: HistoryRange | str | None = None, events: Path | None = None,
 ) -> PoolDiff:  # fmt: skip
     """Restore a ``proxy_list`` export into ``database`` in one transaction.
 
-    Everything that can fail is checked first (manifest, sha256, chain, schema version,
-    credentials decrypted, the target's schema); a failure leaves the target unchanged.
+    Each proxy gets its identity, credentials and status as exported, written as
+    ProxyWhirl writes them. ``history`` (days, ``START..END``) also replays those
+    ``validation_events`` partitions (from ``events``, by default beside the export) into
+    ``validation_results``. Everything that can fail is checked first (manifests, sha256,
+    chain, schema version, credentials decrypted, the target's schema); a failure leaves
+    the target unchanged. A new database is created with mode 0600.
     """
     env = os.environ if environ is None else environ
     export = verify_export(path, "proxy_list", POOL_FORMATS)
-    rows = read_pool(export)
+    history_exports: list[VerifiedExport] = []
+    if history is not None:
+        days = history if isinstance(history, HistoryRange) else HistoryRange.parse(history)
+        root = Path(events) if events is not None else events_root_beside(Path(path))
+        history_exports = verify_history(root, days, export.manifest.partition)
+    notes: list[str] = []
+    rows = read_pool(export, notes)
     has_credentials = all(name in rows[0] for name in CREDENTIALS) if rows else False
     has_status = all(name in rows[0] for name in STATUS_COLUMNS) if rows else False
+    if rows and not has_status:
+        notes.append(
+            "the export carries no health columns: new proxies get the status ProxyWhirl "
+            "gives an added proxy (unknown, no checks)"
+        )
     if has_credentials and export.manifest.credential_policy != "redact":
         if export.manifest.credential_policy == "reference":
             check_references([row[name] for row in rows for name in CREDENTIALS], env)
@@ -149,14 +185,54 @@ def restore_pool(
                         row[name] = encrypt_database_credential(row[name], cipher)
     else:
         has_credentials = False  # a redacted export: credentials stay as the target has them
-    updated_at = _as_of(export.manifest)
+    plan = _Plan(rows, has_credentials, has_status, history_exports, dry_run)
     database = Path(database)
     if database.exists():
-        return _into_existing(
-            database, rows, on_duplicate, dry_run, has_credentials, has_status, updated_at,
-            busy_timeout_ms,
-        )  # fmt: skip
-    return _into_new(database, rows, dry_run, has_credentials, has_status, updated_at)
+        diff = _into_existing(database, plan, on_duplicate, busy_timeout_ms)
+    else:
+        diff = _into_new(database, plan)
+    if history_exports and has_status and not dry_run:
+        notes += _replay_differs(database, rows, export.manifest.partition)
+    diff.notes = notes
+    return diff
+
+
+_REPLAYED = ("url", *STATUS_COLUMNS)
+
+
+def _replay_differs(database: Path, rows: list[dict[str, Any]], partition: str) -> list[str]:
+    """A note when the restored history, replayed as ``proxy_list`` replays it, does not give
+    the exported statuses: a re-export of the pool's day would then differ."""
+    as_of = date.fromisoformat(partition) + timedelta(days=1)
+    replayed: dict[str, tuple[Any, ...]] = {}
+    with ProxyWhirlSource(database=str(database)).open_snapshot() as snapshot:
+        for batch in snapshot.proxy_pool(as_of):
+            for found in batch.select(list(_REPLAYED)).to_pylist():
+                replayed[found["url"]] = tuple(_db_value(n, found[n]) for n in STATUS_COLUMNS)
+    differ = [
+        row["url"]
+        for row in rows
+        if replayed.get(row["url"]) != tuple(row[name] for name in STATUS_COLUMNS)
+    ]
+    if not differ:
+        return []
+    return [
+        f"the restored history, replayed, does not give the exported status of {len(differ)} "
+        f"of {len(rows)} proxies (e.g. {differ[0]}): a proxy_list export of {partition} from "
+        "this database will differ. --history should start at the first day validation_events "
+        "was exported (the statuses written are the export's either way)"
+    ]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to write: the pool's rows, and the history partitions to replay."""
+
+    rows: list[dict[str, Any]]
+    has_credentials: bool
+    has_status: bool
+    history: list[VerifiedExport]
+    dry_run: bool
 
 
 def _proxywhirl_key(env: Mapping[str, str]) -> Fernet:
@@ -173,36 +249,27 @@ def _proxywhirl_key(env: Mapping[str, str]) -> Fernet:
         ) from None
 
 
-def _as_of(manifest: ExportManifest) -> str:
-    as_of = manifest.source.get("as_of")
-    try:
-        moment = datetime.fromisoformat(str(as_of).replace("Z", "+00:00"))
-    except ValueError:
-        moment = datetime.fromisoformat(manifest.created_at.replace("Z", "+00:00"))
-    return moment.replace(tzinfo=None).strftime(DATETIME_TEXT_FORMAT)
-
-
-def _into_new(
-    database: Path, rows: list[dict[str, Any]], dry_run: bool, has_credentials: bool,
-    has_status: bool, updated_at: str,
-) -> PoolDiff:  # fmt: skip
-    diff = PoolDiff(database, created=True, dry_run=dry_run)
-    diff.added = [row["url"] for row in rows]
-    if dry_run:
-        return diff
+def _into_new(database: Path, plan: _Plan) -> PoolDiff:
+    diff = PoolDiff(database, created=True, dry_run=plan.dry_run)
+    diff.added = [row["url"] for row in plan.rows]
     if not database.parent.is_dir():
         raise RestoreError(f"{database.parent} does not exist: create the folder first")
+    if plan.dry_run:
+        # The whole restore runs in memory: a dry run proves every row and history id.
+        connection = sqlite3.connect(":memory:", isolation_level=None)
+        try:
+            _fill_new(connection, database, plan, diff)
+        finally:
+            connection.close()
+        return diff
     partial = database.with_name(f".{database.name}.restoring-{os.getpid()}")
     partial.unlink(missing_ok=True)
     try:
+        # Created private before SQLite opens it; SQLite gives its journal the same mode.
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE))
         connection = sqlite3.connect(partial, isolation_level=None)
         try:
-            connection.execute("BEGIN")
-            for statement in PROXYWHIRL_DDL:
-                connection.execute(statement)
-            for row in rows:
-                _insert(connection, row, has_credentials, has_status, updated_at)
-            connection.execute("COMMIT")
+            _fill_new(connection, database, plan, diff)
         finally:
             connection.close()
         if database.exists():
@@ -210,7 +277,25 @@ def _into_new(
         partial.rename(database)  # the database appears complete, or not at all
     finally:
         partial.unlink(missing_ok=True)
+        Path(f"{partial}-journal").unlink(missing_ok=True)
     return diff
+
+
+def _fill_new(connection: sqlite3.Connection, database: Path, plan: _Plan, diff: PoolDiff) -> None:
+    try:
+        connection.execute("BEGIN")
+        for statement in PROXYWHIRL_DDL:
+            connection.execute(statement)
+        for row in plan.rows:
+            _insert(connection, row, plan.has_credentials, plan.has_status)
+        if plan.history:
+            diff.history = replay_history(connection, plan.history, dry_run=False, fresh=True)
+        connection.execute("COMMIT")
+    except sqlite3.IntegrityError as exc:
+        raise RestoreError(
+            f"the export holds a proxy or a validation id twice ({exc}): the files are damaged "
+            f"or edited; nothing was written to {database}"
+        ) from exc
 
 
 def _open_target(database: Path, busy_timeout_ms: int) -> sqlite3.Connection:
@@ -226,7 +311,7 @@ def _open_target(database: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise RestoreError(f"cannot open {database} for writing: {exc}") from exc
     try:
-        for table in ("proxy_identities", "proxy_statuses"):
+        for table in ("proxy_identities", "proxy_statuses", "validation_results"):
             present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
             if not present:
                 raise RestoreError(not_ours.format(f" (no table {table})"))
@@ -252,9 +337,9 @@ def _locked(database: Path, exc: Exception) -> RestoreError:
 
 
 def _into_existing(
-    database: Path, rows: list[dict[str, Any]], on_duplicate: OnDuplicate, dry_run: bool,
-    has_credentials: bool, has_status: bool, updated_at: str, busy_timeout_ms: int,
-) -> PoolDiff:  # fmt: skip
+    database: Path, plan: _Plan, on_duplicate: OnDuplicate, busy_timeout_ms: int
+) -> PoolDiff:
+    dry_run = plan.dry_run
     diff = PoolDiff(database, created=False, dry_run=dry_run)
     connection = _open_target(database, busy_timeout_ms)
     try:
@@ -263,36 +348,10 @@ def _into_existing(
         except sqlite3.OperationalError as exc:
             raise _locked(database, exc) from exc
         try:
-            for row in rows:
-                existing = connection.execute(
-                    f"SELECT {', '.join(IDENTITY_COLUMNS)} FROM proxy_identities WHERE url = ?",
-                    (row["url"],),
-                ).fetchone()
-                if existing is None:
-                    diff.added.append(row["url"])
-                    if not dry_run:
-                        _insert(connection, row, has_credentials, has_status, updated_at)
-                elif on_duplicate == "skip":
-                    diff.skipped.append(row["url"])
-                else:
-                    current = dict(zip(IDENTITY_COLUMNS, existing, strict=True))
-                    changes = _changes(current, row, on_duplicate, has_credentials)
-                    if not changes and on_duplicate == "merge":
-                        diff.skipped.append(row["url"])
-                        continue
-                    diff.updated.append(row["url"])
-                    if dry_run:
-                        continue
-                    if changes:
-                        assignments = ", ".join(f"{name} = ?" for name in changes)
-                        connection.execute(
-                            f"UPDATE proxy_identities SET {assignments} WHERE url = ?",
-                            (*changes.values(), row["url"]),
-                        )
-                    if has_status and on_duplicate == "overwrite":
-                        _write_status(connection, row, updated_at, replace=True)
-                    elif has_status:  # merge keeps existing statuses
-                        _write_status(connection, row, updated_at, replace=False)
+            for row in plan.rows:
+                _restore_row(connection, row, plan, on_duplicate, diff)
+            if plan.history:
+                diff.history = replay_history(connection, plan.history, dry_run=dry_run)
             connection.execute("ROLLBACK" if dry_run else "COMMIT")
         except sqlite3.OperationalError as exc:
             if connection.in_transaction:
@@ -300,6 +359,12 @@ def _into_existing(
             if "locked" in str(exc) or "busy" in str(exc):
                 raise _locked(database, exc) from exc
             raise RestoreError(f"writing {database} failed ({exc}): nothing was changed") from exc
+        except sqlite3.IntegrityError as exc:
+            connection.execute("ROLLBACK")
+            raise RestoreError(
+                f"the export holds a proxy or a validation id twice ({exc}): the files are "
+                "damaged or edited; nothing was changed"
+            ) from exc
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
@@ -307,6 +372,40 @@ def _into_existing(
     finally:
         connection.close()
     return diff
+
+
+def _restore_row(
+    connection: sqlite3.Connection, row: dict[str, Any], plan: _Plan,
+    on_duplicate: OnDuplicate, diff: PoolDiff,
+) -> None:  # fmt: skip
+    existing = connection.execute(
+        f"SELECT {', '.join(IDENTITY_COLUMNS)} FROM proxy_identities WHERE url = ?",
+        (row["url"],),
+    ).fetchone()
+    if existing is None:
+        diff.added.append(row["url"])
+        if not plan.dry_run:
+            _insert(connection, row, plan.has_credentials, plan.has_status)
+        return
+    if on_duplicate == "skip":
+        diff.skipped.append(row["url"])
+        return
+    current = dict(zip(IDENTITY_COLUMNS, existing, strict=True))
+    changes = _changes(current, row, on_duplicate, plan.has_credentials)
+    if not changes and on_duplicate == "merge":
+        diff.skipped.append(row["url"])
+        return
+    diff.updated.append(row["url"])
+    if plan.dry_run:
+        return
+    if changes:
+        assignments = ", ".join(f"{name} = ?" for name in changes)
+        connection.execute(
+            f"UPDATE proxy_identities SET {assignments} WHERE url = ?",
+            (*changes.values(), row["url"]),
+        )
+    if plan.has_status:  # overwrite replaces the status; merge keeps an existing one
+        _write_status(connection, row, replace=on_duplicate == "overwrite")
 
 
 def _changes(
@@ -331,9 +430,8 @@ def _changes(
 
 
 def _insert(
-    connection: sqlite3.Connection, row: dict[str, Any], has_credentials: bool,
-    has_status: bool, updated_at: str,
-) -> None:  # fmt: skip
+    connection: sqlite3.Connection, row: dict[str, Any], has_credentials: bool, has_status: bool
+) -> None:
     values = [
         (row.get(name) if has_credentials else None) if name in CREDENTIALS else row.get(name)
         for name in IDENTITY_COLUMNS
@@ -343,15 +441,18 @@ def _insert(
         f"({', '.join('?' for _ in IDENTITY_COLUMNS)})",
         values,
     )
-    if has_status:
-        _write_status(connection, row, updated_at, replace=True)
+    # ProxyWhirl gives every proxy a status row (its load() joins on it): the exported
+    # status, or the one add_proxy creates.
+    _write_status(connection, row if has_status else {**row, **UNCHECKED}, replace=True)
 
 
-def _write_status(
-    connection: sqlite3.Connection, row: dict[str, Any], updated_at: str, *, replace: bool
-) -> None:
-    columns = ("proxy_url", *STATUS_COLUMNS, "updated_at")
-    values = (row["url"], *(row[name] for name in STATUS_COLUMNS), updated_at)
+def _write_status(connection: sqlite3.Connection, row: dict[str, Any], *, replace: bool) -> None:
+    """The status as ProxyWhirl writes it: ``success_rate_7d`` stays NULL (0.3.3 never sets
+    it), ``updated_at`` is the moment of the last counted check, or of the add."""
+    columns = ("proxy_url", *STATUS_COLUMNS, "success_rate_7d", "updated_at")
+    # Same text form, so text order is time order (as SQLite compares them).
+    updated_at = max(m for m in (row["last_check_at"], row["discovered_at"]) if m is not None)
+    values = (row["url"], *(row[name] for name in STATUS_COLUMNS), None, updated_at)
     verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
     connection.execute(
         f"{verb} INTO proxy_statuses ({', '.join(columns)}) VALUES "
@@ -360,4 +461,6 @@ def _write_status(
     )
 
 
-__all__ = ["CredentialKeyError", "OnDuplicate", "PoolDiff", "read_pool", "restore_pool"]
+__all__ = [
+    "CredentialKeyError", "HistoryRange", "OnDuplicate", "PoolDiff", "read_pool", "restore_pool",
+]  # fmt: skip

@@ -34,6 +34,11 @@ from export_assets.exports.manifest import (
 from export_assets.exports.readers import decompressed
 
 _CHUNK = 1 << 20
+# What a damaged compressed stream raises while it is read.
+DECOMPRESSION_ERRORS: tuple[type[Exception], ...] = (
+    gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError, zipfile.BadZipFile,
+)  # fmt: skip
+_DAMAGED_STREAM: tuple[type[Exception], ...] = (*DECOMPRESSION_ERRORS, ValueError)
 
 
 class RestoreError(Exception):
@@ -58,8 +63,7 @@ class VerifiedExport:
                 decompressed(cast(Compression, compression), raw, str(self.data_file)) as plain,
             ):
                 yield plain
-        except (ValueError, gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError,
-                zipfile.BadZipFile) as exc:  # fmt: skip
+        except _DAMAGED_STREAM as exc:
             raise RestoreError(
                 f"{self.data_file} does not decompress as {compression} ({exc}): the file is "
                 "damaged; restore from an intact copy"
@@ -88,8 +92,9 @@ def verify_export(path: Path, asset: str, formats: tuple[str, ...]) -> VerifiedE
         )
     if manifest.format not in formats:
         raise RestoreError(
-            f"{folder} is a {manifest.format} export; restore reads {', '.join(formats)} (typed "
-            f"and unambiguous): export {asset} in one of those (backup_job writes json)"
+            f"{folder} is a {manifest.format} export, which restore cannot read back (it "
+            f"reads {', '.join(formats)}): export {asset} in one of those"
+            + (" (a txt export holds the URLs only)" if manifest.format == "txt" else "")
         )
     listed = {entry.path for entry in manifest.files}
     if not path.is_dir() and path != manifest_path and path.name not in listed:
