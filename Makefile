@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster
 SAMPLE := data/proxywhirl
 
-.PHONY: install run test test-slow check ui daemon sample clean e2e e2e-distributed bench bench-large
+.PHONY: install run test test-slow check ui daemon sample clean e2e e2e-distributed bench bench-large docs-images
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -82,3 +82,11 @@ check: install
 
 clean:
 	rm -rf $(VENV) .dagster exports data *.egg-info
+
+# The report images in docs/ (PDF pages and workbook sheets as a reader sees them), from the
+# sample: LibreOffice lays the workbook out, Carlito has Calibri's metrics, poppler renders.
+docs-images: install sample
+	@command -v soffice >/dev/null && command -v pdftoppm >/dev/null && fc-match Calibri | grep -q Carlito || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends poppler-utils libreoffice-calc-nogui fonts-crosextra-carlito >/dev/null; }
+	$(SAMPLE_ENV) $(BIN)/python docs/render_pages.py

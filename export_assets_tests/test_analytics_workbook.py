@@ -15,13 +15,11 @@ from dagster import DagsterInstance, materialize
 from openpyxl import load_workbook
 
 from export_assets.assets.analytics_workbook import analytics_workbook
-from export_assets.checks import export_checks
 from export_assets.exports.readers import count_rows
 from export_assets.failures import error_message, user_error
-from export_assets.reports.workbook import DAILY_HEADER, PROXY_HEADER
+from export_assets.reports.workbook import DAILY_HEADER, PROVENANCE_HEADER, PROXY_HEADER
 from export_assets.sample.hostile import HOSTILE_STRINGS
-from export_assets_tests.conftest import export_resources
-from export_assets_tests.test_health_report import hostile_database
+from export_assets_tests.test_health_report import handmade_resources, hostile_database
 from export_assets_tests.weekly_reports import (  # noqa: F401 (a fixture)
     EXPORTED_DAYS,
     REPORT_DAY,
@@ -48,7 +46,7 @@ def test_workbook_is_published_like_every_export(published_week: PublishedWeek) 
 def test_sheets_headers_and_layout(published_week: PublishedWeek) -> None:  # noqa: F811
     path, _ = published(published_week.exports, "analytics_workbook", REPORT_DAY, ".xlsx")
     book = load_workbook(path)
-    assert book.sheetnames == ["Summary", "Daily", "Proxies", "Errors"]
+    assert book.sheetnames == ["Summary", "Daily", "Proxies", "Errors", "Provenance"]
     headers = {name: [c.value for c in book[name][1]] for name in book.sheetnames}
     assert headers["Summary"] == ["metric", "this week", "previous week", "change"]
     assert headers["Daily"] == list(DAILY_HEADER)
@@ -56,21 +54,22 @@ def test_sheets_headers_and_layout(published_week: PublishedWeek) -> None:  # no
     assert headers["Proxies"] == list(PROXY_HEADER)
     assert headers["Errors"][0] == "day (UTC)"
     assert headers["Errors"][-1] == "failures"
+    assert headers["Provenance"] == list(PROVENANCE_HEADER)
     for sheet in book.worksheets:
         assert sheet.freeze_panes == "A2", sheet.title
-        assert (
-            sheet.auto_filter.ref
-            == f"A1:{sheet.cell(1, sheet.max_column).column_letter}{sheet.max_row}"
-        )
         assert sheet[1][0].font.b
         assert sheet.column_dimensions["A"].width > 10
-    # The chart of the Daily sheet: success rate (bars) and p95 latency (line).
+    # The chart of the Daily sheet, below its table: success rate and healthy share (left
+    # axis) and p95 latency (right axis), as straight lines.
     with zipfile.ZipFile(path) as archive:
         charts = [n for n in archive.namelist() if n.startswith("xl/charts/chart")]
         assert len(charts) == 1
         chart = archive.read(charts[0]).decode()
-    for part in ("<barChart>", "<lineChart>", "'Daily'!$D$2:$D$8", "'Daily'!$F$2:$F$8"):
+    assert chart.count("<lineChart>") == 2
+    assert "<barChart>" not in chart
+    for part in ("'Daily'!$D$2:$D$8", "'Daily'!$I$2:$I$8", "'Daily'!$F$2:$F$8"):
         assert part in chart, part
+    assert '<smooth val="1"' not in chart
 
 
 def test_numbers_are_numbers_and_dates_are_dates(published_week: PublishedWeek) -> None:  # noqa: F811
@@ -132,8 +131,8 @@ def test_hostile_strings_stay_text(tmp_path: Path, instance: DagsterInstance) ->
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [analytics_workbook, *export_checks([analytics_workbook])], partition_key="2026-11-20",
-        instance=instance, resources=export_resources(database, exports),
+        [analytics_workbook], partition_key="2026-11-20",
+        instance=instance, resources=handmade_resources(database, exports),
     )  # fmt: skip
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
@@ -157,7 +156,7 @@ def test_bad_accent_colour_is_a_clear_error(tmp_path: Path, instance: DagsterIns
     exports = tmp_path / "exports"
     result = materialize(
         [analytics_workbook], partition_key="2026-11-20", instance=instance,
-        resources=export_resources(database, exports), raise_on_error=False,
+        resources=handmade_resources(database, exports), raise_on_error=False,
         run_config={"ops": {"analytics_workbook": {"config": {"accent_color": "#12345"}}}},
     )  # fmt: skip
     assert not result.success

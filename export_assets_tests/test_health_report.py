@@ -10,6 +10,7 @@ import sqlite3
 import uuid
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dagster import DagsterInstance, materialize
@@ -17,7 +18,6 @@ from pypdf import PdfReader
 
 from export_assets.assets import REPORT_ASSETS
 from export_assets.assets.health_report import health_report
-from export_assets.checks import export_checks
 from export_assets.exports.readers import count_rows
 from export_assets.exports.store import ExportStore
 from export_assets.failures import error_message, user_error
@@ -36,6 +36,7 @@ from export_assets_tests.weekly_reports import (  # noqa: F401 (a fixture)
     expected_period,
     published,
     published_week,
+    sample_keys,
 )
 
 
@@ -121,6 +122,12 @@ def test_charts_and_tables_are_there(published_week: PublishedWeek) -> None:  # 
     assert max(map(int, ranks)) <= 10
 
 
+def handmade_resources(database: Path, exports: Path) -> dict[str, Any]:
+    """The resources for a handmade deployment: its database, and no config beside it (not
+    the default ./data/proxywhirl/proxywhirl.toml, another deployment's)."""
+    return export_resources(database, exports, config_path=str(database.parent / "proxywhirl.toml"))
+
+
 def hostile_database(path: Path) -> Path:
     """Proxies whose source and failure messages are the sample's hostile strings."""
     with HandmadeDatabase(path) as db:
@@ -138,8 +145,8 @@ def test_hostile_strings_render_as_text(tmp_path: Path, instance: DagsterInstanc
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [health_report, *export_checks([health_report])], partition_key="2026-11-20",
-        instance=instance, resources=export_resources(database, exports),
+        [health_report], partition_key="2026-11-20",
+        instance=instance, resources=handmade_resources(database, exports),
         run_config={"ops": {"health_report": {"config": {"min_checks": 1}}}},
     )  # fmt: skip
     assert result.success
@@ -164,8 +171,8 @@ def test_an_empty_week_says_so(tmp_path: Path, instance: DagsterInstance) -> Non
         pass
     exports = tmp_path / "exports"
     result = materialize(
-        [health_report, *export_checks([health_report])], partition_key="2026-11-20",
-        instance=instance, resources=export_resources(tmp_path / "proxies.db", exports),
+        [health_report], partition_key="2026-11-20",
+        instance=instance, resources=handmade_resources(tmp_path / "proxies.db", exports),
     )  # fmt: skip
     assert result.success
     path, manifest = published(exports, "health_report", date(2026, 11, 20), ".pdf")
@@ -194,7 +201,7 @@ def test_bad_branding_is_a_clear_error_and_writes_nothing(
     exports = tmp_path / "exports"
     result = materialize(
         [health_report], partition_key="2026-11-20", instance=instance,
-        resources=export_resources(database, exports), raise_on_error=False,
+        resources=handmade_resources(database, exports), raise_on_error=False,
         run_config={"ops": {"health_report": {"config": config}}},
     )  # fmt: skip
     assert not result.success
@@ -211,7 +218,7 @@ def test_a_logo_that_is_not_an_image_is_refused(tmp_path: Path, instance: Dagste
     exports = tmp_path / "exports"
     result = materialize(
         [health_report], partition_key="2026-11-20", instance=instance,
-        resources=export_resources(database, exports), raise_on_error=False,
+        resources=handmade_resources(database, exports), raise_on_error=False,
         run_config={"ops": {"health_report": {"config": {"logo_path": str(logo)}}}},
     )  # fmt: skip
     assert not result.success
@@ -281,12 +288,19 @@ def test_reports_are_published_to_s3(
     bucket = f"reports-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
     store = ExportStore(destination=f"s3://{bucket}/weekly", s3=moto_server.resource())
-    result = materialize(
-        [*REPORT_ASSETS, *export_checks(REPORT_ASSETS)], partition_key=REPORT_DAY.isoformat(),
-        instance=instance, resources=export_resources(sample_deployment.database, "", store=store),
+    resources = export_resources(
+        sample_deployment.database, "", store=store,
+        config_path=str(sample_deployment.config_path),
     )  # fmt: skip
+    with sample_keys(sample_deployment):
+        result = materialize(
+            REPORT_ASSETS, partition_key=REPORT_DAY.isoformat(), instance=instance,
+            resources=resources,
+        )  # fmt: skip
     assert result.success
-    assert [e.passed for e in result.get_asset_check_evaluations()] == [True, True]
+    evaluations = result.get_asset_check_evaluations()
+    assert len(evaluations) == 4  # each report: export_is_intact, no_credential_leak
+    assert all(e.passed for e in evaluations)
     for asset, extension in (("health_report", "pdf"), ("analytics_workbook", "xlsx")):
         folder = f"weekly/{asset}/dt={REPORT_DAY.isoformat()}"
         manifest = json.loads(

@@ -1,6 +1,8 @@
 """``analytics_workbook``: the weekly Excel workbook of the 7 UTC days ending on the partition."""
 # No "from __future__ import annotations": Dagster reads the config and resource annotations.
 
+from pydantic import Field
+
 from export_assets.assets.daily import REPORT_GROUP, DayContext, daily_export
 from export_assets.assets.health_report import WEEK_OF_METRICS, ReportBrandingConfig, report_source
 from export_assets.exports.export import RenderedExport, RenderedOptions
@@ -8,12 +10,17 @@ from export_assets.exports.store import ExportStore
 from export_assets.partitions import partition_day
 from export_assets.reports.provenance import metrics_exports
 from export_assets.reports.window import week_figures
-from export_assets.reports.workbook import render_workbook
+from export_assets.reports.workbook import WORKBOOK_TITLE, render_workbook
 from export_assets.source import ProxyWhirlSource
 
 
 class AnalyticsWorkbookConfig(ReportBrandingConfig):
     """Run config of ``analytics_workbook``: title and accent colour (the logo is unused)."""
+
+    title: str = Field(
+        default=WORKBOOK_TITLE, min_length=1, max_length=80,
+        description="The workbook's title (its document title property).",
+    )  # fmt: skip
 
 
 @daily_export(

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from dagster import AssetDep, Config, TimeWindowPartitionMapping
 from pydantic import Field
-from reportlab.lib.utils import ImageReader
 
 from export_assets.assets.daily import REPORT_GROUP, DayContext, daily_export
 from export_assets.exports.export import RenderedExport, RenderedOptions
@@ -61,6 +60,8 @@ class ReportBrandingConfig(Config):
         accent = self.accent()
         logo = None if self.logo_path is None else Path(self.logo_path).expanduser()
         if logo is not None:
+            from reportlab.lib.utils import ImageReader  # only when a logo is asked for
+
             if not logo.is_file():
                 raise ValueError(
                     f"logo_path {str(logo)!r} is not a file: point it at a PNG or JPEG image, "

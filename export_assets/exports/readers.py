@@ -27,7 +27,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 import zstandard
-from openpyxl import load_workbook
 
 from export_assets.exports.export import Compression, DocumentFormat, Format, RenderedFormat
 
@@ -352,6 +351,8 @@ def _count_parquet(stream: BinaryIO, what: str) -> int:
 
 
 def _count_xlsx(stream: BinaryIO, what: str) -> int:
+    from openpyxl import load_workbook  # only when a workbook is read
+
     with seekable_stream(stream) as seekable:
         try:
             workbook = load_workbook(seekable, read_only=True, data_only=True)

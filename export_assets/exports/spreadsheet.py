@@ -14,7 +14,8 @@ character reference ``&#13;``, and an XML parser gives a reference back as CR (a
 would be read as LF). Without lxml (``OPENPYXL_LXML=False``) openpyxl writes CR literally,
 so line ends are then written as LF, which is what any reader would get anyway.
 
-Column functions work on whole Arrow columns (pyarrow.compute), never row by row.
+Column functions work on whole Arrow columns (pyarrow.compute), never row by row. openpyxl
+is imported only when a workbook is written: importing this module stays cheap.
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ import shutil
 import tempfile
 import zipfile
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
-import openpyxl.xml
 import pyarrow as pa
 import pyarrow.compute as pc
-from openpyxl import Workbook
-from openpyxl.writer.excel import ExcelWriter
 
 from export_assets.exports.codecs import WriteStream, zip_entry
+
+if TYPE_CHECKING:
+    from openpyxl import Workbook
 
 FORMULA_START = r"^[=+\-@\t\r]"
 """A text cell starting like this is a formula (or hides one) to a spreadsheet program."""
@@ -92,6 +94,8 @@ def without_excel_illegal_characters(
 def xlsx_keeps_carriage_returns() -> bool:
     """Whether openpyxl writes through lxml, which escapes CR as ``&#13;`` so that it reads
     back as CR (its fallback writer leaves CR literal, which XML parsers read as LF)."""
+    import openpyxl.xml  # only once a workbook is written
+
     return bool(openpyxl.xml.LXML)
 
 
@@ -171,6 +175,8 @@ def save_reproducible_xlsx(
     seek, zip puts each part's sizes in its header (no data descriptors), the layout Excel
     itself writes; then it is copied into ``sink``.
     """
+    from openpyxl.writer.excel import ExcelWriter  # only once a workbook is written
+
     workbook.properties.created = moment
     workbook.properties.modified = moment
     with tempfile.TemporaryFile(prefix="export-xlsx-") as spool:

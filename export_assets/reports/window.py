@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -158,8 +159,44 @@ class SourceFigures:
         return self.healthy / self.proxies if self.proxies else 0.0
 
     @property
+    def healthy_share_low(self) -> float:
+        """The ranking score: the lower bound of the 95% Wilson interval of the healthy share."""
+        return wilson_lower_bound(self.healthy, self.proxies)
+
+    @property
     def success_rate(self) -> float | None:
         return self.successes / self.checks if self.checks else None
+
+
+SOURCE_RANKING_RULE = (
+    "Ranked by the lower bound of the 95% Wilson score interval of each source's healthy "
+    "share at the end of the week (then by success rate), so that a source of a few proxies "
+    "cannot top the list by chance: one healthy proxy out of one scores {one}, 40 out of 50 "
+    "score {forty}."
+)
+"""How the report ranks sources (formatted by :func:`source_ranking_rule`)."""
+
+_Z95 = 1.959963984540054  # the standard normal quantile of 97.5%
+
+
+def wilson_lower_bound(successes: int, trials: int) -> float:
+    """The lower bound of the 95% Wilson score interval of ``successes / trials`` (0 when
+    there is no trial): what the share is at least, with 95% confidence, given the sample."""
+    if trials <= 0:
+        return 0.0
+    share = successes / trials
+    z2 = _Z95 * _Z95
+    centre = share + z2 / (2 * trials)
+    margin = _Z95 * math.sqrt(share * (1 - share) / trials + z2 / (4 * trials * trials))
+    return max(0.0, (centre - margin) / (1 + z2 / trials))
+
+
+def source_ranking_rule() -> str:
+    """The ranking rule in words, with two worked scores."""
+    return SOURCE_RANKING_RULE.format(
+        one=f"{wilson_lower_bound(1, 1) * 100:.1f}%",
+        forty=f"{wilson_lower_bound(40, 50) * 100:.1f}%",
+    )
 
 
 @dataclass(frozen=True)
@@ -665,8 +702,10 @@ def _sources(proxies: list[ProxyFigures]) -> list[SourceFigures]:
         entry[2] += proxy.checks
         entry[3] += proxy.successes
     figures = [SourceFigures(source, *values) for source, values in totals.items()]
+    # See SOURCE_RANKING_RULE: by the healthy share's lower confidence bound, not the share.
     return sorted(
-        figures, key=lambda s: (-s.healthy_share, -(s.success_rate or 0.0), -s.proxies, s.source)
+        figures,
+        key=lambda s: (-s.healthy_share_low, -(s.success_rate or 0.0), -s.proxies, s.source),
     )
 
 
@@ -679,5 +718,6 @@ def _top(counts: Counter[str], keep: int) -> list[tuple[str, int]]:
 
 __all__ = [
     "DEAD", "ERROR_KINDS", "HEALTHY", "UNHEALTHY", "UNKNOWN", "DayFigures", "ErrorMessage",
-    "PeriodFigures", "ProxyFigures", "SourceFigures", "WeekFigures", "clean_text", "week_figures",
+    "PeriodFigures", "ProxyFigures", "SourceFigures", "WeekFigures", "clean_text",
+    "source_ranking_rule", "week_figures", "wilson_lower_bound",
 ]  # fmt: skip
