@@ -184,22 +184,26 @@ def _job_assets() -> list[str]:
     return sorted(key.to_user_string() for key in job.asset_layer.executable_asset_keys)
 
 
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
 def test_backfill_runs_succeed_and_exports_verify(deployment: Deployment) -> None:
     with _instance(deployment.env) as instance:
         records = instance.get_run_records(
             RunsFilter(tags={"dagster/backfill": deployment.backfill_id})
         )
-    runs = {r.dagster_run.tags["dagster/partition"]: r.dagster_run for r in records}
-    assert set(runs) == set(BACKFILL_DAYS)
-    assert {run.status for run in runs.values()} == {DagsterRunStatus.SUCCESS}
-    for run in runs.values():
-        assert run.tags[REQUESTED_BY_TAG] == REQUESTED_BY
+    # One ranged run covers the days (up to DAYS_PER_BACKFILL_RUN), each its own partition.
+    [run] = [r.dagster_run for r in records]
+    assert (run.tags[RANGE_START], run.tags[RANGE_END]) == (BACKFILL_DAYS[0], BACKFILL_DAYS[-1])
+    assert run.status == DagsterRunStatus.SUCCESS
+    assert run.tags[REQUESTED_BY_TAG] == REQUESTED_BY
     assets = _job_assets()
     assert {"proxy_list", "validation_events"} <= set(assets)
     for day in BACKFILL_DAYS:
         for asset in assets:
             manifest = verify_partition(deployment.exports, asset, day)
-            assert manifest["run_id"] == runs[day].run_id
+            assert manifest["run_id"] == run.run_id
 
 
 def test_every_step_executed_in_a_celery_worker(deployment: Deployment) -> None:
@@ -247,10 +251,9 @@ def test_run_history_lives_in_postgresql(deployment: Deployment) -> None:
     try:
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT runs.partition, runs.status, runs.pipeline_name FROM runs"
+                "SELECT runs.status, runs.pipeline_name FROM runs"
                 " JOIN run_tags ON run_tags.run_id = runs.run_id"
-                " WHERE run_tags.key = 'dagster/backfill' AND run_tags.value = %s"
-                " ORDER BY runs.partition",
+                " WHERE run_tags.key = 'dagster/backfill' AND run_tags.value = %s",
                 (deployment.backfill_id,),
             )
             rows = cursor.fetchall()
@@ -263,7 +266,7 @@ def test_run_history_lives_in_postgresql(deployment: Deployment) -> None:
             materializations = cursor.fetchone()
     finally:
         connection.close()
-    assert rows == [(day, "SUCCESS", JOB) for day in BACKFILL_DAYS]
+    assert rows == [("SUCCESS", JOB)]  # one ranged run
     assert materializations == (len(BACKFILL_DAYS) * len(_job_assets()),)
     # Nothing fell back to the SQLite storage an instance keeps under its home.
     assert not (deployment.home / "history").exists()

@@ -10,18 +10,15 @@ asset's Checks tab shows the audit; the run fails if any partition failed.
 """
 # No "from __future__ import annotations": Dagster reads the op's config and resource types.
 
-import hashlib
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 from dagster import (
-    AssetCheckEvaluation,
     AssetCheckSeverity,
     AssetKey,
     Config,
     Failure,
-    MetadataValue,
     Nothing,
     OpExecutionContext,
     Out,
@@ -32,24 +29,17 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
-from export_assets.assets.daily import INTACT, NO_LEAK
-from export_assets.exports.destinations import Destination
+from export_assets.assets.daily import as_evaluation, reread_results
 from export_assets.exports.io_manager import read_manifest
 from export_assets.exports.manifest import (
     PARTITION_FOLDER_PREFIX,
-    ExportManifest,
     is_partition_key,
     manifest_key,
-    partition_folder,
 )
-from export_assets.exports.readers import count_rows
 from export_assets.exports.store import ExportStore
-from export_assets.exports.verify import bullet_list, coverage_description
-from export_assets.leaks import Finding, LeakScanner, known_credentials
+from export_assets.leaks import LeakScanner, known_credentials
 from export_assets.source import ProxyWhirlSource
 
-READ_CHUNK = 1 << 20
-MAX_FINDINGS_SHOWN = 20
 VERIFIED_ASSETS = (
     "proxy_list", "proxy_changes", "validation_events", "proxy_metrics", "proxy_logs",
     "pool_config", "health_report", "analytics_workbook", "export_audit_log",
@@ -95,56 +85,6 @@ class VerifyExportsConfig(Config):
         return [(end - timedelta(days=n)).isoformat() for n in reversed(range(self.last_days))]
 
 
-def reread_problems(destination: Destination, manifest: ExportManifest) -> list[str]:
-    """What differs between a published partition and its manifest (empty: intact)."""
-    problems: list[str] = []
-    folder = partition_folder(manifest.asset, manifest.partition)
-    for entry in manifest.files:
-        key = f"{folder}/{entry.path}"
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with destination.open_read(key) as stream:
-                while chunk := stream.read(READ_CHUNK):
-                    digest.update(chunk)
-                    size += len(chunk)
-        except FileNotFoundError:
-            problems.append(f"{entry.path}: listed in the manifest but missing")
-            continue
-        if size != entry.bytes:
-            problems.append(f"{entry.path}: {size} bytes, manifest says {entry.bytes}")
-        if digest.hexdigest() != entry.sha256:
-            problems.append(f"{entry.path}: sha256 differs from the manifest")
-        try:
-            with destination.open_read(key) as stream:
-                rows = count_rows(manifest.format, manifest.compression, stream)  # type: ignore[arg-type]
-        except ValueError as exc:
-            problems.append(f"{entry.path}: does not parse as {manifest.format}: {exc}")
-            continue
-        if rows != entry.rows:
-            problems.append(f"{entry.path}: {rows} rows, manifest says {entry.rows}")
-    return problems
-
-
-def rescan_findings(
-    destination: Destination, manifest: ExportManifest, scanner: LeakScanner
-) -> list[Finding]:
-    """Credentials in a published partition's files and manifest, as a reader sees them."""
-    findings: list[Finding] = []
-    folder = partition_folder(manifest.asset, manifest.partition)
-    for entry in manifest.files:
-        key = f"{folder}/{entry.path}"
-        try:
-            with destination.open_read(key) as stream:
-                findings += scanner.scan_stream(key, stream)
-        except FileNotFoundError:
-            continue  # reported by reread_problems
-    key = manifest_key(manifest.asset, manifest.partition)
-    for number, line in enumerate(manifest.to_json().decode().splitlines(), start=1):
-        findings += [Finding(key, str(number), what) for what in scanner.scan_text(line)]
-    return findings
-
-
 @op(
     out=Out(Nothing),
     description="Re-reads every published partition of the chosen assets and days through its "
@@ -176,44 +116,14 @@ def verify_published_exports(
             manifest = read_manifest(destination, manifest_key(asset, partition))
             if manifest is None and partition not in materialized:
                 continue  # a folder without a manifest is not published (debris, or mid-write)
-            if manifest is None:
-                problems = [f"{asset} {partition} was materialized but has no manifest"]
-                findings: list[Finding] = []
-            else:
-                problems = reread_problems(destination, manifest)
-                findings = rescan_findings(destination, manifest, scanner)
+            results = reread_results(destination, asset, partition, manifest, scanner, known)
             verified += 1
-            if problems or findings:
+            if any(not r.passed and r.severity == AssetCheckSeverity.ERROR for r in results):
                 failed.append(f"{asset} {partition}")
-            shown = [str(f) for f in findings[:MAX_FINDINGS_SHOWN]]
-            for evaluation in (
-                AssetCheckEvaluation(
-                    asset_key=AssetKey(asset), check_name=INTACT, passed=not problems,
-                    partition=partition, blocking=True,
-                    description="re-read: " + ("intact" if not problems else problems[0]),
-                    metadata={
-                        "files": MetadataValue.int(len(manifest.files) if manifest else 0),
-                        "rows": MetadataValue.int(manifest.total_rows if manifest else 0),
-                        "problems": MetadataValue.md(bullet_list(problems)),
-                    },
-                ),
-                AssetCheckEvaluation(
-                    asset_key=AssetKey(asset), check_name=NO_LEAK,
-                    passed=not findings and not known.gaps, partition=partition, blocking=True,
-                    severity=(
-                        AssetCheckSeverity.WARN if known.gaps and not findings
-                        else AssetCheckSeverity.ERROR
-                    ),
-                    description="re-scan: " + coverage_description(len(findings), known),
-                    metadata={
-                        "findings": MetadataValue.int(len(findings)),
-                        "details": MetadataValue.md(bullet_list(shown)),
-                    },
-                ),
-            ):  # fmt: skip
+            for result in results:
                 # Dagster records a check evaluation logged from any step against its asset
                 # partition (its annotation lists only the older event types).
-                context.log_event(evaluation)  # type: ignore[arg-type]
+                context.log_event(as_evaluation(asset, partition, result))  # type: ignore[arg-type]
     context.log.info(f"verified {verified} published partition(s); {len(failed)} failed")
     # Flushes the results logged above (a step that raises before yielding drops them).
     yield Output(None)

@@ -112,6 +112,9 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
 
 
 _VERBOSE_HINT = " (--verbose shows the traceback)"
+# Dagster's tags of a run over a range of partitions (what a backfill run carries).
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 # How many distinct failure messages a failed run prints before "... and N more".
 _MAX_FAILURE_LINES = 4
 
@@ -125,6 +128,7 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
     # as beta or preview on every load; that is for developers, not for this command's user.
     warnings.filterwarnings("ignore", category=BetaWarning)
     warnings.filterwarnings("ignore", category=PreviewWarning)
+    from export_assets.assets.daily import DAYS_PER_BACKFILL_RUN
     from export_assets.cli_ops import daily_job
     from export_assets.definitions import defs
     from export_assets.run_sweep import run_process_tags, sweep_dead_runs
@@ -150,17 +154,21 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
         swept = sweep_dead_runs(instance)
         if swept.failed or swept.freed:
             click.echo(f"dead-run sweep: {swept.summary()}", err=True)
-        for partition in partitions:
-            click.echo(f"{job_name} {partition} ...", err=True)
+        # As a backfill from the UI: up to DAYS_PER_BACKFILL_RUN days a run, each day its own
+        # partition (file, manifest, checks).
+        for start in range(0, len(partitions), DAYS_PER_BACKFILL_RUN):
+            days = partitions[start : start + DAYS_PER_BACKFILL_RUN]
+            span = days[0] if len(days) == 1 else f"{days[0]}..{days[-1]}"
+            click.echo(f"{job_name} {span} ...", err=True)
             run_id = str(uuid.uuid4())
             result = job.execute_in_process(
-                partition_key=partition,
+                partition_key=days[0] if len(days) == 1 else None,
                 instance=instance,
                 raise_on_error=False,
                 # The job's own defaults (an export template's formats) plus the log level:
                 # an explicit run_config would otherwise replace them.
                 run_config={
-                    **job.get_run_config_for_partition_key(partition),
+                    **job.get_run_config_for_partition_key(days[0]),
                     "loggers": {"console": {"config": {"log_level": log_level}}},
                 },
                 run_id=run_id,
@@ -169,17 +177,21 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
                     REQUESTED_BY_TAG: requesting_user(),
                     TEMPLATE_TAG: job_name,
                     **run_process_tags(run_id),
+                    **({} if len(days) == 1 else {
+                        ASSET_PARTITION_RANGE_START_TAG: days[0],
+                        ASSET_PARTITION_RANGE_END_TAG: days[-1],
+                    }),
                 },
-            )
+            )  # fmt: skip
             if not verbose:
                 _echo_run_warnings(instance, result.run_id)
             if not result.success:
-                raise click.ClickException(_failure_report(job_name, partition, result, verbose))
+                raise click.ClickException(_failure_report(job_name, span, result, verbose))
             for event in result.get_asset_materialization_events():
                 materialization = event.materialization
                 rows.append(
                     (
-                        partition,
+                        materialization.partition or span,
                         materialization.asset_key.to_user_string(),
                         _metadata(materialization.metadata, "path", "dagster/uri"),
                         int(

@@ -62,6 +62,8 @@ def export_resources(
 ) -> dict[str, Any]:
     """The resources of the code location, pointed at one database and one destination."""
     store = store or ExportStore(destination=str(exports))
+    # Its config beside it, as ProxyWhirl lays a deployment out (not the default path's).
+    source.setdefault("config_path", str(Path(database).parent / "proxywhirl.toml"))
     proxywhirl = ProxyWhirlSource(database=str(database), **source)
     return {
         "proxywhirl": proxywhirl,

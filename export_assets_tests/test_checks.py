@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from dagster import (
     AssetCheckEvaluation,
+    AssetSelection,
     DagsterInstance,
     ExecuteInProcessResult,
     materialize,
@@ -181,7 +182,7 @@ def test_a_missing_manifest_fails_the_check(
     evaluation = run_check_only(resources, instance)
 
     assert not evaluation.passed
-    assert problems(evaluation) == [f"proxy_list {DAY} was materialized but has no manifest"]
+    assert problems(evaluation) == [f"proxy_list {DAY} is not published: it has no manifest"]
 
 
 def test_a_missing_data_file_fails_the_check_naming_it(
@@ -220,3 +221,27 @@ def test_the_check_reads_through_s3_and_fails_on_a_tampered_object(
     assert not tampered.passed
     assert f"{NAME['csv']}: sha256 differs from the manifest" in problems(tampered)
     assert not (tmp_path / "unused").exists()
+
+
+def test_executing_only_the_checks_re_reads_the_partition(
+    sample_deployment: Any, tmp_path: Path, instance: DagsterInstance
+) -> None:
+    """The UI's "Execute checks" on an export: its step re-reads instead of exporting."""
+    exports = tmp_path / "exports"
+    resources = export_resources(sample_deployment.database, exports)
+    export_partition(resources, instance)
+    path = exports / "proxy_list" / f"dt={DAY}" / NAME["csv"]
+    path.write_bytes(flip_a_byte(path.read_bytes()))
+
+    result = materialize(
+        [proxy_list], selection=AssetSelection.checks_for_assets(proxy_list),
+        tags={"dagster/partition": DAY}, resources=resources, instance=instance,
+        raise_on_error=False,
+    )  # fmt: skip
+
+    assert result.get_asset_materialization_events() == []  # nothing was exported again
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == INTACT]
+    assert evaluation.partition == DAY
+    assert not evaluation.passed
+    assert f"{NAME['csv']}: sha256 differs from the manifest" in problems(evaluation)
+    assert not result.success  # blocking

@@ -23,6 +23,7 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pyarrow as pa
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckResult,
@@ -42,7 +43,16 @@ from dagster import (
 )
 
 from export_assets.exports.days import AnyExport, DailyExports, Day
-from export_assets.exports.verify import Verification, bullet_list, coverage_description
+from export_assets.exports.destinations import Destination
+from export_assets.exports.io_manager import ExportIOManager, read_manifest, table_schema
+from export_assets.exports.manifest import ExportManifest, manifest_key
+from export_assets.exports.verify import (
+    Verification,
+    bullet_list,
+    coverage_description,
+    reread_problems,
+    rescan_findings,
+)
 from export_assets.leaks import Finding, KnownCredentials, LeakScanner
 from export_assets.partitions import daily_partitions
 from export_assets.retries import (
@@ -132,7 +142,7 @@ def export_check_specs(name: str) -> list[AssetCheckSpec]:
 
 
 def daily_export(
-    group_name: str = EXPORT_GROUP, **decorator: Any
+    group_name: str = EXPORT_GROUP, schema: pa.Schema | None = None, **decorator: Any
 ) -> Callable[[Callable[..., AnyExport]], AssetsDefinition]:
     """``@asset`` for an export domain whose compute exports one day (see the module doc).
 
@@ -145,6 +155,10 @@ def daily_export(
 
     deps = decorator.pop("deps", None)
     outputs = decorator
+    if schema is not None:  # the catalog shows the columns before the first run
+        outputs["metadata"] = {
+            "dagster/column_schema": MetadataValue.table_schema(table_schema(schema))
+        }
 
     def define(compute: Callable[..., AnyExport]) -> AssetsDefinition:
         name = compute.__name__
@@ -153,6 +167,10 @@ def daily_export(
             # From the step's first instruction: an interrupt anywhere in it is never retried.
             with stop_on_interrupt():
                 record_run_process(context)
+            if AssetKey(name) not in context.selected_asset_keys:
+                # Only the checks were asked for (the UI's "Execute checks"): the deep re-read.
+                yield from _rechecked(context, name)
+                return
             days = DailyExports([])
             for key in context.partition_keys:
                 day = Day(key)
@@ -214,23 +232,87 @@ def _check_results(
     for day in days:
         verification = days.verified[day.partition]
         results = [_intact(verification), _no_leak(verification, known, log_findings)]
-        for result in results:
-            if not ranged:
-                yield result
-                continue
-            # A run of several days: each day's result is recorded against its partition.
-            context.log_event(
-                AssetCheckEvaluation(
-                    asset_key=AssetKey(name),
-                    check_name=result.check_name or "",
-                    passed=result.passed,
-                    metadata=result.metadata,
-                    severity=result.severity,
-                    description=result.description,
-                    blocking=True,
-                    partition=day.partition,
-                )
-            )
+        yield from _reported(context, name, day.partition, results, ranged)
+
+
+def _reported(
+    context: AssetExecutionContext, name: str, partition: str, results: list[AssetCheckResult],
+    ranged: bool,
+) -> Iterator[AssetCheckResult]:  # fmt: skip
+    """Check results of one day: yielded (a one-day run) or logged against the day."""
+    for result in results:
+        if not ranged:
+            yield result
+        else:
+            # Dagster's check outputs hold one partition each: a run of several days records
+            # each day's result against its partition.
+            context.log_event(as_evaluation(name, partition, result))
+
+
+def as_evaluation(name: str, partition: str, result: AssetCheckResult) -> AssetCheckEvaluation:
+    """``result`` as the evaluation of asset ``name``'s check for ``partition``."""
+    return AssetCheckEvaluation(
+        asset_key=AssetKey(name),
+        check_name=result.check_name or "",
+        passed=result.passed,
+        metadata=result.metadata,
+        severity=result.severity,
+        description=result.description,
+        blocking=True,
+        partition=partition,
+    )
+
+
+def _rechecked(context: AssetExecutionContext, name: str) -> Iterator[AssetCheckResult]:
+    """The deep re-read of each day of the run, as the step's check results."""
+    io_manager = context.resources.io_manager
+    if not isinstance(io_manager, ExportIOManager):
+        raise TypeError(f"{name}'s checks re-read through an ExportIOManager, not {io_manager}")
+    destination = io_manager.open_destination()
+    known = io_manager.known_credentials()
+    scanner = LeakScanner(known.secrets)
+    keys = context.partition_keys
+    for partition in keys:
+        manifest = read_manifest(destination, manifest_key(name, partition))
+        results = reread_results(destination, name, partition, manifest, scanner, known)
+        yield from _reported(context, name, partition, results, len(keys) > 1)
+
+
+def reread_results(
+    destination: Destination, name: str, partition: str, manifest: ExportManifest | None,
+    scanner: LeakScanner, known: KnownCredentials,
+) -> list[AssetCheckResult]:  # fmt: skip
+    """The two checks of a published partition, proven by reading it back."""
+    if manifest is None:
+        problems = [f"{name} {partition} is not published: it has no manifest"]
+        findings: list[Finding] = []
+    else:
+        problems = reread_problems(destination, manifest)
+        findings = rescan_findings(destination, manifest, scanner)
+    shown = [str(finding) for finding in findings[:20]]
+    return [
+        AssetCheckResult(
+            check_name=INTACT, passed=not problems,
+            description="re-read: " + ("intact" if not problems else problems[0]),
+            metadata={
+                "files": MetadataValue.int(len(manifest.files) if manifest else 0),
+                "rows": MetadataValue.int(manifest.total_rows if manifest else 0),
+                "problems": MetadataValue.md(bullet_list(problems)),
+            },
+        ),
+        AssetCheckResult(
+            check_name=NO_LEAK, passed=not findings and not known.gaps,
+            severity=(
+                AssetCheckSeverity.WARN if known.gaps and not findings
+                else AssetCheckSeverity.ERROR
+            ),
+            description="re-scan: " + coverage_description(len(findings), known),
+            metadata={
+                "findings": MetadataValue.int(len(findings)),
+                "details": MetadataValue.md(bullet_list(shown)),
+            },
+        ),
+    ]  # fmt: skip
 
 
 def _intact(verification: Verification) -> AssetCheckResult:

@@ -26,6 +26,7 @@ class AuditLogConfig(ExportConfig):
 
 
 @daily_export(
+    schema=AUDIT_LOG_SCHEMA,
     group_name=OPERATIONS_GROUP,
     kinds={"dagster", "csv"},
     description=(

@@ -62,6 +62,7 @@ class ProxyChangesConfig(ExportConfig):
 
 
 @daily_export(
+    schema=CHANGES_SCHEMA,
     kinds={"sqlite", "csv"},
     description=(
         "What changed in the proxy pool during the partition's UTC day, against the end of "

@@ -99,6 +99,7 @@ class ProxyListConfig(ExportConfig):
 
 
 @daily_export(
+    schema=POOL_SCHEMA,
     kinds={"sqlite", "csv"},
     description=(
         "The proxy pool as of the end of the partition's UTC day: every proxy discovered by "

@@ -215,6 +215,7 @@ def _moment_us(day: date, value: str, setting: str) -> int:
 
 
 @daily_export(
+    schema=LOG_SCHEMA,
     kinds={"json"},
     description=(
         "ProxyWhirl's log records of the partition's UTC day from every log file (live, "

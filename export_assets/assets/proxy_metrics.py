@@ -23,6 +23,7 @@ class ProxyMetricsConfig(ExportConfig):
 
 
 @daily_export(
+    schema=PROXY_METRICS_SCHEMA,
     kinds={"sqlite", "csv"},
     description=(
         "Check metrics of the partition's UTC day, one row per group (scope, key): the pool "

@@ -58,6 +58,7 @@ class ValidationEventsConfig(ExportConfig):
 
 
 @daily_export(
+    schema=VALIDATION_EVENTS_SCHEMA,
     kinds={"sqlite", "csv"},
     description=(
         "Every validation result ProxyWhirl recorded in the partition's UTC day "

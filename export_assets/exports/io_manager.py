@@ -131,7 +131,8 @@ class ExportIOManager(ConfigurableIOManager):
     proxywhirl: ProxyWhirlSource | None = Field(
         default=None,
         description="The deployment whose credentials (database and config) the scan that "
-        "runs while writing looks for. Unset: only scheme://user:pass@ is looked for.",
+        "runs while writing looks for. Unset: only URLs carrying a user and password are "
+        "looked for.",
     )
     lease_wait_seconds: float | None = Field(
         default=None,
@@ -155,8 +156,11 @@ class ExportIOManager(ConfigurableIOManager):
     def known_credentials(self) -> KnownCredentials:
         """The credentials the deployment holds, looked for in everything written."""
         if self.proxywhirl is None:
-            return KnownCredentials(notes=["no ProxyWhirl deployment configured: only "
-                                           "scheme://user:pass@ was looked for"])  # fmt: skip
+            # Worded without a URL's user:password form, which the scan itself would flag.
+            return KnownCredentials(
+                notes=["no ProxyWhirl deployment configured: only URLs carrying a user and "
+                       "password were looked for"]
+            )  # fmt: skip
         return known_credentials(
             Path(self.proxywhirl.database), Path(self.proxywhirl.config_path)
         )

@@ -1,4 +1,4 @@
-"""Verification while writing: the leak scan runs over what a writer emits, before publish.
+"""Verification while writing, and the deep re-read of what was published.
 
 What the IO manager streams out is scanned as it goes: text formats (csv, jsonl, json, txt,
 yaml) as the text a reader sees, before compression; Parquet and xlsx, which compress
@@ -8,10 +8,14 @@ stops the publish: the data file is never put in place and the partition keeps i
 version. The sha256, byte and row counts are measured on the same pass
 (``exports.streams.MeasuredStream``), and the bytes the destination stored are compared with
 them before the manifest is published (S3 also checks every part's CRC32 on upload).
+
+The deep re-read (:func:`reread_problems`, :func:`rescan_findings`) reads a published
+partition back through its destination, for what may have happened since it was written.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,9 +23,13 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from export_assets.exports.destinations import Destination
+from export_assets.exports.manifest import ExportManifest, manifest_key, partition_folder
+from export_assets.exports.readers import count_rows
 from export_assets.leaks import Finding, KnownCredentials, LeakScanner
 
 MAX_FINDINGS_SHOWN = 20
+READ_CHUNK = 1 << 20
 # Text is scanned a chunk of whole lines at a time; a line longer than this is scanned in
 # pieces that overlap by OVERLAP characters, so a secret across a cut is still seen.
 CHUNK_BYTES = 256 << 10
@@ -166,3 +174,53 @@ def coverage_description(findings: int, known: KnownCredentials) -> str:
 def bullet_list(lines: Sequence[str]) -> str:
     """Markdown bullets, or "none"."""
     return "\n".join(f"- {line}" for line in lines) or "none"
+
+
+def reread_problems(destination: Destination, manifest: ExportManifest) -> list[str]:
+    """What differs between a published partition and its manifest (empty: intact)."""
+    problems: list[str] = []
+    folder = partition_folder(manifest.asset, manifest.partition)
+    for entry in manifest.files:
+        key = f"{folder}/{entry.path}"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with destination.open_read(key) as stream:
+                while chunk := stream.read(READ_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except FileNotFoundError:
+            problems.append(f"{entry.path}: listed in the manifest but missing")
+            continue
+        if size != entry.bytes:
+            problems.append(f"{entry.path}: {size} bytes, manifest says {entry.bytes}")
+        if digest.hexdigest() != entry.sha256:
+            problems.append(f"{entry.path}: sha256 differs from the manifest")
+        try:
+            with destination.open_read(key) as stream:
+                rows = count_rows(manifest.format, manifest.compression, stream)  # type: ignore[arg-type]
+        except ValueError as exc:
+            problems.append(f"{entry.path}: does not parse as {manifest.format}: {exc}")
+            continue
+        if rows != entry.rows:
+            problems.append(f"{entry.path}: {rows} rows, manifest says {entry.rows}")
+    return problems
+
+
+def rescan_findings(
+    destination: Destination, manifest: ExportManifest, scanner: LeakScanner
+) -> list[Finding]:
+    """Credentials in a published partition's files and manifest, as a reader sees them."""
+    findings: list[Finding] = []
+    folder = partition_folder(manifest.asset, manifest.partition)
+    for entry in manifest.files:
+        key = f"{folder}/{entry.path}"
+        try:
+            with destination.open_read(key) as stream:
+                findings += scanner.scan_stream(key, stream)
+        except FileNotFoundError:
+            continue  # reported by reread_problems
+    key = manifest_key(manifest.asset, manifest.partition)
+    for number, line in enumerate(manifest.to_json().decode().splitlines(), start=1):
+        findings += [Finding(key, str(number), what) for what in scanner.scan_text(line)]
+    return findings
