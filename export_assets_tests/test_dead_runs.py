@@ -20,15 +20,18 @@ from pathlib import Path
 
 import pytest
 from dagster import (
-    AssetExecutionContext,
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
     RunsFilter,
+    asset,
     materialize,
 )
 
-from export_assets.assets.daily import EXPORT_WRITERS_POOL, daily_export
+from export_assets.assets.daily import EXPORT_WRITERS_POOL, DayContext, daily_export
+from export_assets.exports import ExportIOManager, ExportStore
+from export_assets.exports.export import DocumentExport, DocumentOptions
+from export_assets.partitions import daily_partitions
 from export_assets.run_sweep import (
     RUN_PROCESS_TAG,
     RunProcess,
@@ -68,14 +71,20 @@ SLOW_WRITER = textwrap.dedent(
 
 
 @daily_export(group_name="dead_run_tests")
-def quick_export(context: AssetExecutionContext) -> None:
-    """An export that writes nothing: its step records its run's process, like every export."""
+def quick_export(context: DayContext) -> DocumentExport:
+    """A one-line export: its step records its run's process, like every export."""
     context.log.info("exported")
+    return DocumentExport(document={"ok": True}, options=DocumentOptions(), source={})
 
 
-@daily_export(group_name="dead_run_tests")
+@asset(partitions_def=daily_partitions, group_name="dead_run_tests")
 def contextless_export() -> None:
-    """No context, so nothing recorded: the run is judged by its RUN_START event."""
+    """Not an export and no context, so nothing recorded: judged by its RUN_START event."""
+
+
+def writer(home: Path) -> dict[str, ExportIOManager]:
+    """The IO manager of the exports, writing beside DAGSTER_HOME."""
+    return {"io_manager": ExportIOManager(store=ExportStore(destination=str(home.parent / "out")))}
 
 
 @pytest.fixture
@@ -204,7 +213,10 @@ def test_killed_runs_are_failed_and_free_the_pool_for_the_next_export(
         assert sorted(report.freed) == sorted([*holding, *waiting])
         _assert_all_ended_and_freed(instance, [*holding, *waiting])
         # The next export claims a slot of the pool and succeeds.
-        result = materialize([quick_export], instance=instance, partition_key=PARTITION)
+        result = materialize(
+            [quick_export], instance=instance, partition_key=PARTITION,
+            resources=writer(dagster_home),
+        )  # fmt: skip
         assert result.success
         assert _pool(instance) == ([], [])
         # A second sweep finds nothing left to do.
@@ -293,7 +305,10 @@ def test_a_run_process_tag_from_another_run_or_malformed_is_ignored_with_a_warni
 
 def test_an_export_step_records_the_process_executing_its_run(dagster_home: Path) -> None:
     with DagsterInstance.get() as instance:
-        result = materialize([quick_export], instance=instance, partition_key=PARTITION)
+        result = materialize(
+            [quick_export], instance=instance, partition_key=PARTITION,
+            resources=writer(dagster_home),
+        )  # fmt: skip
         run = instance.get_run_by_id(result.run_id)
         assert run is not None
         recorded = RunProcess.from_tag(run.tags[RUN_PROCESS_TAG], run.run_id)
@@ -306,15 +321,19 @@ def test_an_export_step_records_the_process_executing_its_run(dagster_home: Path
 STOPPABLE_EXPORT = textwrap.dedent(
     """
     import sys, time
-    from dagster import AssetExecutionContext, DagsterInstance, materialize
-    from export_assets.assets.daily import daily_export
+    from dagster import DagsterInstance, materialize
+    from export_assets.assets.daily import DayContext, daily_export
+    from export_assets.exports import ExportIOManager, ExportStore
 
     @daily_export(group_name="dead_run_tests")
-    def slow_export(context: AssetExecutionContext) -> None:
+    def slow_export(context: DayContext) -> None:
         time.sleep(3600)
 
     with DagsterInstance.get() as instance:
-        materialize([slow_export], instance=instance, partition_key=sys.argv[1])
+        materialize(
+            [slow_export], instance=instance, partition_key=sys.argv[1],
+            resources={"io_manager": ExportIOManager(store=ExportStore(destination=sys.argv[2]))},
+        )
     """
 )
 
@@ -326,7 +345,7 @@ def test_sigterm_stops_an_export_at_once_without_a_retry_and_frees_its_slot(
     script = tmp_path / "stoppable_export.py"
     script.write_text(STOPPABLE_EXPORT)
     process = subprocess.Popen(
-        [sys.executable, str(script), PARTITION],
+        [sys.executable, str(script), PARTITION, str(tmp_path / "out")],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
