@@ -43,10 +43,10 @@ from dagster import (
 
 from export_assets.assets import proxy_list
 from export_assets.assets.daily import INTACT
-from export_assets.checks import reread_problems
 from export_assets.exports import Export, ExportOptions, ExportStore
 from export_assets.exports.destinations import LocalDestination
 from export_assets.exports.io_manager import read_manifest
+from export_assets.exports.verify import reread_problems
 from export_assets.failures import error_message, user_error
 from export_assets.partitions import daily_partitions
 from export_assets.source import POOL_SCHEMA
