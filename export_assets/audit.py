@@ -158,10 +158,19 @@ def _failures(
                 continue
             records.append(
                 HistoryRecord(
-                    time=_iso(when), requested_by=requested_by(run), job=_job(run),
-                    run_id=run.run_id, status=_status(run), asset=step_asset,
-                    partition=run.tags.get(PARTITION_TAG, ""), uri="", rows=None, bytes=None,
-                    sha256="", credential_policy="", error=message,
+                    time=_iso(when),
+                    requested_by=requested_by(run),
+                    job=_job(run),
+                    run_id=run.run_id,
+                    status=_status(run),
+                    asset=step_asset,
+                    partition=run.tags.get(PARTITION_TAG, ""),
+                    uri="",
+                    rows=None,
+                    bytes=None,
+                    sha256="",
+                    credential_policy="",
+                    error=message,
                 )
             )
     if since is not None:

@@ -6,10 +6,9 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from cryptography.fernet import Fernet
 
 from export_assets.credentials import mask_url_credentials
 from export_assets.crypto import (
@@ -25,6 +24,9 @@ from export_assets.crypto import (
 from export_assets.exports.export import CredentialPolicy
 from export_assets.source.config import CREDENTIAL_KEYS, LOST_BY_SAVE_CONFIG
 from export_assets.source.database import SourceSnapshot
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 CREDENTIAL_COLUMNS = ("username", "password")
 # What a config export says where ProxyWhirl 0.3.3's save_config wrote asterisks.

@@ -13,11 +13,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidKey
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+# cryptography is imported where a key is used, not when the code location loads.
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet, MultiFernet
 
 ENCRYPTED_PREFIX = "encrypted:"  # how ProxyWhirl marks an encrypted database credential
 CACHE_KEY_ENV = "PROXYWHIRL_CACHE_ENCRYPTION_KEY"
@@ -45,6 +45,8 @@ def fingerprint(key: bytes) -> str:
 
 
 def _fernet(value: str, variable: str) -> Fernet:
+    from cryptography.fernet import Fernet
+
     try:
         return Fernet(value.strip().encode("ascii"))
     except (ValueError, binascii.Error, UnicodeEncodeError):
@@ -60,6 +62,8 @@ def proxywhirl_cipher(environ: Mapping[str, str] | None = None) -> MultiFernet |
     env = os.environ if environ is None else environ
     if not env.get(CACHE_KEY_ENV):
         return None
+    from cryptography.fernet import MultiFernet
+
     keys = [_fernet(env[CACHE_KEY_ENV], CACHE_KEY_ENV)]
     if env.get(CACHE_PREVIOUS_KEY_ENV):
         keys.append(_fernet(env[CACHE_PREVIOUS_KEY_ENV], CACHE_PREVIOUS_KEY_ENV))
@@ -84,6 +88,8 @@ def decrypt_database_credential(value: str, cipher: MultiFernet | None, where: s
             f"{where} is encrypted but {CACHE_KEY_ENV} is not set: set it to the ProxyWhirl "
             "deployment's key"
         )
+    from cryptography.fernet import InvalidToken
+
     try:
         token = base64.b64decode(value[len(ENCRYPTED_PREFIX) :], validate=True)
         return cipher.decrypt(token).decode("utf-8")
@@ -114,6 +120,8 @@ def config_cipher(variable: str, environ: Mapping[str, str] | None = None) -> Fe
 
 def decrypt_config_credential(value: str, cipher: Fernet, variable: str, where: str) -> str:
     """The clear text of a ``[[proxies]]`` credential (a raw Fernet token)."""
+    from cryptography.fernet import InvalidToken
+
     try:
         return cipher.decrypt(value.encode("ascii")).decode("utf-8")
     except (InvalidToken, UnicodeEncodeError):
@@ -136,6 +144,8 @@ class ExportCipher:
 
     def decrypt(self, token: str, where: str) -> str:
         """The clear text of a token this export holds."""
+        from cryptography.fernet import InvalidToken
+
         try:
             return self.fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeEncodeError):
@@ -150,12 +160,16 @@ class ExportCipher:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     raw = Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(password.encode("utf-8"))
     return base64.urlsafe_b64encode(raw)
 
 
 def export_cipher_for_writing(environ: Mapping[str, str] | None = None) -> ExportCipher:
     """The export key: ``EXPORT_ENCRYPTION_KEY``, else a fresh salt + ``EXPORT_PASSWORD``."""
+    from cryptography.fernet import Fernet
+
     env = os.environ if environ is None else environ
     if env.get(EXPORT_KEY_ENV):
         fernet = _fernet(env[EXPORT_KEY_ENV], EXPORT_KEY_ENV)
@@ -178,6 +192,9 @@ def export_cipher_for_reading(
     record: Mapping[str, Any], environ: Mapping[str, str] | None = None
 ) -> ExportCipher:
     """The export key an encrypted export names in its manifest, checked against its key id."""
+    from cryptography.exceptions import InvalidKey
+    from cryptography.fernet import Fernet
+
     env = os.environ if environ is None else environ
     key_id = str(record.get("key_id", ""))
     kdf = record.get("kdf")

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 import ahocorasick
@@ -30,8 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
-from cryptography.fernet import Fernet
-from openpyxl import load_workbook
 
 from export_assets.crypto import (
     CACHE_KEY_ENV,
@@ -50,6 +48,9 @@ from export_assets.exports.export import Compression
 from export_assets.exports.readers import decompressed, seekable_stream
 from export_assets.source.config import CREDENTIAL_KEYS, LOST_BY_SAVE_CONFIG, read_config
 from export_assets.source.database import SourceError, connect_read_only
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 # Shorter values (a one-letter username) would match everywhere; they are counted instead.
 MIN_SECRET_LENGTH = 4
@@ -298,7 +299,11 @@ class LeakScanner:
                 if user.startswith("${") or password.startswith("${"):
                     continue  # a reference placeholder, not a secret
                 found.append(
-                    (match.start(), f"URL with user:pass@ {match.group(1)}{mask_secret(user)}:***@")
+                    # Said without user:***@, which would be a finding of its own in a log.
+                    (
+                        match.start(),
+                        f"URL with a password: {match.group(1)}{mask_secret(user)}",
+                    )
                 )
         found.sort(key=lambda leak: leak[0])
         return found
@@ -360,6 +365,8 @@ class LeakScanner:
             row += batch.num_rows
 
     def _scan_xlsx(self, name: str, stream: IO[bytes]) -> Iterator[Finding]:
+        from openpyxl import load_workbook  # ~0.2 s: only when a workbook is scanned
+
         workbook = load_workbook(stream, read_only=True)
         try:
             for sheet in workbook.worksheets:

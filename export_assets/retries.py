@@ -16,11 +16,10 @@ final ``Failure`` itself (``RunConfigError``).
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from botocore.exceptions import ClientError, EndpointConnectionError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
 from dagster import Backoff, Failure, Jitter, RetryPolicy
 
 from export_assets.settings import env_number
@@ -73,14 +72,20 @@ def _transient_itself(error: BaseException) -> bool:
     if isinstance(error, sqlite3.OperationalError):
         text = str(error).lower()
         return "locked" in text or "busy" in text
-    if isinstance(error, ClientError):
-        response = error.response
-        code = str(response.get("Error", {}).get("Code", ""))
-        status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return code in _TRANSIENT_S3_CODES or status >= 500
-    if isinstance(error, EndpointConnectionError):
-        return False  # nothing listens there: a configuration error
-    return isinstance(error, BotoConnectionError | HTTPClientError | ConnectionError | TimeoutError)
+    if "botocore.exceptions" in sys.modules:  # an S3 error exists only once botocore loaded
+        from botocore.exceptions import ClientError, EndpointConnectionError, HTTPClientError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
+        if isinstance(error, ClientError):
+            response = error.response
+            code = str(response.get("Error", {}).get("Code", ""))
+            status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+            return code in _TRANSIENT_S3_CODES or status >= 500
+        if isinstance(error, EndpointConnectionError):
+            return False  # nothing listens there: a configuration error
+        if isinstance(error, BotoConnectionError | HTTPClientError):
+            return True
+    return isinstance(error, ConnectionError | TimeoutError)
 
 
 @contextmanager

@@ -79,9 +79,7 @@ def build_partition_schedule(
                 f"{partition} is before the first partition ({partition_start()}, "
                 "EXPORT_PARTITION_START)"
             )
-        return RunRequest(
-            run_key=partition, partition_key=partition, tags=run_tags(name, job_name)
-        )
+        return RunRequest(run_key=partition, partition_key=partition, tags=run_tags(name, job_name))
 
     return _partition_schedule
 
@@ -124,8 +122,7 @@ def build_retention_schedule(
     @schedule(
         name="retention_schedule",
         job=retention_job,
-        cron_schedule=cron_schedule
-        or _setting("EXPORT_RETENTION_CRON", DEFAULT_RETENTION_CRON),
+        cron_schedule=cron_schedule or _setting("EXPORT_RETENTION_CRON", DEFAULT_RETENTION_CRON),
         execution_timezone=timezone or _setting("EXPORT_SCHEDULE_TIMEZONE", DEFAULT_TIMEZONE),
         description="Deletes expired export partitions (EXPORT_RETENTION_CRON, default 02:00; "
         "EXPORT_RETENTION_DAYS, default 30).",

@@ -17,10 +17,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.cell.cell import ERROR_CODES
-from openpyxl.styles import Font
 
 from export_assets.exports import spreadsheet
 from export_assets.exports.codecs import WriteStream
@@ -403,6 +399,13 @@ class XlsxWriter:
     def __init__(
         self, sink: WriteStream, schema: pa.Schema, *, neutralize_formulas: bool = True
     ) -> None:
+        # openpyxl (~0.2 s and ~200 modules) is imported by xlsx exports only.
+        from openpyxl import Workbook
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.cell.cell import ERROR_CODES
+
+        self._cell: Callable[..., Any] = WriteOnlyCell
+        self._error_codes: tuple[str, ...] = ERROR_CODES
         self._sink = sink
         self._schema = schema
         self._neutralize = neutralize_formulas
@@ -419,10 +422,12 @@ class XlsxWriter:
         self._sheets += 1
         title = XLSX_SHEET_TITLE if self._sheets == 1 else f"{XLSX_SHEET_TITLE} {self._sheets}"
         self._sheet = self._workbook.create_sheet(title)
+        from openpyxl.styles import Font
+
         bold = Font(bold=True)
         header = []
         for i, name in enumerate(self._schema.names):
-            cell = WriteOnlyCell(self._sheet, f"{name} (UTC)" if i in self._timestamps else name)
+            cell = self._cell(self._sheet, f"{name} (UTC)" if i in self._timestamps else name)
             cell.font = bold
             header.append(cell)
         self._sheet.append(header)
@@ -456,15 +461,15 @@ class XlsxWriter:
         return None
 
     def _formatted(self, value: Any, number_format: str) -> Any:
-        cell = WriteOnlyCell(self._sheet, value)
+        cell = self._cell(self._sheet, value)
         cell.number_format = number_format
         return cell
 
     def _text(self, value: str) -> Any:
         # openpyxl would store "=..." as a formula and "#N/A" as an error: force text.
-        if value[:1] != "=" and value not in ERROR_CODES:
+        if value[:1] != "=" and value not in self._error_codes:
             return value
-        cell = WriteOnlyCell(self._sheet, value)
+        cell = self._cell(self._sheet, value)
         cell.data_type = "s"
         return cell
 

@@ -21,8 +21,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 from urllib.parse import urlsplit
 
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
-
 from export_assets.exports.destinations import (
     TEMPORARY_NAME,
     Destination,
@@ -32,6 +30,7 @@ from export_assets.exports.destinations import (
 )
 
 if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
     from botocore.response import StreamingBody
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import (
@@ -182,7 +181,7 @@ class S3Destination(Destination):
         try:
             with self._s3_errors(_READING, object_key):
                 response = self.client.get_object(Bucket=self.bucket, Key=object_key)
-        except ClientError as exc:
+        except _client_error() as exc:
             if _error_code(exc) in _MISSING_KEY_CODES:
                 raise FileNotFoundError(
                     errno.ENOENT, "no such export file", self._uri_of(object_key)
@@ -230,7 +229,7 @@ class S3Destination(Destination):
         try:
             with self._s3_errors(_READING, object_key):
                 response = self.client.get_object(Bucket=self.bucket, Key=object_key)
-        except ClientError as exc:
+        except _client_error() as exc:
             if _error_code(exc) in _MISSING_KEY_CODES:
                 return None
             raise
@@ -257,7 +256,7 @@ class S3Destination(Destination):
         try:
             with self._s3_errors(_WRITING, object_key):
                 response = self.client.put_object(**request)
-        except ClientError as exc:
+        except _client_error() as exc:
             if _error_code(exc) in _CONDITION_FAILED_CODES | _MISSING_KEY_CODES:
                 return None
             raise
@@ -268,7 +267,7 @@ class S3Destination(Destination):
         try:
             with self._s3_errors(_DELETING, object_key):
                 self.client.delete_object(Bucket=self.bucket, Key=object_key, IfMatch=expected)
-        except ClientError as exc:
+        except _client_error() as exc:
             code = _error_code(exc)
             if code in _CONDITION_FAILED_CODES | _MISSING_KEY_CODES:
                 return False
@@ -287,7 +286,7 @@ class S3Destination(Destination):
         try:
             with self._s3_errors(_READING, object_key):
                 response = self.client.head_object(Bucket=self.bucket, Key=object_key)
-        except ClientError as exc:
+        except _client_error() as exc:
             if _error_code(exc) in _MISSING_KEY_CODES:
                 return None
             raise
@@ -395,6 +394,8 @@ class S3Destination(Destination):
     @contextmanager
     def _s3_errors(self, action: _Action, object_key: str) -> Iterator[None]:
         """Turn the permanent S3 failures into a DestinationError that says what to fix."""
+        from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
         try:
             yield
         except ClientError as exc:
@@ -449,6 +450,14 @@ def _presign_with_sigv4(signature_version: str, **_: Any) -> str | None:
     S3 itself enforces their expiry limit (7 days).
     """
     return signature_version if signature_version in {"s3v4-query", "v4-query"} else None
+
+
+def _client_error() -> type[ClientError]:
+    """botocore's ClientError, imported only once S3 is used (a client exists by then), so
+    that loading the code location for local exports never imports botocore."""
+    from botocore.exceptions import ClientError
+
+    return ClientError
 
 
 def _error_code(exc: ClientError) -> str:
@@ -650,7 +659,7 @@ class _ObjectReader(io.RawIOBase):
                     Range=f"bytes={offset}-",
                     IfMatch=self._etag,
                 )
-        except ClientError as exc:
+        except _client_error() as exc:
             if _error_code(exc) in {"PreconditionFailed", *_MISSING_KEY_CODES}:
                 raise DestinationError(
                     f"{self._uri()} was replaced or deleted while it was being read: read it again"

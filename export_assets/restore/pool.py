@@ -8,10 +8,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
-from cryptography.fernet import Fernet
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
 
 from export_assets.crypto import CACHE_KEY_ENV, CredentialKeyError, encrypt_database_credential
 from export_assets.restore.history import (
@@ -241,6 +242,8 @@ def _proxywhirl_key(env: Mapping[str, str]) -> Fernet:
             f"{CACHE_KEY_ENV} is not set: restore encrypts credentials the way ProxyWhirl does, "
             "with the deployment's key; set it (the same value ProxyWhirl runs with)"
         )
+    from cryptography.fernet import Fernet  # only when credentials are restored
+
     try:
         return Fernet(env[CACHE_KEY_ENV].strip().encode("ascii"))
     except (ValueError, UnicodeEncodeError):

@@ -24,7 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
-from openpyxl import load_workbook
 
 from export_assets.exports.readers import seekable_stream
 from export_assets.restore.verify import DECOMPRESSION_ERRORS, RestoreError, VerifiedExport
@@ -231,6 +230,8 @@ def _read_parquet(stream: BinaryIO, schema: pa.Schema, export: VerifiedExport) -
 
 
 def _read_xlsx(stream: BinaryIO, schema: pa.Schema, export: VerifiedExport) -> pa.Table:
+    from openpyxl import load_workbook  # only when a workbook is restored
+
     header = [
         f"{field.name} (UTC)" if pa.types.is_timestamp(field.type) else field.name
         for field in schema
