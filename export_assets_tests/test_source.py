@@ -85,12 +85,78 @@ def test_health_is_rebuilt_with_proxywhirls_rules_day_by_day(history: Path) -> N
     assert str(b["discovered_at"]) == "2026-11-02 08:00:00+00:00"
 
 
-def test_seed_checks_without_history_are_not_counted(history: Path) -> None:
+def test_a_seed_check_counts_as_proxywhirl_counts_it(history: Path) -> None:
+    # add_proxies_batch(validated=True): a status with one check, no history row. ProxyWhirl
+    # counts it; the time is the status's, or discovered_at where the status has none.
     seeded = {row["url"]: row for row in pool(history, date(2026, 11, 5))}[SEEDED]
-    assert seeded["health_status"] == "unknown"
-    assert seeded["total_checks"] == 0
-    assert seeded["success_rate"] is None
-    assert seeded["avg_response_time_ms"] is None
+    assert seeded["health_status"] == "healthy"
+    assert (seeded["total_checks"], seeded["total_successes"]) == (1, 1)
+    assert seeded["consecutive_successes"] == 1
+    assert seeded["success_rate"] == 1.0
+    assert seeded["avg_response_time_ms"] == 150.0
+    assert str(seeded["last_check_at"]) == "2026-10-30 00:00:00+00:00"
+    assert seeded["last_success_at"] == seeded["last_check_at"]
+    assert seeded["checks_7d"] == 1  # seeded within the 7 days (from 2026-10-29)
+
+
+def test_a_seed_time_is_read_from_the_status_while_it_holds_it(tmp_path: Path) -> None:
+    # ProxyWhirl stamps a seed when its batch starts, just before discovered_at: the status
+    # keeps that time in last_success_at until a later success replaces it.
+    path = tmp_path / "proxies.db"
+    with HandmadeDatabase(path) as db:
+        db.add_proxy(A, discovered_at="2026-11-01 12:00:00.000250")
+        db.add_status(
+            A, health_status="unhealthy", total_checks=2, total_successes=1,
+            consecutive_successes=0, consecutive_failures=1, avg_response_time_ms=75.5,
+            last_check_at="2026-11-02 10:00:00.000000",
+            last_success_at="2026-11-01 12:00:00.000001",
+            last_failure_at="2026-11-02 10:00:00.000000",
+        )  # fmt: skip
+        db.add_check(A, "2026-11-02 10:00:00.000000", False, error_type="timeout")
+    first, last = pool(path, date(2026, 11, 2))[0], pool(path, date(2026, 11, 3))[0]
+    assert str(first["last_check_at"]) == "2026-11-01 12:00:00.000001+00:00"
+    assert first["health_status"] == "healthy"
+    assert str(last["last_success_at"]) == "2026-11-01 12:00:00.000001+00:00"
+    assert (last["health_status"], last["total_checks"]) == ("unhealthy", 2)
+    assert last["avg_response_time_ms"] == 75.5
+
+
+def test_checks_recorded_before_the_add_are_history_only(tmp_path: Path) -> None:
+    # ProxyWhirl's record_validation updates a status only if its row exists: from the add.
+    path = tmp_path / "proxies.db"
+    with HandmadeDatabase(path) as db:
+        db.add_proxy(A, discovered_at="2026-11-01T12:00:00.000000")  # 'T': compared as a time
+        db.add_check(A, "2026-11-01 08:00:00.000000", False, error_type="timeout")
+        db.add_check(A, "2026-11-01 11:59:59.999999", False, error_type="timeout")
+        db.add_check(A, "2026-11-01 12:00:00.000000", True, 90.0)  # at the add: counted
+        db.add_check(A, "2026-11-01 13:00:00.000000", False, error_type="timeout")
+    a = pool(path, date(2026, 11, 2))[0]
+    assert (a["total_checks"], a["total_successes"], a["consecutive_failures"]) == (2, 1, 1)
+    assert a["health_status"] == "unhealthy"  # not dead: the earlier failures never counted
+    assert a["avg_response_time_ms"] == 90.0
+    assert a["checks_7d"] == 2
+
+
+def test_a_seed_latency_is_recovered_through_the_checks_that_followed(tmp_path: Path) -> None:
+    # ProxyWhirl keeps only the average; the seed's own latency is solved for, so the day of
+    # the seed shows it and the last day equals the status.
+    path = tmp_path / "proxies.db"
+    latest = 0.2 * 300.0 + 0.8 * (0.2 * 100.0 + 0.8 * 123.456)
+    with HandmadeDatabase(path) as db:
+        db.add_proxy(A, discovered_at="2026-11-01 12:00:00.000001")
+        db.add_status(
+            A, total_checks=3, total_successes=3, consecutive_successes=3,
+            avg_response_time_ms=latest, last_check_at="2026-11-03 10:00:00.000000",
+            last_success_at="2026-11-03 10:00:00.000000",
+        )  # fmt: skip
+        db.add_check(A, "2026-11-02 10:00:00.000000", True, 100.0)
+        db.add_check(A, "2026-11-03 10:00:00.000000", True, 300.0)
+    first, last = pool(path, date(2026, 11, 2))[0], pool(path, date(2026, 11, 4))[0]
+    assert first["avg_response_time_ms"] == 123.456
+    assert str(first["last_check_at"]) == "2026-11-01 12:00:00.000001+00:00"  # discovered_at
+    assert first["total_checks"] == 1
+    assert last["avg_response_time_ms"] == latest
+    assert last["total_checks"] == 3
 
 
 def test_a_day_before_any_data_gives_an_empty_pool(history: Path) -> None:

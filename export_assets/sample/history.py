@@ -29,7 +29,6 @@ ERROR_TYPES = (
 )  # fmt: skip
 _ERROR_WEIGHTS = (35, 20, 10, 15, 12, 8)
 MAX_BATCH = 500  # ProxyWhirl validates a few hundred proxies per batch
-SUCCESS_RATE_DAYS = 7
 _DAY_US = 86_400_000_000
 
 # id, proxy_url, validated_at, is_valid, response_time_ms, error_type, error_message
@@ -46,11 +45,13 @@ StatusRow = tuple[
 class ValidationHistory:
     """The checks of a sample pool; iterate :meth:`rows` once, then read :meth:`status_rows`.
 
-    Statuses follow ProxyWhirl's rules (:class:`ProxyHealth`) over every check, the seed
-    check of proxies added as already validated included (it has no row in the history).
-    ``success_rate_7d`` is successes / checks over the checks made on or after midnight UTC
-    starting the seventh-last day of the history (seed checks included when that recent),
-    NULL when there are none; ``updated_at`` is the last check's time.
+    Statuses are what ProxyWhirl 0.3.3 writes: a row per proxy from its add on (``unknown``,
+    zero counts), updated by its rules (:class:`ProxyHealth`) for each check recorded after
+    the add, the seed check of proxies added as already validated included (it has no row
+    in the history). A check recorded before the add (``checked_before_add_from``) is in
+    the history only: ProxyWhirl updates no status for a url it does not hold yet.
+    ``success_rate_7d`` stays NULL (0.3.3 never sets it); ``updated_at`` is the last
+    counted check's time, or the add's.
     """
 
     def __init__(
@@ -61,30 +62,23 @@ class ValidationHistory:
         self._pool = pool
         self._days = [first_day + timedelta(days=n) for n in range(days)]
         self._per_day = validations_per_day
-        self._recent_from = to_microseconds(
-            day_start(self._days[-1] - timedelta(days=SUCCESS_RATE_DAYS - 1))
-        )
         self._health = [ProxyHealth() for _ in pool]
-        self._recent_checks = [0] * len(pool)
-        self._recent_successes = [0] * len(pool)
         self._menus = [_failure_menu(rng, proxy) for proxy in pool]
         self.count = 0
         for proxy in pool:
             if proxy.seed_latency_ms is not None:
                 self._health[proxy.index].record(proxy.seed_checked_at, True, proxy.seed_latency_ms)
-                if to_microseconds(proxy.discovered_at) >= self._recent_from:
-                    self._recent_checks[proxy.index] += 1
-                    self._recent_successes[proxy.index] += 1
 
     def rows(self) -> Iterator[ValidationRow]:
         """Yield ``validation_results`` rows in time order, ids from 1, updating statuses."""
         rng = self._rng
         draw, gauss, choice, exp = rng.random, rng.gauss, rng.choice, math.exp
         members = sorted(
-            (proxy for proxy in self._pool if proxy.checked), key=lambda p: p.discovered_at
+            (proxy for proxy in self._pool if proxy.checked), key=lambda p: p.checked_from
         )
         member_index = [proxy.index for proxy in members]
-        discovered = [to_microseconds(proxy.discovered_at) for proxy in members]
+        discovered = [to_microseconds(proxy.checked_from) for proxy in members]
+        added = [to_microseconds(proxy.discovered_at) for proxy in self._pool]
         urls = [proxy.url for proxy in self._pool]
         odds = [proxy.reliability.success_odds for proxy in self._pool]
         down_from = [proxy.reliability.down_from_us for proxy in self._pool]
@@ -92,7 +86,6 @@ class ValidationHistory:
         latency_mu = [proxy.reliability.latency_mu for proxy in self._pool]
         record = [health.record for health in self._health]
         menus = self._menus
-        recent_checks, recent_successes = self._recent_checks, self._recent_successes
         row_id, available, cursor = 0, 0, 0
         for day in self._days:
             start_us = to_microseconds(day_start(day))
@@ -101,39 +94,35 @@ class ValidationHistory:
             for moment, validated_at, size in self._batches(day, available):
                 while available < len(members) and discovered[available] < moment:
                     available += 1
-                recent = moment >= self._recent_from
                 for offset in range(size):
                     i = member_index[(cursor + offset) % available]
                     row_id += 1
+                    counted = moment >= added[i]  # before the add: no status row to update
                     if down_from[i] <= moment < down_until[i] or draw() >= odds[i]:
                         error_type, message = choice(menus[i])
-                        record[i](validated_at, False, None)
+                        if counted:
+                            record[i](validated_at, False, None)
                         yield (row_id, urls[i], validated_at, 0, None, error_type, message)
                     else:
                         elapsed = exp(gauss(latency_mu[i], LATENCY_SIGMA))
-                        record[i](validated_at, True, elapsed)
+                        if counted:
+                            record[i](validated_at, True, elapsed)
                         yield (row_id, urls[i], validated_at, 1, elapsed, None, None)
-                        if recent:
-                            recent_successes[i] += 1
-                    if recent:
-                        recent_checks[i] += 1
                 cursor = (cursor + size) % available
         self.count = row_id
 
     def status_rows(self) -> list[StatusRow]:
-        """``proxy_statuses`` rows: one per proxy ever checked (seed checks count)."""
+        """``proxy_statuses`` rows: one per proxy, as ProxyWhirl creates it with the
+        identity (seed checks count; ``success_rate_7d`` NULL, as 0.3.3 leaves it)."""
         rows: list[StatusRow] = []
         for proxy, health in zip(self._pool, self._health, strict=True):
-            if health.last_check_at is None:
-                continue  # ProxyWhirl creates the status row on the first check only
-            checks = self._recent_checks[proxy.index]
-            rate = self._recent_successes[proxy.index] / checks if checks else None
+            added = proxy.discovered_at.strftime(DATETIME_TEXT_FORMAT)
             rows.append(
                 (
                     proxy.url, health.health_status, health.last_success_at,
                     health.last_failure_at, health.last_check_at, health.consecutive_successes,
                     health.consecutive_failures, health.total_checks, health.total_successes,
-                    health.avg_response_time_ms, rate, health.last_check_at,
+                    health.avg_response_time_ms, None, health.last_check_at or added,
                 )
             )  # fmt: skip
         return rows

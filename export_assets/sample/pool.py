@@ -1,8 +1,9 @@
 """The sample's proxy pool: identities, credentials, and each proxy's role in the history.
 
 Roles are drawn so that every ProxyWhirl quirk the exporter must handle is present (seeded
-statuses, proxies never checked, proxies that die or recover, a pool growing day by day,
-credentials encrypted or legacy plain text) as long as the pool is big enough to hold them.
+statuses, proxies never checked, proxies checked before they were added, proxies that die
+or recover, a pool growing day by day, credentials encrypted or legacy plain text) as long
+as the pool is big enough to hold them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
 from export_assets.sample.hostile import HOSTILE_STRINGS
@@ -122,6 +123,14 @@ class SampleProxy:
     seed_latency_ms: float | None  # set when added as already validated (one seed check)
     echoes_credentials: bool  # remote errors quote its URL with credentials
     reliability: Reliability
+    # Set when it was validated before it was added (its url in a fetched list checked
+    # before being saved): those checks are in the history, not in its status.
+    checked_before_add_from: datetime | None = None
+
+    @property
+    def checked_from(self) -> datetime:
+        """When validation batches start taking it: its discovery, or earlier."""
+        return self.checked_before_add_from or self.discovered_at
 
     @property
     def seeded(self) -> bool:
@@ -224,7 +233,25 @@ def build_pool(
                 ),
             )
         )  # fmt: skip
-    return tuple(pool)
+    return tuple(_checked_before_add(pool, in_window, window_start))
+
+
+def _checked_before_add(
+    pool: list[SampleProxy], in_window: set[int], window_start: datetime
+) -> list[SampleProxy]:
+    """Every third proxy discovered inside the window (and checked, not seeded) was checked
+    for a few hours before it was added, as when a fetched list is validated before being
+    saved. Chosen without drawing from ``rng``, so the rest of the sample stays as it was."""
+    candidates = [
+        proxy for proxy in pool
+        if proxy.index in in_window and proxy.checked and not proxy.seeded
+    ]  # fmt: skip
+    chosen = {}
+    for proxy in sorted(candidates, key=lambda p: p.index)[::3]:
+        since = proxy.discovered_at - timedelta(hours=2 + proxy.index % 10)
+        if since >= window_start:
+            chosen[proxy.index] = replace(proxy, checked_before_add_from=since)
+    return [chosen.get(proxy.index, proxy) for proxy in pool]
 
 
 def _endpoints(rng: random.Random, count: int) -> list[tuple[str, str, int]]:

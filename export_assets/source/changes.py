@@ -24,6 +24,14 @@ order, so they are merge-joined in one pass without holding either in memory:
   which ProxyWhirl does not record. If the partition of the day after the last validation
   was exported before the deletion happened, the removal shows only when that partition
   is exported again. A proxy deleted without ever having been checked leaves no trace.
+  Its ``discovered_at`` went with its identity, so its health replays every check of its
+  history (ProxyWhirl did not count those made before its add). A url that was checked
+  but never added (ProxyWhirl records the check anyway) looks the same and is reported
+  ``removed`` too. A proxy deleted and added again is one proxy discovered at the re-add:
+  the pools of the days before do not hold it, so it shows as ``added`` that day.
+
+Both pools count checks as ProxyWhirl does (``status``: checks before the add not
+counted, seed checks counted), so a status change is one the library's own status made.
 """
 
 from __future__ import annotations
@@ -145,7 +153,9 @@ def removed_from_history(snapshot: SourceSnapshot, day: date) -> Iterator[pa.Rec
     for url, last_check in orphans(snapshot):
         if not day_text(day - timedelta(days=1)) <= last_check < day_text(day):
             continue
-        for _, checks in snapshot.histories(url=url):
+        # Its identity is gone with its discovered_at: which of its checks ProxyWhirl
+        # counted is unknown, so all of them are replayed.
+        for _, checks in snapshot.histories(url=url, counted=False):
             health = replay(checks, window_start)
             rows.append((REMOVED, health[0], None, url, *_url_parts(url), *(None,) * 13, *health))
         if len(rows) >= snapshot.batch_rows:

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from export_assets.source.schema import REQUIRED_COLUMNS
-from export_assets.source.status import replay
+from export_assets.source.status import StatusCounts, counted_checks, replay, seed_check
 from export_assets.source.timestamps import TIMESTAMP_UTC, TimestampError, day_text, parse_utc_text
 
 
@@ -112,6 +112,10 @@ _DISTINCT_URLS = (
     " SELECT url FROM urls WHERE url IS NOT NULL"
 )
 _FIRST_URL = "SELECT min(proxy_url) FROM validation_results"
+
+# How many rows of one url's history there are up to the watermark: read off the proxy_url
+# index alone (it holds the rowid), without a row of the table.
+_URL_ROWS = "SELECT count(*) FROM validation_results WHERE proxy_url = ? AND id <= ?"
 
 # A read of page 1 that begins a read transaction: the lock is taken (or waited for) here.
 TAKE_READ_LOCK = "SELECT 1 FROM sqlite_master LIMIT 1"
@@ -237,6 +241,8 @@ class SourceSnapshot:
         self._connection = connect_read_only(path, busy_timeout_ms)
         self._connection.execute("PRAGMA busy_timeout = 0")  # take_read_lock waits instead
         self._identities: pa.Table | None = None
+        self._statuses: dict[str, StatusCounts] = {}
+        self._latest_check: tuple[Any] | None = None
         self.last_held = 0.0
         self.reads = ReadStats()
         try:
@@ -249,6 +255,9 @@ class SourceSnapshot:
                 self.watermark: int | None = None if row is None or row[0] is None else int(row[0])
                 if identities:
                     self._identities = self._read_identities()
+                    # In the same transaction as the watermark: ProxyWhirl updates a status
+                    # in the commit that inserts the check, so the two agree.
+                    self._statuses = self._read_statuses()
             finally:
                 self._execute_in_transaction("COMMIT")
         except BaseException:
@@ -382,6 +391,21 @@ class SourceSnapshot:
         batch = rows_to_batch(rows, _IDENTITY_SCHEMA, table="proxy_identities")
         return pa.Table.from_batches([batch], schema=_IDENTITY_SCHEMA)
 
+    def _read_statuses(self) -> dict[str, StatusCounts]:
+        rows = self._statement(
+            "SELECT proxy_url, total_checks, total_successes, last_check_at, last_success_at,"
+            " avg_response_time_ms FROM proxy_statuses WHERE total_successes > 0"
+        )  # a seed check is a success: other statuses never hold one
+        statuses = {}
+        for url, checks, successes, last_check_at, last_success_at, average in rows:
+            if isinstance(checks, int) and isinstance(successes, int):
+                statuses[url] = StatusCounts(
+                    checks, successes, last_check_at if isinstance(last_check_at, str) else None,
+                    last_success_at if isinstance(last_success_at, str) else None,
+                    float(average) if isinstance(average, int | float) else None,
+                )  # fmt: skip
+        return statuses
+
     @property
     def identities(self) -> pa.Table:
         """``proxy_identities`` as read when the snapshot opened, in ``url`` order."""
@@ -426,14 +450,94 @@ class SourceSnapshot:
         return None
 
     def histories(
-        self, before: str | None = None, *, url: str | None = None
+        self, before: str | None = None, *, url: str | None = None, counted: bool = True
     ) -> Generator[tuple[Any, list[Check]], None, None]:
-        """Each proxy's checks up to the watermark (and before ``before``, DATETIME text),
-        by ``proxy_url``, each proxy's in ``(validated_at, id)`` order; ``url``: that one only.
+        """Each proxy's checks as ProxyWhirl counted them in its status, up to the watermark
+        (and before ``before``, DATETIME text), in ``url`` order; ``url``: that one only.
+
+        ``counted`` (the default): one entry per proxy of ``proxy_identities`` (discovered
+        before ``before``), checks or none: its seed check if it was added as validated,
+        then its checks recorded at or after its ``discovered_at``, in id order (the order
+        ProxyWhirl applied them), as ``status.replay`` takes them. Not ``counted``: every
+        url of the history, identity or not, with all its rows in ``(validated_at, id)``
+        order (what is left of a deleted proxy).
+        """
+        if not counted:
+            yield from self._raw_histories(before, url=url)
+            return
+        table = self.identities
+        if before is not None:
+            table = table.filter(pc.less(table.column("discovered_at"), before))
+        if url is not None:
+            table = table.filter(pc.equal(table.column("url"), url))
+        raw = self._raw_histories(before, url=url, ordered=False)
+        current = next(raw, None)
+        try:
+            for known, discovered_at in zip(
+                table.column("url").to_pylist(), table.column("discovered_at").to_pylist(),
+                strict=True,
+            ):  # fmt: skip
+                while current is not None and current[0] < known:  # a deleted proxy's
+                    current = next(raw, None)
+                checks: list[Check] = []
+                rows_before = 0
+                if current is not None and current[0] == known:
+                    rows_before = len(current[1])
+                    checks = counted_checks(current[1], discovered_at)
+                    current = next(raw, None)
+                seed = self._seed(known, discovered_at, checks, before, rows_before)
+                yield known, checks if seed is None else [seed, *checks]
+        finally:
+            raw.close()
+
+    def _seed(
+        self, url: str, discovered_at: str, checks: list[Check], before: str | None,
+        rows_before: int,
+    ) -> Check | None:  # fmt: skip
+        """The seed check of ``url`` (see ``status.seed_check``), from its counted checks
+        before ``before`` (``rows_before`` rows of its history were read) and the rest of
+        its history, read only when its status counts exactly one check more than all."""
+        status = self._statuses.get(url)
+        if status is None:
+            return None
+        # Every row from ``before`` on was counted: the proxy was discovered before it.
+        later = 0 if before is None else self._rows_from(url, before, rows_before)
+        if status.total_checks != len(checks) + later + 1:
+            return None  # not seeded
+        every = self._counted_checks(url, discovered_at) if later else checks
+        successes = sum(1 for check in every if check[1])
+        latencies = [check[2] for check in every if check[1] and check[2] is not None]
+        return seed_check(status, discovered_at, len(every), successes, latencies)
+
+    def _rows_from(self, url: str, before: str, rows_before: int) -> int:
+        """How many rows of ``url``'s history (up to the watermark) are from ``before`` on,
+        ``rows_before`` being those before it: one index-only count, none at all when no
+        row of the table is that recent."""
+        if self._latest_check is None:
+            row = self.execute("SELECT max(validated_at) FROM validation_results").fetchone()
+            self._latest_check = (None if row is None else row[0],)
+        latest = self._latest_check[0]
+        if not isinstance(latest, str) or latest < before:
+            return 0
+        row = self.execute(_URL_ROWS, (url, self.id_limit)).fetchone()
+        return (0 if row is None else int(row[0])) - rows_before
+
+    def _counted_checks(self, url: str, discovered_at: str) -> list[Check]:
+        """Every check of ``url`` up to the watermark that ProxyWhirl counted, in id order."""
+        for _, checks in self._raw_histories(url=url, ordered=False):
+            return counted_checks(checks, discovered_at)
+        return []
+
+    def _raw_histories(
+        self, before: str | None = None, *, url: str | None = None, ordered: bool = True
+    ) -> Generator[tuple[Any, list[Check]], None, None]:
+        """Each url's rows of the history up to the watermark (and before ``before``), by
+        ``proxy_url``; in ``(validated_at, id)`` order, or id order if not ``ordered``.
 
         Read by (url, id) keys in short statements; a proxy's checks are held until its
         last one is read (one proxy's history at a time).
         """
+        arrange = _in_time_order if ordered else _in_id_order
         condition = "" if before is None else " AND validated_at < ?"
         tail: tuple[Any, ...] = () if before is None else (before,)
         # Starts small: rows in url order are read by random access, 10-50 times slower
@@ -460,7 +564,7 @@ class SourceSnapshot:
             for row in rows:
                 if row[0] != current:
                     if checks:
-                        yield current, _in_time_order(checks)
+                        yield current, arrange(checks)
                     current, checks = row[0], []
                 checks.append(row)
             if rows:
@@ -472,7 +576,7 @@ class SourceSnapshot:
             else:
                 step = ""
         if checks:
-            yield current, _in_time_order(checks)
+            yield current, arrange(checks)
 
     def history_urls(self) -> Iterator[Any]:
         """Every distinct ``proxy_url`` of ``validation_results``, in order (rows above the
@@ -493,28 +597,24 @@ class SourceSnapshot:
     def proxy_pool(self, as_of: date) -> Iterator[pa.RecordBatch]:
         """The pool as it stood at midnight (UTC) opening ``as_of``, in ``url`` order.
 
-        Proxies discovered before that moment, with health rebuilt by replaying their
-        ``validation_results`` before it through ProxyWhirl's rules. Seed checks that
-        ProxyWhirl counts in ``proxy_statuses`` without a history row are not counted:
-        history is the only record of the past.
+        Proxies discovered before that moment, with health rebuilt by replaying, through
+        ProxyWhirl's rules, the checks it counted before it (:meth:`histories`): a check
+        recorded before the proxy was added is history only, and a seed check counts though
+        no history row records it.
         """
         end = day_text(as_of)
         window_start = day_text(as_of - timedelta(days=7))
         histories = self.histories(end)
-        current = next(histories, None)
-        for rows in self.identity_rows(end):
-            pool: list[tuple[Any, ...]] = []
-            for identity in rows:
-                url = identity[0]
-                while current is not None and current[0] < url:  # history of a deleted proxy
-                    current = next(histories, None)
-                if current is not None and current[0] == url:
-                    pool.append((*identity, *replay(current[1], window_start)))
-                    current = next(histories, None)
-                else:
-                    pool.append((*identity, *replay((), window_start)))
-            yield rows_to_batch(pool, POOL_SCHEMA, table="proxy_identities")
-        histories.close()
+        try:
+            for rows in self.identity_rows(end):
+                pool: list[tuple[Any, ...]] = []
+                for identity in rows:
+                    url, checks = next(histories)
+                    assert url == identity[0], "histories follow the identities"
+                    pool.append((*identity, *replay(checks, window_start)))
+                yield rows_to_batch(pool, POOL_SCHEMA, table="proxy_identities")
+        finally:
+            histories.close()
 
 
 def _in_time_order(rows: list[tuple[Any, ...]]) -> list[Check]:
@@ -523,6 +623,11 @@ def _in_time_order(rows: list[tuple[Any, ...]]) -> list[Check]:
     ordered = all(rows[i][2] <= rows[i + 1][2] for i in range(len(rows) - 1))
     if not ordered:
         rows = sorted(rows, key=lambda row: (row[2], row[1]))
+    return [(row[2], row[3], row[4]) for row in rows]
+
+
+def _in_id_order(rows: list[tuple[Any, ...]]) -> list[Check]:
+    """One proxy's rows, read in id order, as checks in that order: ProxyWhirl's."""
     return [(row[2], row[3], row[4]) for row in rows]
 
 
