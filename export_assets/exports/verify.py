@@ -46,20 +46,20 @@ class IntegrityError(RuntimeError):
 
 
 class TextScan:
-    """Scans text as it is written, whole lines at a time, numbering lines for findings."""
+    """Scans text as it is written (UTF-8 bytes), whole lines at a time, numbering lines."""
 
     def __init__(self, scanner: LeakScanner, name: str) -> None:
         self._scanner = scanner
         self._name = name
         self._pending = bytearray()
         self._line = 1
-        self._tail = ""  # the end of a long line already scanned, rescanned with what follows
+        self._tail = b""  # the end of a long line already scanned, rescanned with what follows
         self.findings: list[Finding] = []
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next bytes the writer emitted."""
         view = memoryview(data)
-        # A piece at a time: a writer's large block is never held twice (bytes and text).
+        # A piece at a time: a writer's large block is never held twice.
         for start in range(0, len(view), CHUNK_BYTES):
             self._pending += view[start : start + CHUNK_BYTES]
             if len(self._pending) >= CHUNK_BYTES:
@@ -77,26 +77,25 @@ class TextScan:
             if len(pending) < LONG_LINE_BYTES:
                 return
             cut = len(pending)  # one very long line: scan it in overlapping pieces
-        text = pending[:cut].decode("utf-8", errors="replace")
+        piece = bytes(pending[:cut])
         del pending[:cut]
-        scanned = self._tail + text
-        found = list(self._scanner.scan_text(scanned))
+        found = [what for _, what in self._scanner.leaks(self._tail + piece)]
         if self._tail:
             # Leaks wholly inside the rescanned tail were counted with the piece before.
-            for what in self._scanner.scan_text(self._tail):
+            for _, what in self._scanner.leaks(self._tail):
                 if what in found:
                     found.remove(what)
         if found:
-            self._locate(text)
-        ends_in_line = not text.endswith("\n")
-        self._line += text.count("\n")
-        self._tail = text[-OVERLAP:] if ends_in_line and not final else ""
+            self._locate(piece)
+        ends_in_line = not piece.endswith(b"\n")
+        self._line += piece.count(b"\n")
+        self._tail = piece[-OVERLAP:] if ends_in_line and not final else b""
 
-    def _locate(self, text: str) -> None:
+    def _locate(self, piece: bytes) -> None:
         # Rare: only text that leaks is split into lines to name each finding's line.
-        for offset, line in enumerate(text.splitlines(), start=self._line):
+        for number, line in enumerate(piece.split(b"\n"), start=self._line):
             self.findings += [
-                Finding(self._name, str(offset), what) for what in self._scanner.scan_text(line)
+                Finding(self._name, str(number), what) for _, what in self._scanner.leaks(line)
             ]
 
 
@@ -113,8 +112,7 @@ def scan_batch(
         # Every value followed by a line break, joined in Arrow: one scan of the column.
         values = pc.fill_null(column, "")
         lines = pc.binary_join_element_wise(values, pa.scalar("", column.type), "\n")
-        whole = _joined(lines)
-        if not any(True for _ in scanner.scan_text(whole)):
+        if not scanner.leaks(_joined(lines)):
             continue
         for row, value in enumerate(values.to_pylist(), start=first_row):
             findings += [
@@ -124,15 +122,15 @@ def scan_batch(
     return findings
 
 
-def _joined(array: pa.Array) -> str:
-    """The values of a string array as one string (they are contiguous in its data buffer)."""
+def _joined(array: pa.Array) -> bytes:
+    """The values of a string array as one UTF-8 text (contiguous in its data buffer)."""
     offsets_buffer, data = array.buffers()[1], array.buffers()[2]
     if data is None or offsets_buffer is None:
-        return ""
+        return b""
     width = 8 if pa.types.is_large_string(array.type) else 4
     offsets = memoryview(offsets_buffer).cast("q" if width == 8 else "i")
     start, end = offsets[array.offset], offsets[array.offset + len(array)]
-    return bytes(memoryview(data)[start:end]).decode("utf-8", errors="replace")
+    return bytes(memoryview(data)[start:end])
 
 
 def scan_document(scanner: LeakScanner, name: str, content: bytes) -> list[Finding]:
