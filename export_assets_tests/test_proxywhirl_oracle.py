@@ -8,8 +8,9 @@ Dagster and read back with pyarrow.
 What ProxyWhirl keeps no trace of is left out of the comparison, and the test says so: a
 proxy deleted after day D had its identity deleted with it, so no rebuilt pool of D can
 hold it (the pools of D hold exactly the proxies of the library's D that still exist, as
-that same incarnation). ``checks_7d`` and ``success_rate_7d`` are the exporter's own 7-day
-figures: ProxyWhirl 0.3.3 never sets its ``success_rate_7d`` column (asserted below).
+that same incarnation). ``checks_7d`` and ``observed_success_rate_7d`` are the exporter's
+own 7-day figures; ``success_rate_7d`` is compared with ProxyWhirl's column, which 0.3.3
+never sets (asserted below).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ _IDENTITY_FIELDS = (
 )  # fmt: skip
 _STATUS_FIELDS = (
     "health_status", "consecutive_successes", "consecutive_failures", "total_checks",
-    "total_successes", "avg_response_time_ms",
+    "total_successes", "avg_response_time_ms", "success_rate_7d",
 )  # fmt: skip
 _TIME_FIELDS = ("discovered_at", "last_check_at", "last_success_at", "last_failure_at")
 _LOADED_FIELDS = (

@@ -54,6 +54,9 @@ POOL_SCHEMA = pa.schema(
         pa.field("total_successes", pa.int64(), nullable=False),
         pa.field("success_rate", pa.float64()),
         pa.field("checks_7d", pa.int64(), nullable=False),
+        # The exporter's own 7-day rate; ProxyWhirl's success_rate_7d column beside it is as
+        # ProxyWhirl 0.3.3 keeps it: never written, NULL.
+        pa.field("observed_success_rate_7d", pa.float64()),
         pa.field("success_rate_7d", pa.float64()),
         pa.field("avg_response_time_ms", pa.float64()),
     ]

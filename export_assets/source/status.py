@@ -101,9 +101,10 @@ def replay(
 
     Returns the health columns of the pool, in its order: health_status, last_check_at,
     last_success_at, last_failure_at, consecutive_successes, consecutive_failures,
-    total_checks, total_successes, success_rate, checks_7d, success_rate_7d and
-    avg_response_time_ms. The 7-day figures count checks at or after ``window_start``
-    (DATETIME text, compared as text).
+    total_checks, total_successes, success_rate, checks_7d, observed_success_rate_7d,
+    success_rate_7d and avg_response_time_ms. The 7-day figures count checks at or after
+    ``window_start`` (DATETIME text, compared as text). ``success_rate_7d`` is ProxyWhirl's
+    column, which 0.3.3 never writes: NULL, as in its status table.
     """
     health = ProxyHealth()
     checks_7d = successes_7d = 0
@@ -124,6 +125,7 @@ def replay(
         health.success_rate,
         checks_7d,
         successes_7d / checks_7d if checks_7d else None,
+        None,
         health.avg_response_time_ms,
     )
 
