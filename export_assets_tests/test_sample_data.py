@@ -490,8 +490,10 @@ def test_env_file_is_private_and_points_at_the_deployment(sample: SampleDeployme
     env = _env(sample)
     assert set(env) == {
         "PROXYWHIRL_CACHE_ENCRYPTION_KEY", "PROXYWHIRL_KEY", "PROXYWHIRL_DB",
-        "PROXYWHIRL_LOG_DIR", "PROXYWHIRL_CONFIG",
+        "PROXYWHIRL_LOG_DIR", "PROXYWHIRL_CONFIG", "EXPORT_PARTITION_START",
     }  # fmt: skip
+    # The partitions start with the sample's data (the UI shows its days, not a sliver).
+    assert env["EXPORT_PARTITION_START"] == sample.first_day.isoformat()
     assert env["PROXYWHIRL_KEY"] == sample.config_encryption_key
     assert env["PROXYWHIRL_KEY"] != env["PROXYWHIRL_CACHE_ENCRYPTION_KEY"]
     for name, path in (("PROXYWHIRL_DB", sample.database), ("PROXYWHIRL_LOG_DIR", sample.log_dir),

@@ -154,7 +154,11 @@ def _check_specs(name: str) -> list[AssetCheckSpec]:
 def daily_export(
     group_name: str = EXPORT_GROUP, schema: pa.Schema | None = None, **decorator: Any
 ) -> Callable[[Callable[..., AnyExport]], AssetsDefinition]:
-    """``@asset`` for an export domain whose compute exports one day (see the module doc).
+    """The asset of an export domain whose compute exports one day (see the module doc).
+
+    ``compute(context: DayContext, config..., resources...)`` returns the day's Export,
+    DocumentExport or RenderedExport; ``schema`` (an Export's columns) is shown in the
+    catalog; the other arguments are the asset's (``kinds``, ``description``, ``deps``...).
 
     Every export retries transient faults (exponential backoff with jitter) and fails at
     once on permanent ones (see ``export_assets.retries``), and an interrupted one (SIGTERM,
@@ -192,6 +196,8 @@ def daily_export(
 
         # Dagster reads the step's parameters (config, resources) from this signature.
         parameters = list(inspect.signature(compute).parameters.values())
+        if not parameters or parameters[0].name != "context":
+            raise TypeError(f"{name} must take `context: DayContext` as its first argument")
         context_parameter = parameters[0].replace(annotation=AssetExecutionContext)
         step.__signature__ = inspect.Signature([context_parameter, *parameters[1:]])  # type: ignore[attr-defined]
         step.__name__ = name

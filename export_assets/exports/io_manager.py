@@ -161,9 +161,7 @@ class ExportIOManager(ConfigurableIOManager):
                 notes=["no ProxyWhirl deployment configured: only URLs carrying a user and "
                        "password were looked for"]
             )  # fmt: skip
-        return known_credentials(
-            Path(self.proxywhirl.database), Path(self.proxywhirl.config_path)
-        )
+        return known_credentials(Path(self.proxywhirl.database), Path(self.proxywhirl.config_path))
 
     def handle_output(self, context: OutputContext, obj: DailyExports | AnyExport) -> None:
         # Transient faults propagate for the asset's retry policy; the rest fail at once.
@@ -460,12 +458,30 @@ def _write_batches(
     scanner: LeakScanner,
 ) -> Produced:  # fmt: skip
     """Validate, scan and write every batch of ``export`` in its format."""
-    rows = 0
-    arrow_bytes = 0
     findings: list[Finding] = []
     text = TextScan(scanner, key) if export.options.format in _TEXT_FORMATS else None
     if text is not None:
         plain.tap = text.feed  # the text as a reader sees it, before the codec
+    try:
+        rows, arrow_bytes = _write_rows(
+            context, key, export, schema, plain, scanner, text, findings
+        )
+    except BaseException:
+        if text is not None:
+            text.close()  # the scan thread stops with the write
+        raise
+    if text is not None:
+        return Produced(rows, text.finish())
+    return Produced(rows, findings, arrow_bytes)
+
+
+def _write_rows(
+    context: OutputContext, key: str, export: Export, schema: pa.Schema, plain: MeasuredStream,
+    scanner: LeakScanner, text: TextScan | None, findings: list[Finding],
+) -> tuple[int, int]:  # fmt: skip
+    """Rows and Arrow bytes written; batches of formats scanned by value add to ``findings``."""
+    rows = 0
+    arrow_bytes = 0
     last_report = clock.monotonic()
     writer = formats.open_format_writer(plain, schema, export.options)
     for batch in export.batches:
@@ -491,9 +507,7 @@ def _write_batches(
             context.log.info(f"{key}: {rows:,} rows written")
             last_report = clock.monotonic()
     writer.close()
-    if text is not None:
-        return Produced(rows, text.finish())
-    return Produced(rows, findings, arrow_bytes)
+    return rows, arrow_bytes
 
 
 def _one_day(context: OutputContext, obj: AnyExport) -> DailyExports:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -33,6 +35,7 @@ READ_CHUNK = 1 << 20
 # Text is scanned a chunk of whole lines at a time; a line longer than this is scanned in
 # pieces that overlap by OVERLAP characters, so a secret across a cut is still seen.
 CHUNK_BYTES = 256 << 10
+IN_FLIGHT = 4
 LONG_LINE_BYTES = 8 << 20
 OVERLAP = 4096
 
@@ -46,7 +49,12 @@ class IntegrityError(RuntimeError):
 
 
 class TextScan:
-    """Scans text as it is written (UTF-8 bytes), whole lines at a time, numbering lines."""
+    """Scans text as it is written (UTF-8 bytes), whole lines at a time, numbering lines.
+
+    The scan runs on a thread of its own, a piece behind the writer (the automaton releases
+    the GIL): the writer's thread only cuts pieces at line ends and hands them on, at most
+    IN_FLIGHT pieces ahead, so memory stays bounded.
+    """
 
     def __init__(self, scanner: LeakScanner, name: str) -> None:
         self._scanner = scanner
@@ -55,6 +63,8 @@ class TextScan:
         self._line = 1
         self._tail = b""  # the end of a long line already scanned, rescanned with what follows
         self.findings: list[Finding] = []
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leak-scan")
+        self._queued: deque[Future[None]] = deque()
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Take the next bytes the writer emitted."""
@@ -67,8 +77,17 @@ class TextScan:
 
     def finish(self) -> list[Finding]:
         """Scan what is left; every finding of the file."""
-        self._scan(final=True)
+        try:
+            self._scan(final=True)
+            while self._queued:
+                self._queued.popleft().result()
+        finally:
+            self._worker.shutdown(wait=True, cancel_futures=True)
         return self.findings
+
+    def close(self) -> None:
+        """Stop scanning (the write failed): queued pieces are dropped (idempotent)."""
+        self._worker.shutdown(wait=True, cancel_futures=True)
 
     def _scan(self, *, final: bool) -> None:
         pending = self._pending
@@ -79,6 +98,12 @@ class TextScan:
             cut = len(pending)  # one very long line: scan it in overlapping pieces
         piece = bytes(pending[:cut])
         del pending[:cut]
+        while len(self._queued) >= IN_FLIGHT:
+            self._queued.popleft().result()  # a failed scan raises here, in the writer
+        self._queued.append(self._worker.submit(self._scan_piece, piece, final))
+
+    def _scan_piece(self, piece: bytes, final: bool) -> None:
+        """On the scan thread, in order: one piece, after the tail of the one before."""
         found = [what for _, what in self._scanner.leaks(self._tail + piece)]
         if self._tail:
             # Leaks wholly inside the rescanned tail were counted with the piece before.

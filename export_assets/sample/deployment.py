@@ -103,6 +103,9 @@ def write_sample_deployment(
                 "PROXYWHIRL_DB": str(sample.database),
                 "PROXYWHIRL_LOG_DIR": str(sample.log_dir),
                 "PROXYWHIRL_CONFIG": str(sample.config_path),
+                # The partitions start with the sample's data, so the UI's partition bars
+                # show its days rather than a sliver of a long range.
+                "EXPORT_PARTITION_START": sample.first_day.isoformat(),
             },
         )
         # The database appears last, under its final name: its presence means "complete".
