@@ -38,6 +38,8 @@ from typing import Any
 
 import yaml
 
+from export_assets.assets.daily import DAYS_PER_BACKFILL_RUN
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: e2e/ is beside bench/, not installed
     sys.path.insert(0, str(ROOT))
@@ -357,7 +359,9 @@ def ui_backfill(
         runs: list[dict[str, Any]] = backfill["runs"]
         if runs and not first_run:
             first_run.append(time.perf_counter() - started)
-        if len(runs) == len(partitions) and all(r["status"] in TERMINAL for r in runs):
+        # A backfill run covers up to DAYS_PER_BACKFILL_RUN days (the jobs' backfill policy).
+        expected = -(-len(partitions) // DAYS_PER_BACKFILL_RUN)
+        if len(runs) == expected and all(r["status"] in TERMINAL for r in runs):
             return runs
         return None
 
