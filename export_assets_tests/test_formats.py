@@ -471,7 +471,7 @@ def test_an_outer_codec_on_parquet_or_xlsx_is_a_config_error(
 ) -> None:
     message = f"{fmt} compresses internally .*; set compression to none"
     with pytest.raises(pydantic.ValidationError, match=message):
-        ExportConfig(format=fmt, compression=compression)  # type: ignore[arg-type]
+        ExportConfig(format=fmt, compression=compression)
     with pytest.raises(ValueError, match=message):
         ExportOptions(format=fmt, compression=compression)
 
@@ -503,9 +503,9 @@ def test_a_bad_run_config_fails_before_the_asset_runs() -> None:
 def test_config_resolves_the_format_default_codec_and_carries_every_option() -> None:
     assert ExportConfig().options() == ExportOptions(format="csv", compression="gzip")
     assert ExportConfig(format="parquet").options().compression == "none"
-    assert ExportConfig(format="xlsx", compression="none").options().compression == "none"  # type: ignore[arg-type]
+    assert ExportConfig(format="xlsx", compression="none").options().compression == "none"
     options = ExportConfig(
-        format="jsonl", compression="zstd", zstd_level=9, gzip_level=1,  # type: ignore[arg-type]
+        format="jsonl", compression="zstd", zstd_level=9, gzip_level=1,
         parquet_compression="snappy", neutralize_formulas=False, fields=["url", "host"],
     ).options()  # fmt: skip
     assert options == ExportOptions(
