@@ -46,8 +46,13 @@ CELERY_CONFIG = "deploy/celery.yaml"
 JOB = "daily_export_job"
 WORKERS = 2
 BACKFILL_TIMEOUT_SECONDS = 480.0
-DONE = {BulkActionStatus.COMPLETED, BulkActionStatus.COMPLETED_SUCCESS,
-        BulkActionStatus.COMPLETED_FAILED, BulkActionStatus.FAILED, BulkActionStatus.CANCELED}
+DONE = {
+    BulkActionStatus.COMPLETED,
+    BulkActionStatus.COMPLETED_SUCCESS,
+    BulkActionStatus.COMPLETED_FAILED,
+    BulkActionStatus.FAILED,
+    BulkActionStatus.CANCELED,
+}
 
 
 @dataclass
@@ -216,13 +221,18 @@ def test_every_step_executed_in_a_celery_worker(deployment: Deployment) -> None:
         for record in records:
             run_id = record.dagster_run.run_id
             logs = instance.all_logs(run_id)
-            started = {e.step_key: e.dagster_event for e in logs
-                       if e.dagster_event and e.dagster_event_type == DagsterEventType.STEP_START}
+            started = {
+                e.step_key: e.dagster_event
+                for e in logs
+                if e.dagster_event and e.dagster_event_type == DagsterEventType.STEP_START
+            }
             delegated = {}
             for entry in logs:
                 event = entry.dagster_event
-                if event and event.event_type == DagsterEventType.ENGINE_EVENT and (
-                    "in celery worker" in entry.message
+                if (
+                    event
+                    and event.event_type == DagsterEventType.ENGINE_EVENT
+                    and ("in celery worker" in entry.message)
                 ):
                     metadata = event.engine_event_data.metadata
                     delegated[entry.step_key] = str(metadata["Celery worker"].value)

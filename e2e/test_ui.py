@@ -243,9 +243,7 @@ def test_the_ui_shows_the_materialized_partitions(launched: Launched, output_dir
     base = f"http://{HOST}:{launched.stack.port}"
     with sync_playwright() as playwright:
         # --no-sandbox: Chromium's sandbox cannot start as root (CI containers).
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox"]
-        )
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 900})
             page.goto(f"{base}/assets", wait_until="networkidle")
@@ -265,9 +263,7 @@ def test_the_ui_shows_the_materialized_partitions(launched: Launched, output_dir
             page.goto(f"{base}/assets/proxy_list?view=partitions", wait_until="networkidle")
             # proxy_list: three backfilled days and the single run's day.
             materialized = len(BACKFILL_DAYS) + 1
-            expect(page.get_by_text(f"Materialized ({materialized})")).to_be_visible(
-                timeout=60_000
-            )
+            expect(page.get_by_text(f"Materialized ({materialized})")).to_be_visible(timeout=60_000)
             expect(page.get_by_text("Failed (0)")).to_be_visible()
             page.screenshot(path=output_dir / "proxy_list-partitions.png", full_page=True)
         finally:

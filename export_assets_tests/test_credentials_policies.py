@@ -144,9 +144,7 @@ def test_reference_placeholders_are_stable(
     assert first == second
     values = [row["username"] for row in first if row["username"]]
     assert values
-    assert all(
-        v.startswith("${PROXYWHIRL_CRED_") and v.endswith("_USERNAME}") for v in values
-    )
+    assert all(v.startswith("${PROXYWHIRL_CRED_") and v.endswith("_USERNAME}") for v in values)
 
 
 def test_pool_config_encrypt_and_missing_config_key(
@@ -161,9 +159,7 @@ def test_pool_config_encrypt_and_missing_config_key(
     tokens = [e["password"] for e in document["proxies"] if "password" in e]
     secrets = proxy_credentials(sample_deployment.database, sample_deployment.env_file)
     assert tokens
-    assert all(
-        Fernet(EXPORT_KEY).decrypt(t.encode()).decode() in secrets for t in tokens
-    )
+    assert all(Fernet(EXPORT_KEY).decrypt(t.encode()).decode() in secrets for t in tokens)
     assert any(e.get("credentials") == "not recoverable from the file" for e in document["proxies"])
 
     env.delenv("PROXYWHIRL_KEY")

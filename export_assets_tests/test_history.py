@@ -71,12 +71,14 @@ def test_history_lists_materializations_and_the_failed_run(
     persistent_instance: DagsterInstance, history_of_runs: dict[str, str], tmp_path: Path
 ) -> None:
     records = export_history(persistent_instance)
-    assert sorted((r.run_id, r.asset, r.partition, r.status) for r in records) == sorted([
-        (history_of_runs["first"], "proxy_list", "2026-11-19", "success"),
-        (history_of_runs["first"], "validation_events", "2026-11-19", "success"),
-        (history_of_runs["second"], "proxy_list", "2026-11-20", "success"),
-        (history_of_runs["failed"], "proxy_list", "2026-11-20", "failure"),
-    ])
+    assert sorted((r.run_id, r.asset, r.partition, r.status) for r in records) == sorted(
+        [
+            (history_of_runs["first"], "proxy_list", "2026-11-19", "success"),
+            (history_of_runs["first"], "validation_events", "2026-11-19", "success"),
+            (history_of_runs["second"], "proxy_list", "2026-11-20", "success"),
+            (history_of_runs["failed"], "proxy_list", "2026-11-20", "failure"),
+        ]
+    )
     # Oldest first: the runs in the order they ran.
     order = [history_of_runs[name] for name in ("first", "second", "failed")]
     assert [r.time for r in records] == sorted(r.time for r in records)
@@ -86,9 +88,7 @@ def test_history_lists_materializations_and_the_failed_run(
     events = by_run[(history_of_runs["first"], "validation_events")]
     assert events.requested_by == "alice"
     assert events.job == "daily_export_job"
-    manifest_path = (
-        tmp_path / "exports" / "validation_events" / "dt=2026-11-19" / "_manifest.json"
-    )
+    manifest_path = tmp_path / "exports" / "validation_events" / "dt=2026-11-19" / "_manifest.json"
     manifest = json.loads(manifest_path.read_bytes())
     [entry] = manifest["files"]
     assert events.uri == (manifest_path.parent / entry["path"]).resolve().as_uri()
@@ -123,9 +123,7 @@ def test_the_history_command(home: Path, history_of_runs: dict[str, str]) -> Non
     }
 
     only = runner.invoke(main, ["history", "--json", "--asset", "validation_events"], env=env)
-    assert [json.loads(line)["asset"] for line in only.output.splitlines()] == [
-        "validation_events"
-    ]
+    assert [json.loads(line)["asset"] for line in only.output.splitlines()] == ["validation_events"]
 
     tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
     later = runner.invoke(main, ["history", "--since", tomorrow], env=env)
@@ -163,7 +161,8 @@ def test_export_audit_log_writes_the_days_records(
     rows = list(csv.DictReader(io.StringIO(gzip.decompress(path.read_bytes()).decode())))
     assert list(rows[0]) == list(HISTORY_FIELDS)
     assert sorted((r["run_id"], r["asset"], r["status"]) for r in rows) == sorted(
-        (r.run_id, r.asset, r.status) for r in export_history(persistent_instance)
+        (r.run_id, r.asset, r.status)
+        for r in export_history(persistent_instance)
         if r.asset != "export_audit_log"
     )
     assert len(rows) == 4
