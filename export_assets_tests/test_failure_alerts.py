@@ -38,6 +38,7 @@ from dagster import (
 from export_assets.assets import proxy_list
 from export_assets.definitions import defs
 from export_assets.notify import Notifier
+from export_assets.sample import SampleDeployment
 from export_assets.sensors import (
     EXPORT_SENSORS,
     FAILURE_NOTIFIED_TAG,
@@ -255,12 +256,15 @@ def test_a_cursor_that_is_not_the_sensors_own_is_replaced_with_a_warning(
 
 @pytest.mark.slow
 def test_failed_export_assets_materialize_runs_are_notified(
-    home: DagsterInstance, tmp_path: Path
+    home: DagsterInstance, tmp_path: Path, sample_deployment: SampleDeployment
 ) -> None:
-    """The real CLI, in its own process, against the same SQLite instance."""
+    """The real CLI, in its own process, against the same SQLite instance. Its runs fail
+    inside the run: the destination is a file (a missing database is refused before any
+    run starts, so there would be no run to notify)."""
+    (tmp_path / "exports").write_text("not a folder")
     env = {
         **os.environ,
-        "PROXYWHIRL_DB": str(tmp_path / "missing" / "proxies.db"),
+        "PROXYWHIRL_DB": str(sample_deployment.database),
         "EXPORT_DESTINATION": str(tmp_path / "exports"),
         "EXPORT_REQUESTED_BY": "alice",
     }
@@ -304,7 +308,7 @@ def _wait_for(what: str, check: Callable[[], bool], seconds: float, log: Path) -
 
 @pytest.mark.slow
 def test_the_daemon_notifies_a_failed_cli_run_and_a_failed_launched_run_once_each(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sample_deployment: SampleDeployment
 ) -> None:
     """The real daemon (the sensors know their code location there, unlike in a unit test).
 
@@ -317,10 +321,13 @@ def test_the_daemon_notifies_a_failed_cli_run_and_a_failed_launched_run_once_eac
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     daemon_log = tmp_path / "daemon.log"
     with running_webhook_server() as (url, received):
+        # Both runs fail inside the run: the destination is a file (a missing database is
+        # refused by the CLI before any run starts).
+        (tmp_path / "exports").write_text("not a folder")
         env = {
             **os.environ,
             "DAGSTER_HOME": str(home),
-            "PROXYWHIRL_DB": str(tmp_path / "missing" / "proxies.db"),
+            "PROXYWHIRL_DB": str(sample_deployment.database),
             "EXPORT_DESTINATION": str(tmp_path / "exports"),
             "EXPORT_WEBHOOK_URL": url,
         }
