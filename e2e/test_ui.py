@@ -230,10 +230,13 @@ def test_run_history_shows_the_runs_with_their_tags(launched: Launched) -> None:
         tags = {tag["key"]: tag["value"] for tag in run["tags"]}
         assert (run["jobName"], run["status"]) == (JOB, "SUCCESS")
         assert tags[REQUESTED_BY_TAG] == REQUESTED_BY
-        partitions.add(tags["dagster/partition"])
-        if run["runId"] != launched.single_run_id:
+        if run["runId"] == launched.single_run_id:
+            partitions.add(tags["dagster/partition"])
+        else:  # a ranged backfill run: its first and last day
             assert tags["dagster/backfill"] == launched.backfill_id
-    assert partitions == {*BACKFILL_DAYS, SINGLE_PARTITION}
+            partitions.add(tags["dagster/asset_partition_range_start"])
+            partitions.add(tags["dagster/asset_partition_range_end"])
+    assert partitions == {BACKFILL_DAYS[0], BACKFILL_DAYS[-1], SINGLE_PARTITION}
 
 
 def test_the_ui_shows_the_materialized_partitions(launched: Launched, output_dir: Path) -> None:
