@@ -6,8 +6,9 @@ The names below load on first use (PEP 562): code that reads only the database o
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from export_assets import lazy_names
 
 if TYPE_CHECKING:
     from export_assets.source.database import POOL_SCHEMA, SourceError, SourceSnapshot
@@ -23,10 +24,4 @@ _HOMES = {
 __all__ = ["POOL_SCHEMA", "ProxyWhirlSource", "SourceError", "SourceSnapshot"]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value  # later look-ups skip this function
-    return value
+__getattr__ = lazy_names(__name__, _HOMES)
