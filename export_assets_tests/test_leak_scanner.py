@@ -11,7 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from dagster import DagsterInstance, ExecuteInProcessResult, materialize
+from dagster import (
+    AssetCheckEvaluation,
+    DagsterEventType,
+    DagsterInstance,
+    ExecuteInProcessResult,
+    materialize,
+)
 
 from export_assets.assets import EXPORT_ASSETS, proxy_list
 from export_assets.assets.daily import NO_LEAK, DayContext, daily_export
@@ -184,6 +190,45 @@ def test_the_run_event_log_is_scanned(
     assert not evaluation.passed
     assert not result.success  # blocking
     assert "event log" in str(evaluation.metadata["details"].value)
+
+
+def test_a_leak_in_the_event_log_of_a_ranged_run_blocks_and_is_recorded_per_day(
+    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    env: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    secret = a_password(sample_deployment)
+
+    @daily_export()
+    def chatty_export(context: DayContext) -> DocumentExport:
+        context.log.info(f"connecting with {secret}")
+        return DocumentExport(document={"ok": True}, options=DocumentOptions(), source={})
+
+    days = ["2026-11-19", PARTITION]
+    result = materialize(
+        [chatty_export], instance=instance, raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": days[0],
+              "dagster/asset_partition_range_end": days[-1]},
+        resources=export_resources(sample_deployment.database, tmp_path,
+                                   config_path=str(sample_deployment.config_path)),
+    )  # fmt: skip
+    # Blocking as in a one-day run: the step fails once, never retried, naming the check.
+    assert not result.success
+    [failure] = result.get_step_failure_events()
+    assert failure.step_failure_data.error is not None
+    message = str(failure.step_failure_data.error.message)
+    assert "no_credential_leak of 2026-11-19" in message
+    assert secret not in message  # the finding is named, masked
+    # Each day's result is recorded against its own partition.
+    logged = instance.all_logs(result.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    leaks = [
+        data
+        for entry in logged
+        if entry.dagster_event is not None
+        and isinstance(data := entry.dagster_event.event_specific_data, AssetCheckEvaluation)
+        and data.check_name == NO_LEAK
+    ]
+    assert sorted(e.partition or "" for e in leaks) == days
+    assert not any(e.passed for e in leaks)
 
 
 @pytest.mark.parametrize("policy", ["redact", "encrypt", "reference"])

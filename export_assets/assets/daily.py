@@ -32,11 +32,13 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
+    AssetObservation,
     AssetOut,
     AssetsDefinition,
     BackfillPolicy,
     DagsterLogManager,
     DagsterRun,
+    Failure,
     MetadataValue,
     Output,
     PreviewWarning,
@@ -54,6 +56,7 @@ from export_assets.exports.verify import (
     coverage_description,
     reread_problems,
     rescan_findings,
+    shown_findings,
 )
 from export_assets.leaks import Finding, KnownCredentials, LeakScanner
 from export_assets.partitions import daily_partitions
@@ -236,7 +239,7 @@ def _made(
 
 def _check_results(
     context: AssetExecutionContext, name: str, days: DailyExports
-) -> Iterator[AssetCheckResult]:
+) -> Iterator[AssetCheckResult | AssetObservation]:
     """Each day's two checks, as the IO manager proved them; one result per check and day."""
     known = days.known or KnownCredentials()
     keys = [day.partition for day in days]
@@ -244,25 +247,48 @@ def _check_results(
     for gap in known.gaps:
         context.log.warning(f"{NO_LEAK} on {name} {span}: {gap.message()}")
     log_findings = _event_log_findings(context, LeakScanner(known.secrets))
-    ranged = len(days) > 1
-    for day in days:
-        verification = days.verified[day.partition]
-        results = [_intact(verification), _no_leak(verification, known, log_findings)]
-        yield from _reported(context, name, day.partition, results, ranged)
+    yield from _reported(
+        context,
+        name,
+        {
+            day.partition: [
+                _intact(days.verified[day.partition]),
+                _no_leak(days.verified[day.partition], known, log_findings),
+            ]
+            for day in days
+        },
+    )
 
 
 def _reported(
-    context: AssetExecutionContext, name: str, partition: str, results: list[AssetCheckResult],
-    ranged: bool,
-) -> Iterator[AssetCheckResult]:  # fmt: skip
-    """Check results of one day: yielded (a one-day run) or logged against the day."""
-    for result in results:
-        if not ranged:
-            yield result
-        else:
-            # Dagster's check outputs hold one partition each: a run of several days records
-            # each day's result against its partition.
+    context: AssetExecutionContext, name: str, days: dict[str, list[AssetCheckResult]]
+) -> Iterator[AssetCheckResult | AssetObservation]:
+    """The check results of each day of the run.
+
+    One day: yielded, and a failed ERROR result blocks as Dagster blocks any check. Several
+    days: each result is logged against its day (Dagster's check outputs hold one partition
+    each), and a failed ERROR result is made to block here: the step fails, not retried.
+    """
+    if len(days) == 1:
+        [results] = days.values()
+        yield from results
+        return
+    failed = []
+    for partition, results in days.items():
+        for result in results:
             context.log_event(as_evaluation(name, partition, result))
+            if not result.passed and result.severity == AssetCheckSeverity.ERROR:
+                failed.append(f"{result.check_name} of {partition}: {result.description}")
+    if failed:
+        # Yielding records the results logged above (a step that raises first drops them).
+        yield AssetObservation(
+            asset_key=AssetKey(name),
+            metadata={"failed checks": MetadataValue.md(bullet_list(failed))},
+        )
+        raise Failure(
+            description=f"{name}: {len(failed)} blocking check(s) failed: {'; '.join(failed[:3])}",
+            allow_retries=False,
+        )
 
 
 def as_evaluation(name: str, partition: str, result: AssetCheckResult) -> AssetCheckEvaluation:
@@ -279,7 +305,9 @@ def as_evaluation(name: str, partition: str, result: AssetCheckResult) -> AssetC
     )
 
 
-def _rechecked(context: AssetExecutionContext, name: str) -> Iterator[AssetCheckResult]:
+def _rechecked(
+    context: AssetExecutionContext, name: str
+) -> Iterator[AssetCheckResult | AssetObservation]:
     """The deep re-read of each day of the run, as the step's check results."""
     io_manager = context.resources.io_manager
     if not isinstance(io_manager, ExportIOManager):
@@ -287,11 +315,17 @@ def _rechecked(context: AssetExecutionContext, name: str) -> Iterator[AssetCheck
     destination = io_manager.open_destination()
     known = io_manager.known_credentials()
     scanner = LeakScanner(known.secrets)
-    keys = context.partition_keys
-    for partition in keys:
-        manifest = read_manifest(destination, manifest_key(name, partition))
-        results = reread_results(destination, name, partition, manifest, scanner, known)
-        yield from _reported(context, name, partition, results, len(keys) > 1)
+    yield from _reported(
+        context,
+        name,
+        {
+            partition: reread_results(
+                destination, name, partition,
+                read_manifest(destination, manifest_key(name, partition)), scanner, known,
+            )
+            for partition in context.partition_keys
+        },
+    )  # fmt: skip
 
 
 def reread_results(
@@ -305,7 +339,6 @@ def reread_results(
     else:
         problems = reread_problems(destination, manifest)
         findings = rescan_findings(destination, manifest, scanner)
-    shown = [str(finding) for finding in findings[:20]]
     return [
         AssetCheckResult(
             check_name=INTACT, passed=not problems,
@@ -316,18 +349,7 @@ def reread_results(
                 "problems": MetadataValue.md(bullet_list(problems)),
             },
         ),
-        AssetCheckResult(
-            check_name=NO_LEAK, passed=not findings and not known.gaps,
-            severity=(
-                AssetCheckSeverity.WARN if known.gaps and not findings
-                else AssetCheckSeverity.ERROR
-            ),
-            description="re-scan: " + coverage_description(len(findings), known),
-            metadata={
-                "findings": MetadataValue.int(len(findings)),
-                "details": MetadataValue.md(bullet_list(shown)),
-            },
-        ),
+        leak_result(findings, known, said="re-scan: "),
     ]  # fmt: skip
 
 
@@ -349,20 +371,27 @@ def _intact(verification: Verification) -> AssetCheckResult:
 def _no_leak(
     verification: Verification, known: KnownCredentials, log_findings: list[Finding]
 ) -> AssetCheckResult:
-    findings = verification.findings + log_findings
-    incomplete_only = bool(known.gaps) and not findings
+    return leak_result(verification.findings + log_findings, known)
+
+
+def leak_result(
+    findings: list[Finding], known: KnownCredentials, said: str = ""
+) -> AssetCheckResult:
+    """``no_credential_leak`` for ``findings``: ERROR on a finding, WARN when the scan could
+    not look for every credential (stored ones that do not decrypt), else passed."""
     notes = known.notes + [gap.message() for gap in known.gaps]
-    shown = [str(finding) for finding in findings[:20]]
     return AssetCheckResult(
         check_name=NO_LEAK,
         passed=not findings and not known.gaps,
-        severity=AssetCheckSeverity.WARN if incomplete_only else AssetCheckSeverity.ERROR,
-        description=coverage_description(len(findings), known),
+        severity=(
+            AssetCheckSeverity.WARN if known.gaps and not findings else AssetCheckSeverity.ERROR
+        ),
+        description=said + coverage_description(len(findings), known),
         metadata={
             "findings": MetadataValue.int(len(findings)),
             "known_credentials": MetadataValue.int(len(known.secrets)),
             "undecrypted_credentials": MetadataValue.int(known.undecrypted),
-            "details": MetadataValue.md(bullet_list(shown)),
+            "details": MetadataValue.md(bullet_list(shown_findings(findings))),
             "notes": MetadataValue.md(bullet_list(notes)),
         },
     )

@@ -175,12 +175,13 @@ class Verification:
     findings: list[Finding] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
-    def shown_findings(self) -> list[str]:
-        """At most MAX_FINDINGS_SHOWN findings, secrets masked, and how many more."""
-        shown = [str(finding) for finding in self.findings[:MAX_FINDINGS_SHOWN]]
-        if len(self.findings) > MAX_FINDINGS_SHOWN:
-            shown.append(f"... and {len(self.findings) - MAX_FINDINGS_SHOWN} more")
-        return shown
+
+def shown_findings(findings: Sequence[Finding]) -> list[str]:
+    """At most MAX_FINDINGS_SHOWN findings, secrets masked, and how many more."""
+    shown = [str(finding) for finding in findings[:MAX_FINDINGS_SHOWN]]
+    if len(findings) > MAX_FINDINGS_SHOWN:
+        shown.append(f"... and {len(findings) - MAX_FINDINGS_SHOWN} more")
+    return shown
 
 
 def coverage_description(findings: int, known: KnownCredentials) -> str:
