@@ -17,7 +17,6 @@ from pathlib import Path
 from dagster import (
     AssetCheckSeverity,
     AssetKey,
-    Config,
     Failure,
     Nothing,
     OpExecutionContext,
@@ -30,6 +29,7 @@ from dagster import (
 from pydantic import Field, field_validator
 
 from export_assets.assets.daily import as_evaluation, reread_results
+from export_assets.exports.export import FailFastConfig
 from export_assets.exports.io_manager import read_manifest
 from export_assets.exports.manifest import (
     PARTITION_FOLDER_PREFIX,
@@ -43,10 +43,14 @@ from export_assets.source import ProxyWhirlSource
 VERIFIED_ASSETS = (
     "proxy_list", "proxy_changes", "validation_events", "proxy_metrics", "proxy_logs",
     "pool_config", "health_report", "analytics_workbook", "export_audit_log",
+    "backup/proxy_list", "backup/pool_config", "analytics/validation_events",
+    "analytics/proxy_metrics", "compliance/proxy_logs",
 )  # fmt: skip
+"""The daily records and the templates (a request's copies are re-read from its own asset:
+its "Execute checks" with the request's name)."""
 
 
-class VerifyExportsConfig(Config):
+class VerifyExportsConfig(FailFastConfig):
     """Which published partitions ``verify_exports_job`` re-reads."""
 
     assets: list[str] = Field(
@@ -111,7 +115,8 @@ def verify_published_exports(
             if name.startswith(PARTITION_FOLDER_PREFIX)
         }
         # Days Dagster recorded as materialized must have been published.
-        materialized = context.instance.get_materialized_partitions(AssetKey(asset))
+        key = AssetKey(asset.split("/"))
+        materialized = context.instance.get_materialized_partitions(key)
         for partition in sorted((folders | materialized) & wanted):
             manifest = read_manifest(destination, manifest_key(asset, partition))
             if manifest is None and partition not in materialized:
@@ -123,7 +128,7 @@ def verify_published_exports(
             for result in results:
                 # Dagster records a check evaluation logged from any step against its asset
                 # partition (its annotation lists only the older event types).
-                context.log_event(as_evaluation(asset, partition, result))  # type: ignore[arg-type]
+                context.log_event(as_evaluation(key, partition, result))  # type: ignore[arg-type]
     context.log.info(f"verified {verified} published partition(s); {len(failed)} failed")
     # Flushes the results logged above (a step that raises before yielding drops them).
     yield Output(None)

@@ -312,7 +312,8 @@ def link(asset: str, partition: str, expires: str) -> None:
     except (UnsafePathError, ManifestError) as exc:
         raise click.ClickException(str(exc)) from None
     if manifest is None:
-        require_known_asset(asset)  # a typo is "unknown asset", not "not published"
+        # A typo is "unknown asset", not "not published".
+        require_known_asset(asset, request_folders=True)
         raise click.ClickException(
             f"{asset} {partition} is not published in {store.destination} (no manifest): "
             "materialize it first"

@@ -15,12 +15,16 @@ if TYPE_CHECKING:
     from dagster import Definitions, JobDefinition
 
 
-def unknown_name(kind: str, name: str, valid: Iterable[str]) -> click.ClickException:
-    """``unknown {kind} 'name'``, the closest valid name when one is close, and the list."""
+def unknown_name(
+    kind: str, name: str, valid: Iterable[str], shown: Iterable[str] | None = None
+) -> click.ClickException:
+    """``unknown {kind} 'name'``, the closest valid name when one is close, and the list
+    (``shown``: the list in short, when it is long)."""
     names = sorted(valid)
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    return click.ClickException(f"unknown {kind} {name!r}{hint}; valid {kind}s: {', '.join(names)}")
+    listed = ", ".join(names if shown is None else shown)
+    return click.ClickException(f"unknown {kind} {name!r}{hint}; valid {kind}s: {listed}")
 
 
 def daily_job(defs: Definitions, name: str) -> JobDefinition:
@@ -56,11 +60,17 @@ def export_asset_names() -> list[str]:
     )
 
 
-def require_known_asset(name: str) -> None:
-    """Refuse a name that is not an export asset, listing the valid names."""
+def require_known_asset(name: str, request_folders: bool = False) -> None:
+    """Refuse a name that is not an export asset, listing the valid names; with
+    ``request_folders``, a request's folder (``requests/{request}/{asset}``) is one too."""
     names = export_asset_names()
+    parts = name.split("/")
+    if request_folders and len(parts) == 3 and parts[0] == "requests":
+        name = f"requests/{parts[2]}"
     if name not in names:
-        raise unknown_name("asset", name, names)
+        requests = "requests/{request}/{asset}" if request_folders else "requests/{asset}"
+        shown = [n for n in names if not n.startswith("requests/")] + [requests]
+        raise unknown_name("asset", name, names, shown)
 
 
 @click.command("retention")

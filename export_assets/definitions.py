@@ -9,6 +9,7 @@ from dagster import Definitions, EnvVar, ExecutorDefinition
 
 from export_assets.assets import EXPORT_ASSETS, REPORT_ASSETS
 from export_assets.assets.export_audit_log import export_audit_log
+from export_assets.assets.templates import REQUEST_ASSETS, TEMPLATE_ASSETS
 from export_assets.checks import verify_exports_job, verify_exports_schedule
 from export_assets.exports import ExportIOManager, ExportStore
 from export_assets.jobs import EXPORT_JOBS, export_executor
@@ -44,7 +45,15 @@ def code_location(executor: ExecutorDefinition) -> Definitions:
     ``deploy/celery_location.py`` builds the same location with the Celery executor.
     """
     return Definitions(
-        assets=[*EXPORT_ASSETS, *REPORT_ASSETS, export_audit_log],
+        # The daily records, then the other copies: templates and on-demand requests, each
+        # under its own key and folder (export_assets.assets.templates).
+        assets=[
+            *EXPORT_ASSETS,
+            *REPORT_ASSETS,
+            export_audit_log,
+            *TEMPLATE_ASSETS,
+            *REQUEST_ASSETS,
+        ],
         # Each asset reports its checks from its own step (export_assets.assets.daily);
         # verify_exports_job re-reads published partitions on demand.
         jobs=[*EXPORT_JOBS, *RESTORE_JOBS, retention_job, audit_log_job, verify_exports_job],

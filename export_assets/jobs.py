@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from dagster import AssetSelection, Field, define_asset_job, multi_or_in_process_executor
 
 from export_assets.assets.daily import EXPORT_GROUP, REPORT_GROUP
+from export_assets.assets.templates import ANALYTICS_ASSETS, BACKUP_ASSETS, COMPLIANCE_ASSETS
 
 # The code location's executor (definitions.py): every run executes its steps in the run
 # worker's own process, unless its run config asks
@@ -30,11 +29,6 @@ export_executor = multi_or_in_process_executor.configured(
 )
 
 
-def _options(**assets: dict[str, Any]) -> dict[str, Any]:
-    """Default run config setting each named asset's export options."""
-    return {"ops": {name: {"config": config} for name, config in assets.items()}}
-
-
 daily_export_job = define_asset_job(
     name="daily_export_job",
     run_tags={"export/template": "daily_export_job"},
@@ -46,26 +40,24 @@ daily_export_job = define_asset_job(
 backup_job = define_asset_job(
     name="backup_job",
     run_tags={"export/template": "backup_job"},
-    selection=AssetSelection.assets("proxy_list", "pool_config"),
-    config=_options(proxy_list={"format": "json"}, pool_config={"format": "json"}),
-    description="Backup template: the day's pool and the config, as JSON.",
+    selection=AssetSelection.assets(*BACKUP_ASSETS),
+    description="Backup template: the day's pool and the config, as JSON, under backup/.",
 )
 
 analytics_job = define_asset_job(
     name="analytics_job",
     run_tags={"export/template": "analytics_job"},
-    selection=AssetSelection.assets("validation_events", "proxy_metrics"),
-    config=_options(validation_events={"format": "parquet"}, proxy_metrics={"format": "parquet"}),
-    description="Analytics template: the day's validation events and metrics, as Parquet.",
+    selection=AssetSelection.assets(*ANALYTICS_ASSETS),
+    description="Analytics template: the day's validation events and metrics, as Parquet, "
+    "under analytics/.",
 )
 
 compliance_logs_job = define_asset_job(
     name="compliance_logs_job",
     run_tags={"export/template": "compliance_logs_job"},
-    selection=AssetSelection.assets("proxy_logs"),
-    config=_options(proxy_logs={"format": "jsonl", "compression": "gzip"}),
+    selection=AssetSelection.assets(*COMPLIANCE_ASSETS),
     description="Compliance template: the day's log records, credentials masked, as "
-    "gzip-compressed JSON lines.",
+    "gzip-compressed JSON lines, under compliance/.",
 )
 
 weekly_report_job = define_asset_job(

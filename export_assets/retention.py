@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
-from dagster import Config, MetadataValue, OpExecutionContext, job, op
+from dagster import MetadataValue, OpExecutionContext, job, op
 from pydantic import Field
 
 from export_assets.exports.destinations import (
@@ -28,6 +28,7 @@ from export_assets.exports.destinations import (
     Destination,
     UnsafePathError,
 )
+from export_assets.exports.export import FailFastConfig
 from export_assets.exports.lease import (
     PartitionLease,
     clear_stale_lease,
@@ -40,7 +41,7 @@ from export_assets.exports.manifest import (
     PARTITION_FOLDER_PREFIX,
     ExportManifest,
     ManifestError,
-    is_asset_name,
+    export_folders,
     is_partition_key,
     manifest_key,
     partition_folder,
@@ -117,10 +118,8 @@ def published_partitions(destination: Destination) -> tuple[list[PublishedPartit
     folder with a valid manifest counts, and only what that manifest lists.
     """
     found: list[PublishedPartition] = []
-    skipped: list[str] = []
-    for asset in destination.list_folders(""):
-        if not is_asset_name(asset):
-            continue  # not an export's folder
+    assets, skipped = export_folders(destination)
+    for asset in assets:
         try:
             folders = destination.list_folders(asset)
         except UnsafePathError as exc:
@@ -269,9 +268,7 @@ def _remove_debris(destination: Destination, *, dry_run: bool) -> list[str]:
     if isinstance(destination, S3Destination):
         # Incomplete uploads do not show as folders: one listing of the whole prefix.
         removed += destination.abort_incomplete_uploads(DEBRIS_AGE, dry_run=dry_run)
-    for asset in destination.list_folders(""):
-        if not is_asset_name(asset):
-            continue
+    for asset in export_folders(destination)[0]:
         try:
             for folder in destination.list_folders(asset):
                 if folder.startswith(PARTITION_FOLDER_PREFIX):
@@ -302,7 +299,7 @@ def default_keep_days() -> int:
     )
 
 
-class RetentionConfig(Config):
+class RetentionConfig(FailFastConfig):
     """How much of the exports the retention job keeps."""
 
     keep_days: int | None = Field(

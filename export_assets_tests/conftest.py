@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import base64
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from dagster import DagsterInstance, instance_for_test
+from dagster import AssetsDefinition, DagsterInstance, instance_for_test
 
 from export_assets.exports import ExportIOManager, ExportStore
 from export_assets.sample import SampleDeployment, write_sample_deployment
@@ -87,3 +87,30 @@ def proxy_credentials(database: Path, env_file: Path) -> set[str]:
                     found.add(value)
     connection.close()
     return found
+
+
+def configured(asset: AssetsDefinition, config: Mapping[str, Any] | None) -> AssetsDefinition:
+    """``asset`` (a canonical export) with these fixed settings, as a deployment sets them."""
+    from export_assets.assets.daily import with_settings
+
+    return with_settings(asset, **config) if config else asset
+
+
+REQUEST = "adhoc"
+
+
+def requested(asset: AssetsDefinition) -> AssetsDefinition:
+    """The on-demand asset of ``asset``'s domain (``requests/{name}``)."""
+    from export_assets.assets.templates import REQUEST_ASSETS
+
+    name = asset.key.path[-1]
+    (found,) = [a for a in REQUEST_ASSETS if a.key.path == ["requests", name]]
+    return found
+
+
+def request_config(
+    asset: AssetsDefinition, config: Mapping[str, Any], request: str = REQUEST
+) -> dict[str, Any]:
+    """Run config of ``requested(asset)``: ``config`` and the request's name."""
+    name = asset.key.path[-1]
+    return {"ops": {f"requests__{name}": {"config": {**config, "request": request}}}}

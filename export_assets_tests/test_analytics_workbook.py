@@ -19,6 +19,7 @@ from export_assets.exports.readers import count_rows
 from export_assets.failures import error_message, user_error
 from export_assets.reports.workbook import DAILY_HEADER, PROVENANCE_HEADER, PROXY_HEADER
 from export_assets.sample.hostile import HOSTILE_STRINGS
+from export_assets_tests.conftest import request_config, requested
 from export_assets_tests.test_health_report import handmade_resources, hostile_database
 from export_assets_tests.weekly_reports import (  # noqa: F401 (a fixture)
     EXPORTED_DAYS,
@@ -155,9 +156,9 @@ def test_bad_accent_colour_is_a_clear_error(tmp_path: Path, instance: DagsterIns
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [analytics_workbook], partition_key="2026-11-20", instance=instance,
+        [requested(analytics_workbook)], partition_key="2026-11-20", instance=instance,
         resources=handmade_resources(database, exports), raise_on_error=False,
-        run_config={"ops": {"analytics_workbook": {"config": {"accent_color": "#12345"}}}},
+        run_config=request_config(analytics_workbook, {"accent_color": "#12345"}),
     )  # fmt: skip
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error

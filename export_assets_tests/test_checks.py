@@ -27,7 +27,7 @@ from export_assets.assets.daily import INTACT
 from export_assets.checks import verify_exports_job
 from export_assets.exports import ExportStore
 from export_assets.failures import user_error
-from export_assets_tests.conftest import export_resources
+from export_assets_tests.conftest import configured, export_resources
 from export_assets_tests.s3_server import MotoServer
 
 if TYPE_CHECKING:
@@ -42,8 +42,8 @@ def export_partition(
 ) -> ExecuteInProcessResult:
     """Materialize proxy_list for DAY; the check its step reports passes on a fresh export."""
     result = materialize(
-        [proxy_list], partition_key=DAY, resources=resources, instance=instance,
-        run_config={"ops": {"proxy_list": {"config": {"format": fmt}}}},
+        [configured(proxy_list, {"format": fmt})], partition_key=DAY, resources=resources,
+        instance=instance,
     )  # fmt: skip
     [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == INTACT]
     assert evaluation.passed

@@ -116,7 +116,7 @@ def test_sample_data_then_materialize_twice_is_reproducible(
     )  # fmt: skip
     assert analytics.returncode == 0, analytics.stderr
     for asset in ("validation_events", "proxy_metrics"):
-        folder = exports / asset / "dt=2026-11-10"
+        folder = exports / "analytics" / asset / "dt=2026-11-10"
         assert [p.name for p in folder.iterdir() if p.name != "_manifest.json"] == [
             f"{asset}-2026-11-10.parquet"
         ]
@@ -242,19 +242,29 @@ def test_an_unknown_job_is_named_with_the_valid_ones(tmp_path: Path) -> None:
 def test_an_unknown_asset_is_named_with_the_valid_ones(tmp_path: Path) -> None:
     env = {"DAGSTER_HOME": str(dagster_home(tmp_path)), "EXPORT_DESTINATION": str(tmp_path)}
     valid = (
-        "analytics_workbook, export_audit_log, health_report, pool_config, proxy_changes, "
-        "proxy_list, proxy_logs, proxy_metrics, validation_events"
+        "analytics/proxy_metrics, analytics/validation_events, analytics_workbook, "
+        "backup/pool_config, backup/proxy_list, compliance/proxy_logs, export_audit_log, "
+        "health_report, pool_config, proxy_changes, proxy_list, proxy_logs, proxy_metrics, "
+        "validation_events, "
     )
     link = CliRunner().invoke(main, ["link", "proxy_lst", "2026-11-23"], env=env)
     assert link.exit_code == 1
     assert link.output.splitlines() == [
         f"Error: unknown asset 'proxy_lst' (did you mean proxy_list?); valid assets: {valid}"
+        "requests/{request}/{asset}"
     ]
     history = CliRunner().invoke(main, ["history", "--asset", "pool_cnfig"], env=env)
     assert history.exit_code == 1
     assert history.output.splitlines() == [
         f"Error: unknown asset 'pool_cnfig' (did you mean pool_config?); valid assets: {valid}"
+        "requests/{asset}"
     ]
+    # A request's folder is an asset's: not published, rather than unknown.
+    request = CliRunner().invoke(
+        main, ["link", "requests/us-only/proxy_list", "2026-11-23"], env=env
+    )
+    assert request.exit_code == 1
+    assert "requests/us-only/proxy_list 2026-11-23 is not published" in request.output
     assert list(tmp_path.iterdir()) == [tmp_path / "dagster_home"]
 
 

@@ -36,7 +36,7 @@ from export_assets.exports.export import (
     RunConfigError,
 )
 from export_assets.sample import SampleDeployment
-from export_assets_tests.conftest import export_resources
+from export_assets_tests.conftest import export_resources, request_config, requested
 
 DAY = "2026-11-19"
 
@@ -45,14 +45,14 @@ def run(
     asset: AssetsDefinition, config: dict[str, Any], sample: SampleDeployment, exports: Path,
     instance: DagsterInstance,
 ) -> ExecuteInProcessResult:  # fmt: skip
-    name = asset.key.path[-1]
+    # Options are run config of the on-demand asset only (the daily record's are fixed).
     return materialize(
-        [asset], partition_key=DAY, instance=instance,
+        [requested(asset)], partition_key=DAY, instance=instance,
         resources=export_resources(
             sample.database, exports, log_dir=str(sample.log_dir),
             config_path=str(sample.config_path),
         ),
-        run_config={"ops": {name: {"config": config}}}, raise_on_error=False,
+        run_config=request_config(asset, config), raise_on_error=False,
     )  # fmt: skip
 
 
@@ -73,37 +73,37 @@ def final_failure(result: ExecuteInProcessResult) -> str:
     [
         (
             validation_events, {"error_types": []},
-            "invalid run config (ValidationEventsConfig): error_types=[]: an empty list "
+            "invalid run config (ValidationEventsRequest): error_types=[]: an empty list "
             "matches nothing: list values, or leave it unset",
         ),
         (
             proxy_changes, {"changes": []},
-            "invalid run config (ProxyChangesConfig): changes=[]: changes is empty: list the "
+            "invalid run config (ProxyChangesRequest): changes=[]: changes is empty: list the "
             "kinds to export (added, removed, status_changed), or leave it unset for all",
         ),
         (
             proxy_list, {"gzip_level": 42},
-            "invalid run config (ProxyListConfig): gzip_level=42 is out of range: use a value "
+            "invalid run config (ProxyListRequest): gzip_level=42 is out of range: use a value "
             "from 1 to 9",
         ),
         (
             proxy_list, {"zstd_level": 0, "min_success_rate": 1.5},
-            "invalid run config (ProxyListConfig): zstd_level=0 is out of range: use a value "
+            "invalid run config (ProxyListRequest): zstd_level=0 is out of range: use a value "
             "from 1 to 22; min_success_rate=1.5 is out of range: use a value from 0.0 to 1.0",
         ),
         (
             proxy_list, {"format": "parquet", "compression": "gzip"},
-            "invalid run config (ProxyListConfig): parquet compresses internally "
+            "invalid run config (ProxyListRequest): parquet compresses internally "
             "(parquet_compression); set compression to none (or leave it unset), not 'gzip'",
         ),
         (
             proxy_list, {"fields": ["url", "url"]},
-            "invalid run config (ProxyListConfig): fields=['url', 'url']: fields lists 'url' "
+            "invalid run config (ProxyListRequest): fields=['url', 'url']: fields lists 'url' "
             "twice: ['url', 'url']",
         ),
         (
             pool_config, {"gzip_level": 10, "compression": "gzip"},
-            "invalid run config (PoolConfigConfig): gzip_level=10 is out of range: use a value "
+            "invalid run config (PoolConfigRequest): gzip_level=10 is out of range: use a value "
             "from 1 to 9",
         ),
     ],
@@ -127,7 +127,10 @@ def test_an_unknown_field_fails_without_retry_naming_the_valid_fields(
     exports = tmp_path / "exports"
     result = run(proxy_list, {"fields": ["url", "urll"]}, sample_deployment, exports, instance)
     description = final_failure(result)
-    assert description.startswith("proxy_list has no field 'urll'; valid fields: url, protocol, ")
+    assert description.startswith(
+        "invalid run config (ProxyListRequest): fields=['url', 'urll']: no field 'urll'; "
+        "valid fields: url, protocol, "
+    )
     assert "health_status" in description
     assert not list(exports.rglob("_manifest.json")) if exports.exists() else True
 

@@ -16,7 +16,7 @@ from dagster import DagsterInstance, materialize
 from export_assets.assets import pool_config, proxy_list
 from export_assets.failures import error_message, user_error
 from export_assets.sample import SampleDeployment
-from export_assets_tests.conftest import export_resources, proxy_credentials
+from export_assets_tests.conftest import configured, export_resources, proxy_credentials
 from export_assets_tests.test_round_trip import EXPORT_KEY, PARTITION, sample_keys
 
 
@@ -26,9 +26,9 @@ def run(
 ) -> tuple[bool, str]:  # fmt: skip
     """Materialize one asset; (success, the user's error message)."""
     result = materialize(
-        [asset], partition_key=PARTITION, instance=instance, raise_on_error=False,
+        [configured(asset, config)], partition_key=PARTITION, instance=instance,
+        raise_on_error=False,
         resources=export_resources(sample.database, exports, config_path=str(sample.config_path)),
-        run_config={"ops": {asset.key.path[-1]: {"config": config}}},
     )  # fmt: skip
     failures = result.get_step_failure_events()
     if not failures:

@@ -40,7 +40,7 @@ from export_assets.partitions import daily_partitions
 from export_assets.retries import fail_fast_on_permanent_errors, is_transient
 from export_assets.sample import SampleDeployment
 from export_assets.source.database import SourceError, SourceSnapshot, connect_read_only
-from export_assets_tests.conftest import export_resources
+from export_assets_tests.conftest import configured, export_resources
 
 DAY = "2026-11-19"
 
@@ -142,9 +142,8 @@ def run_proxy_list(
     database: Path | None = None, **config: object,
 ) -> ExecuteInProcessResult:  # fmt: skip
     return materialize(
-        [proxy_list], partition_key=DAY, instance=instance,
-        resources=export_resources(database or sample.database, exports),
-        run_config={"ops": {"proxy_list": {"config": config}}}, raise_on_error=False,
+        [configured(proxy_list, config)], partition_key=DAY, instance=instance,
+        resources=export_resources(database or sample.database, exports), raise_on_error=False,
     )  # fmt: skip
 
 

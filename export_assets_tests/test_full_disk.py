@@ -13,7 +13,7 @@ from dagster import DagsterInstance, materialize
 from export_assets.assets import proxy_list
 from export_assets.failures import user_error
 from export_assets.sample import SampleDeployment
-from export_assets_tests.conftest import SAMPLE_END, export_resources
+from export_assets_tests.conftest import SAMPLE_END, configured, export_resources
 
 PARTITION = SAMPLE_END.isoformat()
 
@@ -56,8 +56,8 @@ def test_a_full_disk_is_named_and_the_previous_export_survives(
         os.close(descriptor)
 
     result = materialize(
-        [proxy_list], partition_key=PARTITION, resources=resources, instance=instance,
-        run_config={"ops": {"proxy_list": {"config": {"format": "jsonl", "compression": "none"}}}},
+        [configured(proxy_list, {"format": "jsonl", "compression": "none"})],
+        partition_key=PARTITION, resources=resources, instance=instance,
         raise_on_error=False,
     )  # fmt: skip
     assert not result.success

@@ -26,7 +26,7 @@ from export_assets.reports.window import week_figures
 from export_assets.sample import SampleDeployment
 from export_assets.sample.hostile import HOSTILE_STRINGS
 from export_assets.source.database import SourceSnapshot
-from export_assets_tests.conftest import export_resources
+from export_assets_tests.conftest import configured, export_resources, request_config, requested
 from export_assets_tests.handmade import HandmadeDatabase
 from export_assets_tests.s3_server import MotoServer
 from export_assets_tests.weekly_reports import (  # noqa: F401 (a fixture)
@@ -145,9 +145,8 @@ def test_hostile_strings_render_as_text(tmp_path: Path, instance: DagsterInstanc
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [health_report], partition_key="2026-11-20",
+        [configured(health_report, {"min_checks": 1})], partition_key="2026-11-20",
         instance=instance, resources=handmade_resources(database, exports),
-        run_config={"ops": {"health_report": {"config": {"min_checks": 1}}}},
     )  # fmt: skip
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
@@ -200,9 +199,9 @@ def test_bad_branding_is_a_clear_error_and_writes_nothing(
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [health_report], partition_key="2026-11-20", instance=instance,
+        [requested(health_report)], partition_key="2026-11-20", instance=instance,
         resources=handmade_resources(database, exports), raise_on_error=False,
-        run_config={"ops": {"health_report": {"config": config}}},
+        run_config=request_config(health_report, config),
     )  # fmt: skip
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
@@ -217,9 +216,9 @@ def test_a_logo_that_is_not_an_image_is_refused(tmp_path: Path, instance: Dagste
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [health_report], partition_key="2026-11-20", instance=instance,
+        [requested(health_report)], partition_key="2026-11-20", instance=instance,
         resources=handmade_resources(database, exports), raise_on_error=False,
-        run_config={"ops": {"health_report": {"config": {"logo_path": str(logo)}}}},
+        run_config=request_config(health_report, {"logo_path": str(logo)}),
     )  # fmt: skip
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error

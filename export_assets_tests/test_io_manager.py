@@ -50,7 +50,7 @@ from export_assets.exports.verify import reread_problems
 from export_assets.failures import error_message, user_error
 from export_assets.partitions import daily_partitions
 from export_assets.source import POOL_SCHEMA
-from export_assets_tests.conftest import export_resources
+from export_assets_tests.conftest import configured, export_resources
 from export_assets_tests.s3_server import MotoServer
 
 if TYPE_CHECKING:
@@ -148,13 +148,11 @@ def export(
     raise_on_error: bool = True,
 ) -> ExecuteInProcessResult:
     """Materialize one partition of an export asset (an export's checks run in its step)."""
-    op = asset_def.key.path[-1]
     return materialize(
-        [asset_def],
+        [configured(asset_def, config)],
         partition_key=partition,
         resources=resources,
         instance=instance,
-        run_config={"ops": {op: {"config": dict(config)}}} if config else None,
         raise_on_error=raise_on_error,
     )
 

@@ -9,6 +9,7 @@ from dagster import BackfillPolicy, DagsterInstance, Definitions
 
 from export_assets.assets import EXPORT_ASSETS
 from export_assets.assets.daily import DAYS_PER_BACKFILL_RUN, INTACT
+from export_assets.assets.templates import TEMPLATE_ASSETS
 from export_assets.jobs import EXPORT_JOBS
 from export_assets.sample import SampleDeployment
 from export_assets_tests.conftest import SAMPLE_END, export_resources
@@ -19,9 +20,15 @@ PARTITION = SAMPLE_END.isoformat()
 @pytest.mark.parametrize(
     ("job", "files"),
     [
-        ("backup_job", {"proxy_list": ".json.gz", "pool_config": ".json"}),
-        ("analytics_job", {"validation_events": ".parquet", "proxy_metrics": ".parquet"}),
-        ("compliance_logs_job", {"proxy_logs": ".jsonl.gz"}),
+        ("backup_job", {"backup/proxy_list": ".json.gz", "backup/pool_config": ".json"}),
+        (
+            "analytics_job",
+            {
+                "analytics/validation_events": ".parquet",
+                "analytics/proxy_metrics": ".parquet",
+            },
+        ),
+        ("compliance_logs_job", {"compliance/proxy_logs": ".jsonl.gz"}),
     ],
 )
 def test_a_template_exports_its_assets_in_its_format(
@@ -33,7 +40,7 @@ def test_a_template_exports_its_assets_in_its_format(
 ) -> None:
     exports = tmp_path / "exports"
     defs = Definitions(
-        assets=EXPORT_ASSETS,
+        assets=[*EXPORT_ASSETS, *TEMPLATE_ASSETS],
         jobs=EXPORT_JOBS,
         resources=export_resources(
             sample_deployment.database, exports, log_dir=str(sample_deployment.log_dir),
@@ -50,7 +57,7 @@ def test_a_template_exports_its_assets_in_its_format(
         if p.is_file() and p.name != "_manifest.json"
     }
     assert written == {
-        f"{asset}/dt={PARTITION}/{asset}-{PARTITION}{extension}"
+        f"{asset}/dt={PARTITION}/{asset.split('/')[-1]}-{PARTITION}{extension}"
         for asset, extension in files.items()
     }
     intact = [e for e in result.get_asset_check_evaluations() if e.check_name == INTACT]
@@ -61,3 +68,26 @@ def test_a_template_exports_its_assets_in_its_format(
 def test_a_backfill_run_covers_a_range_of_days() -> None:
     for asset in EXPORT_ASSETS:
         assert asset.backfill_policy == BackfillPolicy.multi_run(DAYS_PER_BACKFILL_RUN), asset.key
+
+
+def test_a_backup_that_cannot_read_the_pool_publishes_nothing(
+    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance
+) -> None:
+    exports = tmp_path / "exports"
+    defs = Definitions(
+        assets=[*EXPORT_ASSETS, *TEMPLATE_ASSETS],
+        jobs=EXPORT_JOBS,
+        resources=export_resources(
+            tmp_path / "missing.db", exports, config_path=str(sample_deployment.config_path)
+        ),
+    )
+    result = defs.resolve_job_def("backup_job").execute_in_process(
+        partition_key=PARTITION, instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    # The pool failed; the config, which follows it in a backup, never ran.
+    assert [e.step_key for e in result.get_step_failure_events()] == ["backup__proxy_list"]
+    assert "backup__pool_config" not in {
+        e.step_key for e in result.all_events if e.event_type_value == "STEP_START"
+    }
+    assert not exports.exists() or not list(exports.rglob("*.json*"))

@@ -27,7 +27,7 @@ from export_assets.exports.export import DocumentExport, DocumentOptions
 from export_assets.leaks import LeakScanner, known_credentials, mask_secret
 from export_assets.sample import SampleDeployment
 from export_assets_tests import s3_server
-from export_assets_tests.conftest import export_resources, proxy_credentials
+from export_assets_tests.conftest import configured, export_resources, proxy_credentials
 from export_assets_tests.test_round_trip import EXPORT_KEY, PARTITION, sample_keys
 
 
@@ -139,10 +139,10 @@ def test_a_planted_credential_stops_the_publish_in_every_format(
 ) -> None:  # fmt: skip
     root, secret = planted
     exports = tmp_path / "exports"
-    config = {"ops": {"proxy_list": {"config": {"format": fmt, "compression": compression}}}}
+    asset = configured(proxy_list, {"format": fmt, "compression": compression})
     # The clean deployment's export of the day, then the same day with the planted secret.
     clean = materialize(
-        [proxy_list], partition_key=PARTITION, instance=instance, run_config=config,
+        [asset], partition_key=PARTITION, instance=instance,
         resources=export_resources(sample_deployment.database, exports,
                                    config_path=str(sample_deployment.config_path)),
     )  # fmt: skip
@@ -150,7 +150,7 @@ def test_a_planted_credential_stops_the_publish_in_every_format(
     before = published(exports)
 
     result = materialize(
-        [proxy_list], partition_key=PARTITION, instance=instance, run_config=config,
+        [asset], partition_key=PARTITION, instance=instance,
         resources=export_resources(root / "proxies.db", exports,
                                    config_path=str(root / "proxywhirl.toml")),
         raise_on_error=False,
@@ -236,14 +236,13 @@ def test_every_export_of_the_sample_passes(
     sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
     env: pytest.MonkeyPatch, policy: str,
 ) -> None:  # fmt: skip
-    credentials = {"config": {"credentials": policy}}
     result = materialize(
-        EXPORT_ASSETS,
+        [configured(a, {"credentials": policy}) if a.key.path[-1] in ("proxy_list", "pool_config")
+         else a for a in EXPORT_ASSETS],
         partition_key=PARTITION, instance=instance,
         resources=export_resources(sample_deployment.database, tmp_path,
                                    config_path=str(sample_deployment.config_path),
                                    log_dir=str(sample_deployment.log_dir)),
-        run_config={"ops": {"proxy_list": credentials, "pool_config": credentials}},
     )  # fmt: skip
     assert result.success
     evaluations = result.get_asset_check_evaluations()
@@ -267,10 +266,9 @@ def test_a_leak_reaches_no_s3_object(
     client.create_bucket(Bucket=f"leaks-{fmt}")
     store = ExportStore(destination=f"s3://leaks-{fmt}/exports", s3=moto_server.resource())
     result = materialize(
-        [proxy_list], partition_key=PARTITION, instance=instance,
+        [configured(proxy_list, {"format": fmt})], partition_key=PARTITION, instance=instance,
         resources=export_resources(root / "proxies.db", "unused", store=store,
                                    config_path=str(root / "proxywhirl.toml")),
-        run_config={"ops": {"proxy_list": {"config": {"format": fmt}}}},
         raise_on_error=False,
     )  # fmt: skip
     message = failure_of(result)

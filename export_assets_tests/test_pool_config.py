@@ -16,7 +16,7 @@ from export_assets.assets import pool_config
 from export_assets.exports.manifest import ExportManifest
 from export_assets.failures import user_error
 from export_assets.sample import SampleDeployment
-from export_assets_tests.conftest import SAMPLE_END, export_resources
+from export_assets_tests.conftest import SAMPLE_END, configured, export_resources
 
 PARTITION = SAMPLE_END.isoformat()
 
@@ -46,12 +46,12 @@ pool_size = 5
 
 
 def export(
-    config_path: Path, exports: Path, instance: DagsterInstance, run_config: Mapping[str, Any]
+    config_path: Path, exports: Path, instance: DagsterInstance, settings: Mapping[str, Any]
 ) -> tuple[bool, ExportManifest | None, Path]:
     resources = export_resources(Path("unused.db"), exports, config_path=str(config_path))
     result = materialize(
-        [pool_config], partition_key=PARTITION,
-        resources=resources, instance=instance, run_config=run_config, raise_on_error=False,
+        [configured(pool_config, settings)], partition_key=PARTITION,
+        resources=resources, instance=instance, raise_on_error=False,
     )  # fmt: skip
     folder = exports / "pool_config" / f"dt={PARTITION}"
     manifest_path = folder / "_manifest.json"
@@ -67,7 +67,7 @@ def test_the_config_is_exported_sorted_without_credentials(
 ) -> None:
     config_path = tmp_path / "proxywhirl.toml"
     config_path.write_text(CONFIG)
-    run_config = {"ops": {"pool_config": {"config": {"format": format}}}}
+    run_config = {"format": format}
     ok, manifest, folder = export(config_path, tmp_path / "exports", instance, run_config)
     assert ok
     assert manifest is not None

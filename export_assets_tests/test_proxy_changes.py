@@ -27,7 +27,7 @@ from export_assets.source.changes import (
     diff_pools,
     pool_changes,
 )
-from export_assets_tests.conftest import export_resources
+from export_assets_tests.conftest import configured, export_resources, request_config, requested
 from export_assets_tests.handmade import HandmadeDatabase
 
 A = "http://198.51.100.1:8080"  # healthy on 11-01, unhealthy on 11-02, dead at 11-03 00:00
@@ -68,9 +68,8 @@ def run(
     **config: Any,
 ) -> None:  # fmt: skip
     result = materialize(
-        [proxy_changes], partition_key=partition, instance=instance,
+        [configured(proxy_changes, config)], partition_key=partition, instance=instance,
         resources=export_resources(database, exports, batch_rows=2),  # several batches a pool
-        run_config={"ops": {"proxy_changes": {"config": config}}},
     )  # fmt: skip
     assert result.success
 
@@ -246,9 +245,9 @@ def test_an_empty_changes_filter_is_refused(
 ) -> None:
     exports = tmp_path / "exports"
     result = materialize(
-        [proxy_changes], partition_key="2026-11-03", instance=instance,
+        [requested(proxy_changes)], partition_key="2026-11-03", instance=instance,
         resources=export_resources(database, exports),
-        run_config={"ops": {"proxy_changes": {"config": {"changes": []}}}},
+        run_config=request_config(proxy_changes, {"changes": []}),
         raise_on_error=False,
     )  # fmt: skip
     assert not result.success
@@ -325,9 +324,8 @@ def test_every_sample_day_exports_and_added_rows_match_discoveries(
     for day in days:
         partition = day.isoformat()
         result = materialize(
-            [proxy_changes], partition_key=partition, instance=instance,
-            resources=export_resources(database, exports),
-            run_config={"ops": {"proxy_changes": {"config": {"format": "parquet"}}}},
+            [configured(proxy_changes, {"format": "parquet"})], partition_key=partition,
+            instance=instance, resources=export_resources(database, exports),
         )  # fmt: skip
         assert result.success
         rows = read_parquet(

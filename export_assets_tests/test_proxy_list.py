@@ -18,7 +18,7 @@ from export_assets.assets import proxy_list
 from export_assets.exports.manifest import ExportManifest
 from export_assets.sample import SampleDeployment
 from export_assets.source import POOL_SCHEMA
-from export_assets_tests.conftest import export_resources
+from export_assets_tests.conftest import configured, export_resources
 from export_assets_tests.handmade import HandmadeDatabase
 
 A = "http://198.51.100.1:8080"
@@ -209,9 +209,8 @@ def test_filters_keep_exactly_the_matching_proxies(
     partition = "2026-11-20"
     config = {"format": "jsonl", **filters}
     result = materialize(
-        [proxy_list], partition_key=partition, instance=instance,
+        [configured(proxy_list, config)], partition_key=partition, instance=instance,
         resources=export_resources(sample_deployment.database, exports),
-        run_config={"ops": {"proxy_list": {"config": config}}},
     )  # fmt: skip
     assert result.success
     path = exports / "proxy_list" / f"dt={partition}" / f"proxy_list-{partition}.jsonl.gz"
@@ -242,9 +241,8 @@ def matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
 def _all_rows(sample: SampleDeployment, tmp_path: Path, instance: DagsterInstance) -> list[bytes]:
     everything = tmp_path / "everything"
     assert materialize(
-        [proxy_list], partition_key="2026-11-20", instance=instance,
-        resources=export_resources(sample.database, everything),
-        run_config={"ops": {"proxy_list": {"config": {"format": "jsonl"}}}},
+        [configured(proxy_list, {"format": "jsonl"})], partition_key="2026-11-20",
+        instance=instance, resources=export_resources(sample.database, everything),
     ).success  # fmt: skip
     path = everything / "proxy_list" / "dt=2026-11-20" / "proxy_list-2026-11-20.jsonl.gz"
     return gzip.decompress(path.read_bytes()).splitlines()

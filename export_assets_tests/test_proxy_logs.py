@@ -23,7 +23,7 @@ from export_assets.source import SourceError
 from export_assets.source import logs as source_logs
 from export_assets.source.log_records import LOG_SCHEMA
 from export_assets.source.logs import LogSelection, day_bounds_us, open_log_day
-from export_assets_tests.conftest import export_resources, proxy_credentials
+from export_assets_tests.conftest import configured, export_resources, proxy_credentials
 
 DAY = "2026-11-01"
 ROTATED_GZ = "proxywhirl.2026-10-31_12-00-00_000000.log.gz"
@@ -164,8 +164,8 @@ def run(
 ) -> Any:  # fmt: skip
     resources = export_resources(log_dir.parent / "proxies.db", exports, log_dir=str(log_dir))
     return materialize(
-        [proxy_logs], partition_key=partition, resources=resources, instance=instance,
-        run_config={"ops": {"proxy_logs": {"config": config or {}}}},
+        [configured(proxy_logs, config)], partition_key=partition, resources=resources,
+        instance=instance,
         raise_on_error=raise_on_error,
     )  # fmt: skip
 

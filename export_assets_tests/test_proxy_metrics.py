@@ -28,7 +28,7 @@ from export_assets.exports.manifest import ExportManifest
 from export_assets.failures import error_message, user_error
 from export_assets.sample import SampleDeployment
 from export_assets.source.validations import ERROR_TYPES, PROXY_METRICS_SCHEMA
-from export_assets_tests.conftest import export_resources
+from export_assets_tests.conftest import configured, export_resources
 from export_assets_tests.handmade import HandmadeDatabase
 
 DAY = "2026-11-01"
@@ -72,9 +72,8 @@ def run(
 ) -> Path:  # fmt: skip
     """Materialize one partition; the folder it was written to."""
     result = materialize(
-        [proxy_metrics], partition_key=partition, instance=instance,
+        [configured(proxy_metrics, config)], partition_key=partition, instance=instance,
         resources=export_resources(database, exports, batch_rows=batch_rows),
-        run_config={"ops": {"proxy_metrics": {"config": config}}} if config else None,
     )  # fmt: skip
     assert result.success
     return exports / "proxy_metrics" / f"dt={partition}"

@@ -34,7 +34,7 @@ from export_assets.assets import proxy_list
 from export_assets.assets.proxy_changes import proxy_changes
 from export_assets.sample import SampleDeployment
 from export_assets.source import POOL_SCHEMA, ProxyWhirlSource
-from export_assets_tests.conftest import export_resources
+from export_assets_tests.conftest import configured, export_resources
 from export_assets_tests.proxywhirl_deployment import LibraryDeployment, write_library_deployment
 
 EXPORT_KEY = Fernet.generate_key().decode()
@@ -87,9 +87,8 @@ def _export(
     if name == "proxy_list":
         config["credentials"] = "encrypt"
     result = materialize(
-        [asset], partition_key=day.isoformat(), instance=instance,
+        [configured(asset, config)], partition_key=day.isoformat(), instance=instance,
         resources=export_resources(deployment.database, exports),
-        run_config={"ops": {name: {"config": config}}},
     )  # fmt: skip
     assert result.success
     folder = exports / name / f"dt={day.isoformat()}"

@@ -31,7 +31,7 @@ from export_assets.reports.window import week_figures
 from export_assets.sample import SampleDeployment
 from export_assets.sample.hostile import HOSTILE_STRINGS
 from export_assets.source.database import SourceSnapshot
-from export_assets_tests.conftest import SAMPLE_END, export_resources
+from export_assets_tests.conftest import SAMPLE_END, configured, export_resources
 from export_assets_tests.test_health_report import hostile_database, pdf_text
 
 PARTITION = SAMPLE_END.isoformat()
@@ -68,7 +68,7 @@ def materialize_twice(
     extension: str,
     move: Callable[[], None],
     instance: DagsterInstance,
-    run_config: dict[str, object] | None = None,
+    settings: dict[str, object] | None = None,
 ) -> tuple[bytes, bytes]:
     """The partition's data file after a first run and after a second, later one."""
     contents = []
@@ -76,8 +76,8 @@ def materialize_twice(
         if run:
             move()
         result = materialize(
-            [asset], partition_key=PARTITION, instance=instance,
-            resources=export_resources(database, exports), run_config=run_config,
+            [configured(asset, settings)], partition_key=PARTITION, instance=instance,
+            resources=export_resources(database, exports),
         )  # fmt: skip
         assert result.success
         contents.append(published_file(exports, asset.key.path[-1], extension).read_bytes())
@@ -110,7 +110,7 @@ def test_daily_xlsx_export_is_byte_identical_across_runs(
     first, second = materialize_twice(
         proxy_list, sample_deployment.database, tmp_path / "exports", ".xlsx",
         another_time_and_place, instance,
-        run_config={"ops": {"proxy_list": {"config": {"format": "xlsx"}}}},
+        settings={"format": "xlsx"},
     )  # fmt: skip
     assert first == second
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
@@ -126,9 +126,8 @@ def test_xlsx_keeps_carriage_returns_exactly(tmp_path: Path, instance: DagsterIn
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [proxy_list], partition_key="2026-11-20", instance=instance,
-        resources=export_resources(database, exports),
-        run_config={"ops": {"proxy_list": {"config": {"format": "xlsx"}}}},
+        [configured(proxy_list, {"format": "xlsx"})], partition_key="2026-11-20",
+        instance=instance, resources=export_resources(database, exports),
     )  # fmt: skip
     assert result.success
     path = exports / "proxy_list" / "dt=2026-11-20" / "proxy_list-2026-11-20.xlsx"

@@ -35,7 +35,7 @@ from export_assets.cli import main
 from export_assets.exports.manifest import ExportManifest
 from export_assets.restore import RestoreError
 from export_assets.restore.pool import restore_pool
-from export_assets_tests.conftest import export_resources
+from export_assets_tests.conftest import configured, export_resources
 
 DAYS = [date(2026, 11, 18), date(2026, 11, 19), date(2026, 11, 20)]
 LAST = DAYS[-1].isoformat()
@@ -149,7 +149,7 @@ def export(
     """Materialize ``assets`` for ``day`` with the same run config each, checks passing."""
     with DagsterInstance.ephemeral() as instance:
         result = materialize(
-            assets,
+            [configured(a, _for(a, config)) for a in assets],
             partition_key=day,
             resources=export_resources(
                 database,
@@ -158,7 +158,6 @@ def export(
                 config_path=str(database.parent / "proxywhirl.toml"),
             ),
             instance=instance,
-            run_config={"ops": {a.key.path[-1]: {"config": _for(a, config)} for a in assets}},
         )
     assert result.success
     assert all(check.passed for check in result.get_asset_check_evaluations())

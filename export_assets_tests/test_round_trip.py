@@ -15,6 +15,7 @@ from cryptography.fernet import Fernet
 from dagster import DagsterInstance, materialize
 
 from export_assets.assets import pool_config, proxy_list
+from export_assets.assets.daily import with_settings
 from export_assets.crypto import decrypt_database_credential, proxywhirl_cipher
 from export_assets.exports.manifest import ExportManifest
 from export_assets.restore.config import restore_config
@@ -48,18 +49,13 @@ def export_backup(
     """Export the pool (as JSON, the pool's fields) and the config, with both checks each
     (reported from the assets' own steps)."""
     result = materialize(
-        [proxy_list, pool_config],
+        [
+            with_settings(proxy_list, format="json", fields=POOL_FIELDS, credentials=credentials),
+            with_settings(pool_config, format="json", credentials=credentials),
+        ],
         partition_key=PARTITION,
         resources=export_resources(database, exports, config_path=str(config)),
         instance=instance,
-        run_config={
-            "ops": {
-                "proxy_list": {
-                    "config": {"format": "json", "fields": POOL_FIELDS, "credentials": credentials}
-                },
-                "pool_config": {"config": {"format": "json", "credentials": credentials}},
-            }
-        },
     )
     assert result.success
     assert all(check.passed for check in result.get_asset_check_evaluations())

@@ -35,7 +35,7 @@ from export_assets.source.validations import (
     validation_id_range,
 )
 from export_assets.source.validations import validation_events as validation_events_source
-from export_assets_tests.conftest import export_resources
+from export_assets_tests.conftest import configured, export_resources, request_config, requested
 from export_assets_tests.handmade import HandmadeDatabase
 
 DAY = "2026-11-01"
@@ -81,9 +81,8 @@ def run(
 ) -> Path:  # fmt: skip
     """Materialize one partition; the folder it was written to."""
     result = materialize(
-        [validation_events], partition_key=partition, instance=instance,
+        [configured(validation_events, config)], partition_key=partition, instance=instance,
         resources=export_resources(database, exports),
-        run_config={"ops": {"validation_events": {"config": config}}} if config else None,
     )  # fmt: skip
     assert result.success
     return exports / "validation_events" / f"dt={partition}"
@@ -221,9 +220,9 @@ def test_an_empty_filter_list_is_a_config_error(
     database: Path, tmp_path: Path, instance: DagsterInstance
 ) -> None:
     result = materialize(
-        [validation_events], partition_key=DAY, instance=instance,
+        [requested(validation_events)], partition_key=DAY, instance=instance,
         resources=export_resources(database, tmp_path / "exports"),
-        run_config={"ops": {"validation_events": {"config": {"error_types": []}}}},
+        run_config=request_config(validation_events, {"error_types": []}),
         raise_on_error=False,
     )  # fmt: skip
     assert not result.success
@@ -346,9 +345,9 @@ def test_the_union_of_every_day_is_the_validation_history_row_for_row(
     exported: list[dict[str, Any]] = []
     for day in days:
         result = materialize(
-            [validation_events], partition_key=day.isoformat(), instance=instance,
+            [configured(validation_events, {"format": "parquet"})],
+            partition_key=day.isoformat(), instance=instance,
             resources=export_resources(sample_deployment.database, exports),
-            run_config={"ops": {"validation_events": {"config": {"format": "parquet"}}}},
         )  # fmt: skip
         assert result.success
         folder = exports / "validation_events" / f"dt={day.isoformat()}"

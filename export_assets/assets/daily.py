@@ -21,7 +21,8 @@ from __future__ import annotations
 import functools
 import inspect
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
@@ -36,6 +37,7 @@ from dagster import (
     AssetOut,
     AssetsDefinition,
     BackfillPolicy,
+    Config,
     DagsterLogManager,
     DagsterRun,
     Failure,
@@ -45,11 +47,13 @@ from dagster import (
     multi_asset,
     serialize_value,
 )
+from pydantic import Field
 
 from export_assets.exports.days import AnyExport, DailyExports, Day
 from export_assets.exports.destinations import Destination
+from export_assets.exports.export import FailFastConfig
 from export_assets.exports.io_manager import ExportIOManager, read_manifest, table_schema
-from export_assets.exports.manifest import ExportManifest, manifest_key
+from export_assets.exports.manifest import ExportManifest, is_prefix_name, manifest_key
 from export_assets.exports.verify import (
     Verification,
     bullet_list,
@@ -69,6 +73,13 @@ from export_assets.run_sweep import record_run_process
 
 EXPORT_GROUP = "proxywhirl_exports"
 REPORT_GROUP = "proxywhirl_reports"
+# The other assets of a domain, each under its own key and folder (never the daily record's).
+TEMPLATE_GROUP = "proxywhirl_templates"
+REQUEST_GROUP = "proxywhirl_requests"
+REQUESTS = "requests"
+_PREFIX_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
+# Kinds naming a file format: a variant shows the one it writes.
+FORMAT_KINDS = frozenset({"csv", "json", "parquet", "xlsx", "yaml", "toml", "pdf", "txt"})
 # The concurrency pool of every export's write (dagster.yaml bounds it across all runs).
 EXPORT_WRITERS_POOL = "s3_writers"
 
@@ -126,16 +137,16 @@ class DayContext:
         self._day.metadata.update(metadata)
 
 
-def export_check_specs(name: str) -> list[AssetCheckSpec]:
+def export_check_specs(key: AssetKey) -> list[AssetCheckSpec]:
     """The two checks every export reports from its own step, one result per day."""
     # Partitioned check specs are a Dagster preview: what they do here is tested
     # (test_ranged_runs, test_checks); the warning would repeat on every load.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreviewWarning)
-        return _check_specs(name)
+        return _check_specs(key)
 
 
-def _check_specs(name: str) -> list[AssetCheckSpec]:
+def _check_specs(name: AssetKey) -> list[AssetCheckSpec]:
     return [
         AssetCheckSpec(
             INTACT,
@@ -154,14 +165,48 @@ def _check_specs(name: str) -> list[AssetCheckSpec]:
     ]
 
 
-def daily_export(
-    group_name: str = EXPORT_GROUP, schema: pa.Schema | None = None, **decorator: Any
-) -> Callable[[Callable[..., AnyExport]], AssetsDefinition]:
-    """The asset of an export domain whose compute exports one day (see the module doc).
+@dataclass(frozen=True)
+class ExportDomain:
+    """An export domain: its compute for one day, and what every asset of it shares."""
 
-    ``compute(context: DayContext, config..., resources...)`` returns the day's Export,
-    DocumentExport or RenderedExport; ``schema`` (an Export's columns) is shown in the
-    catalog; the other arguments are the asset's (``kinds``, ``description``, ``deps``...).
+    name: str
+    compute: Callable[..., AnyExport]
+    config_class: type[Config] | None
+    group_name: str
+    schema: pa.Schema | None
+    kinds: frozenset[str]
+    description: str
+    deps: Any
+
+    def settings(self, **options: Any) -> Config | None:
+        """The domain's options with ``options`` set (the rest their defaults)."""
+        if self.config_class is None:
+            if options:
+                raise TypeError(f"{self.name} takes no options; got {', '.join(options)}")
+            return None
+        return self.config_class(**options)
+
+
+DOMAINS: dict[str, ExportDomain] = {}
+"""Every export domain defined with :func:`daily_export`, by name."""
+
+
+def daily_export(
+    group_name: str = EXPORT_GROUP,
+    schema: pa.Schema | None = None,
+    *,
+    kinds: set[str] | None = None,
+    description: str = "",
+    deps: Any = None,
+) -> Callable[[Callable[..., AnyExport]], AssetsDefinition]:
+    """The canonical asset of an export domain whose compute exports one day.
+
+    ``compute(context: DayContext, config: SomeConfig, resources...)`` returns the day's
+    Export, DocumentExport or RenderedExport. The canonical asset (key: the compute's name)
+    runs it with ``SomeConfig``'s defaults, fixed here: no launchpad, template or CLI
+    option changes what the daily record is. :func:`export_template` and
+    :func:`export_request` make the domain's other assets, each under its own key and
+    folder. ``schema`` (an Export's columns) is shown in the catalog.
 
     Every export retries transient faults (exponential backoff with jitter) and fails at
     once on permanent ones (see ``export_assets.retries``), and an interrupted one (SIGTERM,
@@ -170,64 +215,203 @@ def daily_export(
     by the dead-run sweep (``export_assets.run_sweep``).
     """
 
-    deps = decorator.pop("deps", None)
-    outputs = decorator
-    if schema is not None:  # the catalog shows the columns before the first run
-        outputs["metadata"] = {
-            "dagster/column_schema": MetadataValue.table_schema(table_schema(schema))
-        }
-
     def define(compute: Callable[..., AnyExport]) -> AssetsDefinition:
-        name = compute.__name__
-
-        def step(context: AssetExecutionContext, **kwargs: Any) -> Iterator[Any]:
-            # From the step's first instruction: an interrupt anywhere in it is never retried.
-            with stop_on_interrupt():
-                record_run_process(context)
-            if AssetKey(name) not in context.selected_asset_keys:
-                # Only the checks were asked for (the UI's "Execute checks"): the deep re-read.
-                yield from _rechecked(context, name)
-                return
-            days = DailyExports([])
-            for key in context.partition_keys:
-                day = Day(key)
-                day.make = functools.partial(_made, compute, DayContext(context, day), kwargs)
-                days.days.append(day)
-            # The IO manager makes, writes and proves each day in turn.
-            yield Output(days, output_name=name)
-            yield from _check_results(context, name, days)
-
-        # Dagster reads the step's parameters (config, resources) from this signature.
         parameters = list(inspect.signature(compute).parameters.values())
         if not parameters or parameters[0].name != "context":
-            raise TypeError(f"{name} must take `context: DayContext` as its first argument")
-        context_parameter = parameters[0].replace(annotation=AssetExecutionContext)
-        step.__signature__ = inspect.Signature([context_parameter, *parameters[1:]])  # type: ignore[attr-defined]
-        step.__name__ = name
-        step.__doc__ = compute.__doc__
-        step.__annotations__ = {
-            p.name: p.annotation
-            for p in (context_parameter, *parameters[1:])
-            if p.annotation is not p.empty
-        }
-        step.__module__ = compute.__module__
-        # A multi_asset of one asset, subsettable: its check outputs are then optional, which
-        # a run of several days needs (it records each day's results against its partition,
-        # and Dagster's own check outputs hold one partition each).
-        definition: AssetsDefinition = multi_asset(
-            name=name,
-            outs={name: AssetOut(group_name=group_name, **outputs)},
+            raise TypeError(f"{compute.__name__} must take `context: DayContext` first")
+        config = next((p for p in parameters if p.name == "config"), None)
+        domain = ExportDomain(
+            name=compute.__name__,
+            compute=compute,
+            config_class=None if config is None else config.annotation,
+            group_name=group_name,
+            schema=schema,
+            kinds=frozenset(kinds or ()),
+            description=description,
             deps=deps,
-            partitions_def=daily_partitions,
-            backfill_policy=ranged_backfill,
-            retry_policy=export_retry_policy(),
-            pool=EXPORT_WRITERS_POOL,
-            check_specs=export_check_specs(name),
-            can_subset=True,
-        )(step)
-        return definition
+        )
+        DOMAINS[domain.name] = domain
+        return _export_asset(domain, AssetKey(domain.name), group_name, domain.settings())
 
     return define
+
+
+def _domain(asset: AssetsDefinition | str) -> ExportDomain:
+    name = asset if isinstance(asset, str) else asset.key.path[-1]
+    if name not in DOMAINS:
+        raise KeyError(f"{name} is not an export domain; domains: {', '.join(sorted(DOMAINS))}")
+    return DOMAINS[name]
+
+
+def with_settings(asset: AssetsDefinition | str, **options: Any) -> AssetsDefinition:
+    """The canonical asset of ``asset``'s domain with other fixed settings, same key.
+
+    How a deployment chooses its daily record's format, codec, fields or credential policy:
+    in code, where its definitions are built (``export_assets.definitions``).
+    """
+    domain = _domain(asset)
+    return _export_asset(
+        domain, AssetKey(domain.name), domain.group_name, domain.settings(**options)
+    )
+
+
+def export_template(
+    asset: AssetsDefinition | str,
+    prefix: str,
+    description: str,
+    after: Sequence[AssetsDefinition] = (),
+    **options: Any,
+) -> AssetsDefinition:
+    """A template of ``asset``'s domain: key ``{prefix}/{name}``, files under
+    ``{prefix}/{name}/``, settings fixed here (``options``), in the templates' group.
+
+    ``after``: assets of the same template this one follows in a run; when one of them
+    fails, this one is skipped (a backup publishes its config only with its pool).
+    """
+    if not is_prefix_name(prefix) or prefix == REQUESTS:
+        raise ValueError(f"template prefix {prefix!r}: use letters, digits, '_' or '-'")
+    domain = _domain(asset)
+    key = AssetKey([prefix, domain.name])
+    if after:
+        domain = replace(domain, deps=[*(domain.deps or []), *after])
+    return _export_asset(
+        domain, key, TEMPLATE_GROUP, domain.settings(**options), summary=description
+    )
+
+
+def export_request(asset: AssetsDefinition | str) -> AssetsDefinition:
+    """The on-demand asset of ``asset``'s domain: key ``requests/{name}``, every option in
+    its run config, files under ``requests/{request}/{name}/`` (``request``: a name the
+    run config gives), so an ad-hoc export never replaces the daily record."""
+    domain = _domain(asset)
+    return _export_asset(
+        domain, AssetKey([REQUESTS, domain.name]), REQUEST_GROUP, None,
+        request=request_config(domain),
+        summary="On demand, every option in the run config; files under "
+        f"{REQUESTS}/{{request}}/{domain.name}/, never over the daily record.",
+    )  # fmt: skip
+
+
+def request_config(domain: ExportDomain) -> type[Config]:
+    """The run config of ``domain``'s request asset: its options and the request's name."""
+    base = domain.config_class or FailFastConfig
+    return type(
+        f"{domain.name.title().replace('_', '')}Request",
+        (base,),
+        {
+            "__module__": __name__,
+            "__doc__": f"An on-demand export of {domain.name}: its options, and where it goes.",
+            "__annotations__": {"request": str},
+            "request": Field(
+                pattern=_PREFIX_PATTERN,
+                description=f"The request's name: its files go to {REQUESTS}/{{request}}/"
+                f"{domain.name}/dt={{day}}/. Letters, digits, '_' and '-' (up to 64). Two "
+                "runs of one name and day: the later replaces the earlier.",
+            ),
+        },
+    )
+
+
+def _settings_text(settings: Config | None) -> str:
+    options = getattr(settings, "options", None)
+    if options is None:
+        return ""
+    chosen = options()
+    said = [f"format {chosen.format}", f"compression {chosen.compression}"]
+    policy = getattr(chosen, "credential_policy", None)
+    if policy is not None:
+        said.append(f"credentials {policy}")
+    fields = getattr(chosen, "fields", None)
+    if fields:
+        said.append(f"fields {', '.join(fields)}")
+    return "Settings: " + "; ".join(said) + "."
+
+
+def _export_asset(
+    domain: ExportDomain,
+    key: AssetKey,
+    group_name: str,
+    settings: Config | None,
+    *,
+    request: type[Config] | None = None,
+    summary: str = "",
+) -> AssetsDefinition:
+    name = domain.name
+    compute = domain.compute
+    folder = "/".join(key.path)
+
+    def step(context: AssetExecutionContext, **kwargs: Any) -> Iterator[Any]:
+        # From the step's first instruction: an interrupt anywhere in it is never retried.
+        with stop_on_interrupt():
+            record_run_process(context)
+        where = folder
+        if request is not None:
+            where = f"{REQUESTS}/{kwargs['config'].request}/{name}"
+        elif domain.config_class is not None:
+            kwargs["config"] = settings
+        if key not in context.selected_asset_keys:
+            # Only the checks were asked for (the UI's "Execute checks"): the deep re-read.
+            yield from _rechecked(context, key, where)
+            return
+        days = DailyExports([], folder=where)
+        for partition in context.partition_keys:
+            day = Day(partition)
+            if request is not None:
+                day.metadata["request"] = MetadataValue.text(kwargs["config"].request)
+            day.make = functools.partial(_made, compute, DayContext(context, day), kwargs)
+            days.days.append(day)
+        # The IO manager makes, writes and proves each day in turn.
+        yield Output(days, output_name=name)
+        yield from _check_results(context, key, days)
+
+    # Dagster reads the step's parameters (config, resources) from this signature: the
+    # compute's, without its config where the settings are fixed.
+    parameters = list(inspect.signature(compute).parameters.values())
+    context_parameter = parameters[0].replace(annotation=AssetExecutionContext)
+    rest = [
+        p.replace(annotation=request) if p.name == "config" and request is not None else p
+        for p in parameters[1:]
+        if p.name != "config" or request is not None
+    ]
+    step.__signature__ = inspect.Signature([context_parameter, *rest])  # type: ignore[attr-defined]
+    step.__name__ = "__".join(key.path)
+    step.__doc__ = compute.__doc__
+    step.__annotations__ = {
+        p.name: p.annotation for p in (context_parameter, *rest) if p.annotation is not p.empty
+    }
+    step.__module__ = compute.__module__
+    chosen = _settings_text(settings)
+    kinds = set(domain.kinds - FORMAT_KINDS)
+    if settings is not None and hasattr(settings, "options"):
+        kinds.add(settings.options().format)
+    else:
+        kinds |= domain.kinds & FORMAT_KINDS if request is None else set()
+    metadata = {}
+    if domain.schema is not None:  # the catalog shows the columns before the first run
+        metadata["dagster/column_schema"] = MetadataValue.table_schema(table_schema(domain.schema))
+    # A multi_asset of one asset, subsettable: its check outputs are then optional, which
+    # a run of several days needs (it records each day's results against its partition,
+    # and Dagster's own check outputs hold one partition each).
+    definition: AssetsDefinition = multi_asset(
+        name=step.__name__,
+        outs={
+            name: AssetOut(
+                key=key,
+                group_name=group_name,
+                kinds=kinds or None,
+                description=" ".join(filter(None, [summary, domain.description, chosen])),
+                metadata=metadata or None,
+            )
+        },
+        deps=domain.deps,
+        partitions_def=daily_partitions,
+        backfill_policy=ranged_backfill,
+        retry_policy=export_retry_policy(),
+        pool=EXPORT_WRITERS_POOL,
+        check_specs=export_check_specs(key),
+        can_subset=True,
+    )(step)
+    return definition
 
 
 def _made(
@@ -238,14 +422,14 @@ def _made(
 
 
 def _check_results(
-    context: AssetExecutionContext, name: str, days: DailyExports
+    context: AssetExecutionContext, name: AssetKey, days: DailyExports
 ) -> Iterator[AssetCheckResult | AssetObservation]:
     """Each day's two checks, as the IO manager proved them; one result per check and day."""
     known = days.known or KnownCredentials()
     keys = [day.partition for day in days]
     span = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
     for gap in known.gaps:
-        context.log.warning(f"{NO_LEAK} on {name} {span}: {gap.message()}")
+        context.log.warning(f"{NO_LEAK} on {name.to_user_string()} {span}: {gap.message()}")
     log_findings = _event_log_findings(context, LeakScanner(known.secrets))
     yield from _reported(
         context,
@@ -261,7 +445,7 @@ def _check_results(
 
 
 def _reported(
-    context: AssetExecutionContext, name: str, days: dict[str, list[AssetCheckResult]]
+    context: AssetExecutionContext, name: AssetKey, days: dict[str, list[AssetCheckResult]]
 ) -> Iterator[AssetCheckResult | AssetObservation]:
     """The check results of each day of the run.
 
@@ -282,19 +466,20 @@ def _reported(
     if failed:
         # Yielding records the results logged above (a step that raises first drops them).
         yield AssetObservation(
-            asset_key=AssetKey(name),
+            asset_key=name,
             metadata={"failed checks": MetadataValue.md(bullet_list(failed))},
         )
         raise Failure(
-            description=f"{name}: {len(failed)} blocking check(s) failed: {'; '.join(failed[:3])}",
+            description=f"{name.to_user_string()}: {len(failed)} blocking check(s) failed: "
+            + "; ".join(failed[:3]),
             allow_retries=False,
         )
 
 
-def as_evaluation(name: str, partition: str, result: AssetCheckResult) -> AssetCheckEvaluation:
+def as_evaluation(name: AssetKey, partition: str, result: AssetCheckResult) -> AssetCheckEvaluation:
     """``result`` as the evaluation of asset ``name``'s check for ``partition``."""
     return AssetCheckEvaluation(
-        asset_key=AssetKey(name),
+        asset_key=name,
         check_name=result.check_name or "",
         passed=result.passed,
         metadata=result.metadata,
@@ -306,12 +491,12 @@ def as_evaluation(name: str, partition: str, result: AssetCheckResult) -> AssetC
 
 
 def _rechecked(
-    context: AssetExecutionContext, name: str
+    context: AssetExecutionContext, name: AssetKey, folder: str
 ) -> Iterator[AssetCheckResult | AssetObservation]:
-    """The deep re-read of each day of the run, as the step's check results."""
+    """The deep re-read of each day of the run (files in ``folder``), as its check results."""
     io_manager = context.resources.io_manager
     if not isinstance(io_manager, ExportIOManager):
-        raise TypeError(f"{name}'s checks re-read through an ExportIOManager, not {io_manager}")
+        raise TypeError(f"{folder}'s checks re-read through an ExportIOManager, not {io_manager}")
     destination = io_manager.open_destination()
     known = io_manager.known_credentials()
     scanner = LeakScanner(known.secrets)
@@ -320,8 +505,8 @@ def _rechecked(
         name,
         {
             partition: reread_results(
-                destination, name, partition,
-                read_manifest(destination, manifest_key(name, partition)), scanner, known,
+                destination, folder, partition,
+                read_manifest(destination, manifest_key(folder, partition)), scanner, known,
             )
             for partition in context.partition_keys
         },

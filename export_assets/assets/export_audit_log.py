@@ -24,6 +24,9 @@ AUDIT_LOG_SCHEMA = pa.schema(
 class AuditLogConfig(ExportConfig):
     """Run config of ``export_audit_log``: the export options (csv or jsonl, gzip by default)."""
 
+    # An unknown name in fields is refused at launch.
+    field_names = tuple(AUDIT_LOG_SCHEMA.names)
+
 
 @daily_export(
     schema=AUDIT_LOG_SCHEMA,

@@ -4,11 +4,11 @@
 import re
 from pathlib import Path
 
-from dagster import AssetDep, Config, TimeWindowPartitionMapping
+from dagster import AssetDep, TimeWindowPartitionMapping
 from pydantic import Field
 
 from export_assets.assets.daily import REPORT_GROUP, DayContext, daily_export
-from export_assets.exports.export import RenderedExport, RenderedOptions
+from export_assets.exports.export import FailFastConfig, RenderedExport, RenderedOptions
 from export_assets.exports.store import ExportStore
 from export_assets.partitions import partition_day
 from export_assets.reports.pdf import Branding, render_health_report
@@ -28,7 +28,7 @@ WEEK_OF_METRICS = AssetDep(
 )
 
 
-class ReportBrandingConfig(Config):
+class ReportBrandingConfig(FailFastConfig):
     """How a report looks: title, logo and accent colour."""
 
     title: str = Field(

@@ -31,6 +31,9 @@ _URL_COLUMNS = ("url", "source_url")
 class ProxyChangesConfig(ExportConfig):
     """Run config of ``proxy_changes``."""
 
+    # An unknown name in fields is refused at launch.
+    field_names = tuple(CHANGES_SCHEMA.names)
+
     changes: list[ChangeKindChoice] | None = Field(
         default=None,
         description=(

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from export_assets.assets.daily import DayContext, daily_export
 from export_assets.credential_policy import (
+    CREDENTIAL_COLUMNS,
     CREDENTIALS_DESCRIPTION,
     CredentialChoice,
     credential_protection,
@@ -43,6 +44,9 @@ _URL_COLUMNS = ("url", "source_url")
 
 class ProxyListConfig(ExportConfig):
     """Run config of ``proxy_list``: the export options and which proxies to keep."""
+
+    # An unknown name in fields is refused at launch.
+    field_names = (*POOL_SCHEMA.names, *CREDENTIAL_COLUMNS)
 
     protocols: list[str] | None = Field(
         default=None, description="Keep these protocols only (http, https, socks4, socks5)."

@@ -73,6 +73,9 @@ class LogLevelChoice(StrEnum):
 class ProxyLogsConfig(ExportConfig):
     """Run config of ``proxy_logs``."""
 
+    # An unknown name in fields is refused at launch.
+    field_names = tuple(LOG_SCHEMA.names)
+
     format: Format = Field(
         default="jsonl",
         description=(

@@ -21,6 +21,9 @@ from export_assets.source.validations import PROXY_METRICS_SCHEMA
 class ProxyMetricsConfig(ExportConfig):
     """Run config of ``proxy_metrics``: the export options."""
 
+    # An unknown name in fields is refused at launch.
+    field_names = tuple(PROXY_METRICS_SCHEMA.names)
+
 
 @daily_export(
     schema=PROXY_METRICS_SCHEMA,

@@ -21,6 +21,9 @@ _MASKED_COLUMNS = frozenset({"proxy_url", "error_message"})
 class ValidationEventsConfig(ExportConfig):
     """Run config of ``validation_events``: the export options and which results to keep."""
 
+    # An unknown name in fields is refused at launch.
+    field_names = tuple(VALIDATION_EVENTS_SCHEMA.names)
+
     proxy_urls: list[str] | None = Field(
         default=None,
         description=(

@@ -40,6 +40,8 @@ class DailyExports:
     """The days of one run of an export asset, in partition order."""
 
     days: list[Day]
+    folder: str | None = None
+    """Where the days go (``backup/proxy_list``...); unset: the asset key's path."""
     verified: dict[str, Verification] = field(default_factory=dict)
     known: KnownCredentials | None = None
 

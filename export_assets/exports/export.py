@@ -128,6 +128,9 @@ def _problem(config_class: type[Config], detail: Any) -> str:
     if kind == "extra_forbidden":
         valid = ", ".join(config_class.model_fields)
         return f"{location} is not an option: valid options are {valid}"
+    if kind == "string_pattern_mismatch":  # the field's description says what it takes
+        field = config_class.model_fields.get(str(detail["loc"][0]))
+        return f"{shown} is refused: {field.description if field else message}"
     return f"{shown}: {message}"
 
 

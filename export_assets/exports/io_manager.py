@@ -167,16 +167,18 @@ class ExportIOManager(ConfigurableIOManager):
         # Transient faults propagate for the asset's retry policy; the rest fail at once.
         # An interrupt mid-write (SIGTERM, terminate) stops the step; it is never retried.
         with stop_on_interrupt(), fail_fast_on_permanent_errors():
-            asset = context.asset_key.path[-1]
+            days = obj if isinstance(obj, DailyExports) else _one_day(context, obj)
+            asset = days.folder or "/".join(context.asset_key.path)
             if not context.has_asset_partitions:
                 raise ValueError(f"{asset} is not partitioned; exports are written per UTC day")
-            days = obj if isinstance(obj, DailyExports) else _one_day(context, obj)
             if days.known is None:
                 days.known = self.known_credentials()  # gaps: the step warns with its results
             scanner = LeakScanner(days.known.secrets)
             for day in days:
                 export = day.make()
-                verification, metadata = self._write_day(context, day.partition, export, scanner)
+                verification, metadata = self._write_day(
+                    context, asset, day.partition, export, scanner
+                )
                 days.verified[day.partition] = verification
                 metadata.update(day.metadata)
                 if len(days) == 1:
@@ -186,9 +188,13 @@ class ExportIOManager(ConfigurableIOManager):
                     context.step_context.add_asset_metadata(metadata, partition_key=day.partition)
 
     def _write_day(
-        self, context: OutputContext, partition: str, obj: AnyExport, scanner: LeakScanner
+        self,
+        context: OutputContext,
+        asset: str,
+        partition: str,
+        obj: AnyExport,
+        scanner: LeakScanner,
     ) -> tuple[Verification, dict[str, Any]]:
-        asset = context.asset_key.path[-1]
         destination = self.open_destination()
         if isinstance(obj, RenderedExport):
             content = obj.content
@@ -200,7 +206,7 @@ class ExportIOManager(ConfigurableIOManager):
                 return Produced(obj.records, findings)
 
             return self._publish(
-                context, partition, options=obj.options, extension=f".{obj.options.format}",
+                context, asset, partition, options=obj.options, extension=f".{obj.options.format}",
                 columns=[], source=obj.source, produce=write_rendered, scanner=scanner,
             )  # fmt: skip
         if isinstance(obj, DocumentExport):
@@ -214,7 +220,7 @@ class ExportIOManager(ConfigurableIOManager):
                 return Produced(1, scan.finish())  # a document is one record
 
             return self._publish(
-                context, partition, options=obj.options, extension=f".{obj.options.format}",
+                context, asset, partition, options=obj.options, extension=f".{obj.options.format}",
                 columns=[], source=obj.source, produce=write_document, scanner=scanner,
                 encryption=obj.encryption,
             )  # fmt: skip
@@ -227,7 +233,7 @@ class ExportIOManager(ConfigurableIOManager):
             schema = selected_schema(obj.schema, obj.options.fields, asset)
             _guard_size(destination, asset, partition, obj)
             return self._publish(
-                context, partition, options=obj.options,
+                context, asset, partition, options=obj.options,
                 extension=formats.EXTENSIONS[obj.options.format], columns=columns_of(schema),
                 source=obj.source,
                 produce=lambda key, out: _write_batches(context, key, obj, schema, out, scanner),
@@ -237,6 +243,7 @@ class ExportIOManager(ConfigurableIOManager):
     def _publish(
         self,
         context: OutputContext,
+        asset: str,
         partition: str,
         *,
         options: ExportOptions | DocumentOptions | RenderedOptions,
@@ -248,7 +255,6 @@ class ExportIOManager(ConfigurableIOManager):
         encryption: Mapping[str, Any] | None = None,
         table: pa.Schema | None = None,
     ) -> tuple[Verification, dict[str, Any]]:
-        asset = context.asset_key.path[-1]
         destination = self.open_destination()
         folder = partition_folder(asset, partition)
         name = data_file_name(asset, partition, extension + codecs.EXTENSIONS[options.compression])
@@ -386,7 +392,7 @@ class ExportIOManager(ConfigurableIOManager):
 
     def load_input(self, context: InputContext) -> ExportManifest:
         """The published manifest of the upstream partition (data stays where it is)."""
-        asset = context.asset_key.path[-1]
+        asset = "/".join(context.asset_key.path)
         partition = context.asset_partition_key
         manifest = read_manifest(self.open_destination(), manifest_key(asset, partition))
         if manifest is None:

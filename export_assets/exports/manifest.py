@@ -12,13 +12,17 @@ from typing import Any
 
 import pyarrow as pa
 
-from export_assets.exports.destinations import UnsafePathError, check_file_name
+from export_assets.exports.destinations import Destination, UnsafePathError, check_file_name
 
 MANIFEST_VERSION = 1
 MANIFEST_NAME = "_manifest.json"
 PARTITION_FOLDER_PREFIX = "dt="
 _ASSET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# A folder above an asset's own: a template's key prefix or a request's name.
+_PREFIX_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,63}")
 _PARTITION_KEY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+MAX_PATH_DEPTH = 3
+"""An export's folder is at most ``requests/{request}/{asset}`` deep."""
 
 
 class ManifestError(ValueError):
@@ -26,18 +30,40 @@ class ManifestError(ValueError):
 
 
 def is_asset_name(asset: object) -> bool:
-    """Whether ``asset`` is an asset name (an identifier)."""
-    return isinstance(asset, str) and _ASSET_NAME.fullmatch(asset) is not None
+    """Whether ``asset`` names an export's folder: an identifier (``proxy_list``), under at
+    most two prefixes (``backup/proxy_list``, ``requests/us-only/proxy_list``)."""
+    if not isinstance(asset, str):
+        return False
+    *prefixes, name = asset.split("/")
+    return (
+        len(prefixes) < MAX_PATH_DEPTH
+        and _ASSET_NAME.fullmatch(name) is not None
+        and all(_PREFIX_NAME.fullmatch(prefix) for prefix in prefixes)
+    )
+
+
+def is_prefix_name(name: object) -> bool:
+    """Whether ``name`` may be a folder above an asset's (a key prefix, a request name)."""
+    return isinstance(name, str) and _PREFIX_NAME.fullmatch(name) is not None
 
 
 def check_asset_name(asset: object) -> str:
-    """``asset`` if it is an asset name (an identifier), else ``UnsafePathError``."""
-    if not isinstance(asset, str) or not is_asset_name(asset):
+    """``asset`` if it names an export's folder (see ``is_asset_name``), else
+    ``UnsafePathError``."""
+    if not is_asset_name(asset):
         raise UnsafePathError(
-            f"asset name {asset!r} is refused: asset names are identifiers (letters, digits "
-            "and '_', not starting with a digit)"
+            f"asset name {asset!r} is refused: an asset name is an identifier (letters, digits "
+            "and '_', not starting with a digit), under at most two prefixes of letters, "
+            "digits, '_' and '-' (backup/proxy_list, requests/us-only/proxy_list)"
         )
+    assert isinstance(asset, str)
     return asset
+
+
+def file_stem(asset: str) -> str:
+    """The asset's own name, which its data files carry: ``proxy_list`` of
+    ``backup/proxy_list``."""
+    return asset.rsplit("/", 1)[-1]
 
 
 def is_partition_key(partition: object) -> bool:
@@ -73,8 +99,37 @@ def manifest_key(asset: str, partition: str) -> str:
 
 
 def data_file_name(asset: str, partition: str, extension: str) -> str:
-    """``{asset}-{partition}{extension}``, e.g. ``proxy_list-2026-11-01.csv.gz``."""
-    return f"{asset}-{partition}{extension}"
+    """``{name}-{partition}{extension}``, e.g. ``proxy_list-2026-11-01.csv.gz`` (also in
+    ``backup/proxy_list``)."""
+    return f"{file_stem(asset)}-{partition}{extension}"
+
+
+def export_folders(destination: Destination) -> tuple[list[str], list[str]]:
+    """The folders holding an asset's partitions (``dt=`` folders), from the destination's
+    root down to ``MAX_PATH_DEPTH``; and the folders that could not be listed, with why.
+
+    Anything not named as an export's folder is never entered.
+    """
+    found: list[str] = []
+    skipped: list[str] = []
+    level = [""]
+    for _ in range(MAX_PATH_DEPTH + 1):  # the last level lists the deepest assets' days
+        deeper = []
+        for parent in level:
+            try:
+                children = destination.list_folders(parent)
+            except UnsafePathError as exc:
+                skipped.append(f"{parent}: {exc}")
+                continue
+            for child in children:
+                path = f"{parent}/{child}" if parent else child
+                if child.startswith(PARTITION_FOLDER_PREFIX):
+                    if parent and is_asset_name(parent) and parent not in found:
+                        found.append(parent)
+                elif is_prefix_name(child):
+                    deeper.append(path)
+        level = deeper
+    return sorted(found), skipped
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,16 @@ ProxyWhirl keys and reference placeholders are read from the run's environment.
 from pathlib import Path
 from typing import Literal
 
-from dagster import Config, Failure, MetadataValue, OpExecutionContext, job, op
+from dagster import Failure, MetadataValue, OpExecutionContext, job, op
 from pydantic import Field
 
+from export_assets.exports.export import FailFastConfig
 from export_assets.restore.config import restore_config
 from export_assets.restore.pool import restore_pool
 from export_assets.restore.verify import RestoreError
 
 
-class RestorePoolConfig(Config):
+class RestorePoolConfig(FailFastConfig):
     """Which proxy_list export to restore into which ProxyWhirl database."""
 
     export: str = Field(description="The export's dt=YYYY-MM-DD folder (or its manifest).")
@@ -38,7 +39,7 @@ class RestorePoolConfig(Config):
     dry_run: bool = Field(default=False, description="Report the diff; write nothing.")
 
 
-class RestoreConfigConfig(Config):
+class RestoreConfigConfig(FailFastConfig):
     """Which pool_config export to restore into which TOML file."""
 
     export: str = Field(description="The export's dt=YYYY-MM-DD folder (or its manifest).")

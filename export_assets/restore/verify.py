@@ -30,6 +30,7 @@ from export_assets.exports.manifest import (
     PARTITION_FOLDER_PREFIX,
     ExportManifest,
     ManifestError,
+    file_stem,
 )
 from export_assets.exports.readers import decompressed
 
@@ -85,7 +86,7 @@ def verify_export(path: Path, asset: str, formats: tuple[str, ...]) -> VerifiedE
         )
     data = manifest_path.read_bytes()
     manifest = _parse_manifest(manifest_path, data)
-    if manifest.asset != asset:
+    if file_stem(manifest.asset) != asset:  # backup/proxy_list is a proxy_list export
         raise RestoreError(
             f"{manifest_path} is the manifest of a {manifest.asset} export, not {asset}: give "
             f"a {asset} export"
