@@ -2,8 +2,9 @@
 
 One `dagster dev -w workspace.yaml` on 127.0.0.1 with a temporary DAGSTER_HOME and a sample
 deployment. Through the GraphQL API: a 3-day backfill of daily_export_job (run by the daemon)
-and one proxy_list run with non-default config (xlsx, filtered). Then every manifest and file
-is verified, run history is read back with its tags, and Chromium looks at the UI.
+and one on-demand requests/proxy_list run with options (xlsx, filtered), which writes beside
+the daily record, never over it. Then every manifest and file is verified, run history is
+read back with its tags, and Chromium looks at the UI.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ REPOSITORY = "__repository__"
 JOB = "daily_export_job"
 SINGLE_PARTITION = SAMPLE_END
 SINGLE_PROTOCOLS = ["socks5", "http"]
+# The asset page's runs: the code location's implicit asset job.
+ASSET_JOB = "__ASSET_JOB"
+REQUEST = "ui-request"
 RUN_TIMEOUT_SECONDS = 600.0
 TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
@@ -157,13 +161,13 @@ def launched(stack: Stack) -> Launched:
     backfill_id = result["backfillId"]
 
     single_run_id = stack.client.submit_job_execution(
-        JOB,
+        ASSET_JOB,
         repository_location_name=LOCATION,
         repository_name=REPOSITORY,
-        run_config={"ops": {"proxy_list": {"config": {
-            "format": "xlsx", "protocols": SINGLE_PROTOCOLS}}}},
+        run_config={"ops": {"requests__proxy_list": {"config": {
+            "request": REQUEST, "format": "xlsx", "protocols": SINGLE_PROTOCOLS}}}},
         tags={"dagster/partition": SINGLE_PARTITION, REQUESTED_BY_TAG: REQUESTED_BY},
-        asset_selection=["proxy_list"],
+        asset_selection=[["requests", "proxy_list"]],
     )  # fmt: skip
 
     def backfill_done() -> list[dict[str, Any]] | None:
@@ -205,9 +209,10 @@ def test_every_manifest_and_file_of_the_backfill_verifies(launched: Launched) ->
 
 
 def test_single_run_wrote_a_filtered_spreadsheet(launched: Launched) -> None:
-    manifest = verify_partition(launched.stack.exports, "proxy_list", SINGLE_PARTITION)
+    request = f"requests/{REQUEST}/proxy_list"
+    manifest = verify_partition(launched.stack.exports, request, SINGLE_PARTITION)
     assert (manifest["run_id"], manifest["format"]) == (launched.single_run_id, "xlsx")
-    folder = launched.stack.exports / "proxy_list" / f"dt={SINGLE_PARTITION}"
+    folder = launched.stack.exports / request / f"dt={SINGLE_PARTITION}"
     workbook = openpyxl.load_workbook(folder / manifest["files"][0]["path"], read_only=True)
     rows = [row for sheet in workbook.worksheets for row in sheet.iter_rows(values_only=True)]
     header, body = rows[0], rows[1:]
@@ -215,8 +220,9 @@ def test_single_run_wrote_a_filtered_spreadsheet(launched: Launched) -> None:
     protocols = {row[header.index("protocol")] for row in body}
     assert protocols, "the filtered spreadsheet is empty"
     assert protocols <= set(SINGLE_PROTOCOLS)
-    # Only proxy_list ran for that day: no other asset was published for it.
-    assert not (launched.stack.exports / "validation_events" / f"dt={SINGLE_PARTITION}").exists()
+    # Only the request ran for that day: no daily record was published for it.
+    for asset in launched.job_assets:
+        assert not (launched.stack.exports / asset / f"dt={SINGLE_PARTITION}").exists(), asset
 
 
 def test_run_history_shows_the_runs_with_their_tags(launched: Launched) -> None:
@@ -228,7 +234,8 @@ def test_run_history_shows_the_runs_with_their_tags(launched: Launched) -> None:
     partitions = set()
     for run in results:
         tags = {tag["key"]: tag["value"] for tag in run["tags"]}
-        assert (run["jobName"], run["status"]) == (JOB, "SUCCESS")
+        single = run["runId"] == launched.single_run_id
+        assert (run["jobName"], run["status"]) == (ASSET_JOB if single else JOB, "SUCCESS")
         assert tags[REQUESTED_BY_TAG] == REQUESTED_BY
         if run["runId"] == launched.single_run_id:
             partitions.add(tags["dagster/partition"])
@@ -257,15 +264,15 @@ def test_the_ui_shows_the_materialized_partitions(launched: Launched, output_dir
                     "/ancestor::*[contains(normalize-space(.), ' partitions')][1]"
                 )
                 expect(row).to_contain_text(re.compile(r"\d+ partitions"), timeout=60_000)
-                expected = len(BACKFILL_DAYS) + (asset == "proxy_list")
+                expected = len(BACKFILL_DAYS)
                 assert _materialized_in_catalog(row.inner_text()) == expected, (
                     f"catalog row of {asset}: {row.inner_text()!r}"
                 )
             page.screenshot(path=output_dir / "asset-catalog.png", full_page=True)
 
             page.goto(f"{base}/assets/proxy_list?view=partitions", wait_until="networkidle")
-            # proxy_list: three backfilled days and the single run's day.
-            materialized = len(BACKFILL_DAYS) + 1
+            # proxy_list: the three backfilled days (the request is an asset of its own).
+            materialized = len(BACKFILL_DAYS)
             expect(page.get_by_text(f"Materialized ({materialized})")).to_be_visible(timeout=60_000)
             expect(page.get_by_text("Failed (0)")).to_be_visible()
             page.screenshot(path=output_dir / "proxy_list-partitions.png", full_page=True)

@@ -131,6 +131,7 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
     from export_assets.assets.daily import DAYS_PER_BACKFILL_RUN
     from export_assets.cli_ops import daily_job
     from export_assets.definitions import defs
+    from export_assets.partitions import partition_start
     from export_assets.run_sweep import run_process_tags, sweep_dead_runs
 
     if not os.environ.get("DAGSTER_HOME"):
@@ -144,9 +145,22 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
         check_database((defs.resources or {})["proxywhirl"])
     last = end_date or _yesterday()
     partitions = [(last - timedelta(days=n)).isoformat() for n in reversed(range(last_days))]
+    first = partition_start()
+    if partitions[0] < first:
+        fits = (last - date.fromisoformat(first)).days + 1
+        fix = f"ask for --last-days {fits} or fewer" if fits > 0 else f"end on {first} or later"
+        raise click.ClickException(
+            f"nothing was exported: {partitions[0]} is before the first partition, {first} "
+            f"(EXPORT_PARTITION_START): {fix}, or set EXPORT_PARTITION_START earlier"
+        )
     # Dagster's console log prints every step failure with its traceback: quiet unless
     # asked; the failures are read back from the run's events and said once each below.
     log_level = "DEBUG" if verbose else "CRITICAL"
+    if not verbose:
+        # A ranged run reports its checks per day as evaluations, and a failed blocking one
+        # fails its step (export_assets.assets.daily), which skips what follows: Dagster's
+        # note that the check "emitted no result" and does not gate is not for this user.
+        logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)
     rows: list[tuple[str, str, str, int, int]] = []
     with DagsterInstance.get() as instance:
         # Runs killed earlier (kill -9, crash) would otherwise stay STARTED and keep their

@@ -17,6 +17,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from export_assets.assets import EXPORT_ASSETS
 from export_assets.cli import main
+from export_assets.sample import SampleDeployment
 from export_assets_tests.conftest import proxy_credentials
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -276,3 +277,23 @@ def test_sample_data_refuses_to_overwrite_a_deployment(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "proxies.db" in result.stderr
     assert (target / "proxies.db").read_bytes() == b"precious"
+
+
+def test_days_before_the_first_partition_are_refused_naming_the_setting(
+    sample_deployment: SampleDeployment, tmp_path: Path
+) -> None:
+    env = {
+        "DAGSTER_HOME": str(dagster_home(tmp_path)),
+        "PROXYWHIRL_DB": str(sample_deployment.database),
+        "EXPORT_DESTINATION": str(tmp_path / "out"),
+        "EXPORT_PARTITION_START": "2026-11-13",
+    }
+    days = ["materialize", "--last-days", "30", "--end-date", "2026-11-21"]
+    result = CliRunner().invoke(main, days, env=env)
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "Error: nothing was exported: 2026-10-23 is before the first partition, 2026-11-13 "
+        "(EXPORT_PARTITION_START): ask for --last-days 9 or fewer, or set "
+        "EXPORT_PARTITION_START earlier"
+    ]
+    assert not (tmp_path / "out").exists()

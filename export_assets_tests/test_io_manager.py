@@ -40,12 +40,13 @@ from dagster import (
     asset,
     materialize,
 )
+from pydantic import ValidationError
 
 from export_assets.assets import proxy_list
-from export_assets.assets.daily import INTACT
+from export_assets.assets.daily import INTACT, with_settings
 from export_assets.exports import Export, ExportOptions, ExportStore
 from export_assets.exports.destinations import LocalDestination
-from export_assets.exports.io_manager import read_manifest
+from export_assets.exports.io_manager import ExportFieldsError, read_manifest, selected_schema
 from export_assets.exports.verify import reread_problems
 from export_assets.failures import error_message, user_error
 from export_assets.partitions import daily_partitions
@@ -343,22 +344,17 @@ def test_fields_select_exactly_those_columns_in_that_order(
     assert metadata_of(result)["dagster/partition_row_count"] == len(records) - 1
 
 
-def test_an_unknown_field_fails_the_run_naming_it_and_the_valid_ones(
-    sample_deployment: Any, tmp_path: Path, instance: DagsterInstance
-) -> None:
-    exports = tmp_path / "exports"
-    result = export(
-        proxy_list, DAY, export_resources(sample_deployment.database, exports), instance,
-        config={"fields": ["url", "api_token"]}, raise_on_error=False,
-    )  # fmt: skip
-
-    assert failure_reason(result) == (
-        "ExportFieldsError",
-        f"proxy_list has no field 'api_token'; valid fields: {', '.join(POOL_SCHEMA.names)}",
+def test_an_unknown_field_is_refused_naming_it_and_the_valid_ones(tmp_path: Path) -> None:
+    # The daily record's settings are built where the code location is defined: refused there.
+    with pytest.raises(ValidationError) as refused:
+        with_settings(proxy_list, fields=["url", "api_token"])
+    assert str(refused.value) == (
+        "invalid run config (ProxyListConfig): fields=['url', 'api_token']: no field "
+        f"'api_token'; valid fields: {', '.join([*POOL_SCHEMA.names, 'username', 'password'])}"
     )
-    assert result.get_asset_materialization_events() == []
-    assert files_under(exports) == {}
-    assert not (exports / "proxy_list" / f"dt={DAY}").exists()
+    # The IO manager refuses one too, whatever built the export.
+    with pytest.raises(ExportFieldsError, match="proxy_list has no field 'api_token'; valid"):
+        selected_schema(POOL_SCHEMA, ("url", "api_token"), "proxy_list")
 
 
 # --- replacing a partition in another format ----------------------------------------------

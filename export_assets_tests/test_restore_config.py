@@ -255,3 +255,24 @@ def test_an_existing_config_keeps_its_mode(
     restore_config(config_export(exports), target)
     assert target.stat().st_mode & 0o777 == mode
     assert tomllib.loads(target.read_text())["encryption_key_env"] == "PROXYWHIRL_KEY"
+
+
+def test_a_target_in_a_missing_folder_or_a_folder_is_refused(
+    exports: Path, tmp_path: Path, keys: None
+) -> None:
+    missing = tmp_path / "nowhere" / "proxywhirl.toml"
+    with pytest.raises(RestoreError, match=r"nowhere does not exist: create the folder first"):
+        restore_config(config_export(exports), missing)
+    assert not missing.parent.exists()
+    result = CliRunner().invoke(
+        main, ["restore", "config", str(config_export(exports)), "--to", str(missing)]
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"Error: {missing.parent} does not exist: create the folder first"
+    ]
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    with pytest.raises(RestoreError, match=r"a-folder is a folder: give the TOML file"):
+        restore_config(config_export(exports), folder)
+    assert list(folder.iterdir()) == []
