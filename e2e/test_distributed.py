@@ -23,7 +23,6 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.execution.backfill import BulkActionStatus
 
 from e2e.stack import (
     BACKFILL_DAYS,
@@ -47,13 +46,8 @@ CELERY_CONFIG = "deploy/celery.yaml"
 JOB = "daily_export_job"
 WORKERS = 2
 BACKFILL_TIMEOUT_SECONDS = 480.0
-DONE = {
-    BulkActionStatus.COMPLETED,
-    BulkActionStatus.COMPLETED_SUCCESS,
-    BulkActionStatus.COMPLETED_FAILED,
-    BulkActionStatus.FAILED,
-    BulkActionStatus.CANCELED,
-}
+# A backfill's terminal statuses (Dagster's BulkActionStatus, by value: the enum is private).
+DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
 
 
 @dataclass
@@ -149,7 +143,9 @@ def deployment(
                 # Collect the workers' pids while they run: each pool child counts.
                 for worker in deployment.workers.values():
                     deployment.worker_pids |= worker.group_pids()
-                done = backfill.status in DONE and all(r.dagster_run.is_finished for r in records)
+                done = backfill.status.value in DONE and all(
+                    r.dagster_run.is_finished for r in records
+                )
                 return True if done else None
 
             wait_for(f"backfill {deployment.backfill_id}", finished, BACKFILL_TIMEOUT_SECONDS,

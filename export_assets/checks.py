@@ -22,7 +22,6 @@ from dagster import (
     OpExecutionContext,
     Out,
     Output,
-    ScheduleDefinition,
     job,
     op,
 )
@@ -148,13 +147,3 @@ def verify_published_exports(
 )
 def verify_exports_job() -> None:
     verify_published_exports()
-
-
-# Weekly, the last 30 days; off until an operator turns it on in the UI (Automation).
-verify_exports_schedule = ScheduleDefinition(
-    name="weekly_verify_exports",
-    job=verify_exports_job,
-    cron_schedule="30 3 * * 0",
-    execution_timezone="UTC",
-    description="Every Sunday 03:30 UTC: the deep re-read of the last 30 days of every export.",
-)

@@ -9,15 +9,16 @@ from dagster import Definitions, EnvVar, ExecutorDefinition
 
 from export_assets.assets import EXPORT_ASSETS, REPORT_ASSETS
 from export_assets.assets.export_audit_log import export_audit_log
+from export_assets.assets.source import proxywhirl_deployment
 from export_assets.assets.templates import REQUEST_ASSETS, TEMPLATE_ASSETS
-from export_assets.checks import verify_exports_job, verify_exports_schedule
+from export_assets.checks import verify_exports_job
 from export_assets.exports import ExportIOManager, ExportStore
-from export_assets.jobs import EXPORT_JOBS, export_executor
+from export_assets.jobs import EXPORT_JOBS, audit_log_job, export_executor
 from export_assets.notify import notifier_from_environment
 from export_assets.restore.jobs import RESTORE_JOBS
 from export_assets.retention import retention_job
 from export_assets.run_sweep import dead_run_sweep_sensor
-from export_assets.schedules import audit_log_job, export_schedules
+from export_assets.schedules import export_schedules
 from export_assets.sensors import EXPORT_SENSORS
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.resource import DEFAULT_DEPLOYMENT
@@ -48,6 +49,7 @@ def code_location(executor: ExecutorDefinition) -> Definitions:
         # The daily records, then the other copies: templates and on-demand requests, each
         # under its own key and folder (export_assets.assets.templates).
         assets=[
+            proxywhirl_deployment,
             *EXPORT_ASSETS,
             *REPORT_ASSETS,
             export_audit_log,
@@ -59,7 +61,7 @@ def code_location(executor: ExecutorDefinition) -> Definitions:
         jobs=[*EXPORT_JOBS, *RESTORE_JOBS, retention_job, audit_log_job, verify_exports_job],
         # Every job, the UI's asset-page runs included.
         executor=executor,
-        schedules=[*export_schedules(), verify_exports_schedule],
+        schedules=export_schedules(),
         sensors=[*EXPORT_SENSORS, dead_run_sweep_sensor],
         resources={
             "proxywhirl": proxywhirl,

@@ -68,4 +68,11 @@ weekly_report_job = define_asset_job(
     "health_report and the analytics_workbook (xlsx).",
 )
 
+audit_log_job = define_asset_job(
+    name="audit_log_job",
+    selection=AssetSelection.assets("export_audit_log"),
+    run_tags={"export/template": "audit_log_job"},
+    description="The day's audit trail (export_audit_log) as gzip-compressed CSV.",
+)
+
 EXPORT_JOBS = [daily_export_job, backup_job, analytics_job, compliance_logs_job, weekly_report_job]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.instance.ref import InstanceRef
 
 from export_assets.assets import EXPORT_ASSETS
 from export_assets.assets.daily import DAYS_PER_BACKFILL_RUN
@@ -66,7 +65,7 @@ def test_a_30_day_backfill_exports_every_asset_every_day_reproducibly(tmp_path: 
     assert second.returncode == 0, second.stderr
     assert {p: p.read_bytes() for p in data} == data
 
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs(RunsFilter(job_name="daily_export_job"))
         # Up to DAYS_PER_BACKFILL_RUN days a run, as a UI backfill: 3 runs a pass.
         assert len(runs) == 2 * -(-DAYS // DAYS_PER_BACKFILL_RUN)

@@ -12,9 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, RunsFilter
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.storage.dagster_run import RunRecord
+from dagster import DagsterInstance, RunRecord, RunsFilter
 
 from export_assets.sample import SampleDeployment
 
@@ -76,7 +74,7 @@ def test_a_due_schedule_tick_starts_its_run_within_a_minute(
     home, process = daemon
     deadline = time.monotonic() + WAIT_SECONDS
     record: RunRecord | None = None
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with DagsterInstance.from_config(str(home)) as instance:
         while record is None and time.monotonic() < deadline:
             assert process.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
             time.sleep(2)

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance, materialize
-from dagster._core.instance.ref import InstanceRef
 
 from export_assets.assets import proxy_list, validation_events
 from export_assets.assets.export_audit_log import export_audit_log
@@ -35,7 +34,7 @@ def home(tmp_path: Path) -> Path:
 @pytest.fixture
 def persistent_instance(home: Path) -> Iterator[DagsterInstance]:
     """A Dagster instance with SQLite storage in a folder, as DAGSTER_HOME gives the CLI."""
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+    with DagsterInstance.from_config(str(home)) as instance:
         yield instance
 
 

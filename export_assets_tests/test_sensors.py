@@ -6,9 +6,9 @@ import json
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from dagster import build_sensor_context
-from dagster._core.definitions.sensor_definition import SensorExecutionData
 
 from export_assets.definitions import defs
 from export_assets.sample import SampleDeployment
@@ -16,7 +16,7 @@ from export_assets.sensors import new_validations_sensor, today_partition
 from export_assets.source import ProxyWhirlSource
 
 
-def evaluate(database: Path, cursor: str | None) -> SensorExecutionData:
+def evaluate(database: Path, cursor: str | None) -> Any:  # Dagster's tick data (not public)
     context = build_sensor_context(
         cursor=cursor,
         resources={"proxywhirl": ProxyWhirlSource(database=str(database))},

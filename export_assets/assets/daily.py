@@ -23,6 +23,8 @@ import inspect
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
+from importlib.metadata import version
 from typing import Any
 
 import pyarrow as pa
@@ -41,6 +43,7 @@ from dagster import (
     DagsterLogManager,
     DagsterRun,
     Failure,
+    FreshnessPolicy,
     MetadataValue,
     Output,
     PreviewWarning,
@@ -49,6 +52,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from export_assets.assets.source import OWNERS as SOURCE_OWNERS
 from export_assets.exports.days import AnyExport, DailyExports, Day
 from export_assets.exports.destinations import Destination
 from export_assets.exports.export import FailFastConfig
@@ -78,6 +82,8 @@ TEMPLATE_GROUP = "proxywhirl_templates"
 REQUEST_GROUP = "proxywhirl_requests"
 REQUESTS = "requests"
 _PREFIX_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"
+OWNERS = SOURCE_OWNERS
+CODE_VERSION = version("export_assets")
 # Kinds naming a file format: a variant shows the one it writes.
 FORMAT_KINDS = frozenset({"csv", "json", "parquet", "xlsx", "yaml", "toml", "pdf", "txt"})
 # The concurrency pool of every export's write (dagster.yaml bounds it across all runs).
@@ -312,6 +318,18 @@ def request_config(domain: ExportDomain) -> type[Config]:
     )
 
 
+def record_freshness(group_name: str) -> FreshnessPolicy:
+    """When a daily record must have been written: by 03:00 UTC, in the 3 hours before (the
+    schedules export the day that just ended at 00:15 and its audit trail at 01:00); the
+    weekly reports by Monday 03:00 UTC."""
+    weekly = group_name == REPORT_GROUP
+    return FreshnessPolicy.cron(
+        deadline_cron="0 3 * * 1" if weekly else "0 3 * * *",
+        lower_bound_delta=timedelta(hours=3),
+        timezone="UTC",
+    )
+
+
 def _settings_text(settings: Config | None) -> str:
     options = getattr(settings, "options", None)
     if options is None:
@@ -398,6 +416,19 @@ def _export_asset(
             name: AssetOut(
                 key=key,
                 group_name=group_name,
+                owners=OWNERS,
+                tags={
+                    "proxywhirl/domain": name,
+                    "proxywhirl/copy": (
+                        "request" if request else "record" if key.path == [name] else "template"
+                    ),
+                },
+                # A new release of the exporter may write a day differently: its version.
+                code_version=CODE_VERSION,
+                # A daily record not written by its deadline shows as overdue in the UI.
+                freshness_policy=(
+                    record_freshness(group_name) if key.path == [name] and not request else None
+                ),
                 kinds=kinds or None,
                 description=" ".join(filter(None, [summary, domain.description, chosen])),
                 metadata=metadata or None,

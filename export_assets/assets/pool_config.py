@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import Field
 
 from export_assets.assets.daily import DayContext, daily_export
+from export_assets.assets.source import CONFIG
 from export_assets.credential_policy import (
     CREDENTIALS_DESCRIPTION,
     CredentialChoice,
@@ -37,6 +38,7 @@ class PoolConfigConfig(DocumentConfig):
 
 
 @daily_export(
+    deps=[CONFIG],
     kinds={"toml", "yaml"},
     description=(
         "ProxyWhirl's config (proxywhirl.toml or [tool.proxywhirl] in pyproject.toml) as it is "

@@ -8,6 +8,7 @@ from dagster import MetadataValue
 from pydantic import Field, field_validator
 
 from export_assets.assets.daily import DayContext, daily_export
+from export_assets.assets.source import DATABASE
 from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
 from export_assets.exports.export import closed_on_error
@@ -65,6 +66,7 @@ class ProxyChangesConfig(ExportConfig):
 
 
 @daily_export(
+    deps=[DATABASE],
     schema=CHANGES_SCHEMA,
     kinds={"sqlite", "csv"},
     description=(

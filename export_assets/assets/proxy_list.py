@@ -10,6 +10,7 @@ import pyarrow.compute as pc
 from pydantic import Field
 
 from export_assets.assets.daily import DayContext, daily_export
+from export_assets.assets.source import DATABASE
 from export_assets.credential_policy import (
     CREDENTIAL_COLUMNS,
     CREDENTIALS_DESCRIPTION,
@@ -103,6 +104,7 @@ class ProxyListConfig(ExportConfig):
 
 
 @daily_export(
+    deps=[DATABASE],
     schema=POOL_SCHEMA,
     kinds={"sqlite", "csv"},
     description=(

@@ -36,6 +36,7 @@ from dagster import MetadataValue
 from pydantic import Field, ValidationInfo, field_validator
 
 from export_assets.assets.daily import DayContext, daily_export
+from export_assets.assets.source import LOGS
 from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
 from export_assets.exports.export import Format, closed_on_error
@@ -218,6 +219,7 @@ def _moment_us(day: date, value: str, setting: str) -> int:
 
 
 @daily_export(
+    deps=[LOGS],
     schema=LOG_SCHEMA,
     kinds={"json"},
     description=(

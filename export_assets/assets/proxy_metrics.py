@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 
 from export_assets.assets.daily import DayContext, daily_export
+from export_assets.assets.source import DATABASE
 from export_assets.credentials import mask_url_credentials_array
 from export_assets.exports import Export, ExportConfig
 from export_assets.exports.export import closed_on_error
@@ -26,6 +27,7 @@ class ProxyMetricsConfig(ExportConfig):
 
 
 @daily_export(
+    deps=[DATABASE],
     schema=PROXY_METRICS_SCHEMA,
     kinds={"sqlite", "csv"},
     description=(

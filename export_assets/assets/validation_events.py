@@ -7,6 +7,7 @@ import pyarrow as pa
 from pydantic import Field, field_validator
 
 from export_assets.assets.daily import DayContext, daily_export
+from export_assets.assets.source import DATABASE
 from export_assets.credentials import mask_columns
 from export_assets.exports import Export, ExportConfig
 from export_assets.exports.export import closed_on_error
@@ -61,6 +62,7 @@ class ValidationEventsConfig(ExportConfig):
 
 
 @daily_export(
+    deps=[DATABASE],
     schema=VALIDATION_EVENTS_SCHEMA,
     kinds={"sqlite", "csv"},
     description=(
