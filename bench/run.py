@@ -345,6 +345,13 @@ def child_materialize(database: str, destination: str, asset: str, extension: st
         config_path=str(folder / "proxywhirl.toml"),
     )
     (definition,) = [a for a in EXPORT_ASSETS if a.key.path[-1] == asset]
+    run_config: dict[str, Any] = {}
+    try:  # a daily record's settings are fixed in code: the asset with these settings
+        from export_assets.assets.daily import with_settings
+    except ImportError:  # older code locations took them as run config
+        run_config = {"ops": {asset: {"config": config}}}
+    else:
+        definition = with_settings(definition, **config)
     result = materialize(
         [definition],
         partition_key=DAY.isoformat(),
@@ -354,7 +361,7 @@ def child_materialize(database: str, destination: str, asset: str, extension: st
             "export_store": store,
             "io_manager": ExportIOManager(store=store, proxywhirl=proxywhirl),
         },
-        run_config={"ops": {asset: {"config": config}}},
+        run_config=run_config,
     )
     if not result.success:
         raise SystemExit(f"materialize of {asset} failed")

@@ -80,8 +80,10 @@ CASES = (
         _dagster_cli("definitions", "validate", "-m", "export_assets.definitions"),
     ),
     Case(
-        "`dagster definitions validate -f bench/trivial_location.py`",
-        _dagster_cli("definitions", "validate", "-f", str(BENCH / "trivial_location.py")),
+        "`dagster definitions validate -f bench/trivial_location.py -a defs`",
+        _dagster_cli(
+            "definitions", "validate", "-f", str(BENCH / "trivial_location.py"), "-a", "defs"
+        ),
         project=False,
     ),
     Case(

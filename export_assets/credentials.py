@@ -30,7 +30,7 @@ def mask_url_credentials_array(values: pa.Array) -> pa.Array:
     """
     if _no_at_sign(values):
         return values
-    holds_at = pc.fill_null(pc.match_substring(values, "@"), False)
+    holds_at = pc.and_kleene(pc.is_valid(values), pc.match_substring(values, "@"))
     if not pc.any(holds_at).as_py():
         return values
     masked = pc.replace_substring_regex(values.filter(holds_at), _USERINFO, rf"\1{MASK}@")

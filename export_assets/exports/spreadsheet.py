@@ -58,8 +58,17 @@ def neutralize_formulas(column: pa.Array | pa.ChunkedArray) -> pa.Array | pa.Chu
     formula = pc.match_substring_regex(column, FORMULA_START)
     if not pc.any(formula).as_py():
         return column
-    escaped = pc.binary_join_element_wise(FORMULA_ESCAPE, column, "")
+    # Arrow scalars, not Python text: a Python value here makes pyarrow import pandas.
+    escaped = pc.binary_join_element_wise(
+        _text(FORMULA_ESCAPE, column.type), column, _text("", column.type)
+    )
     return pc.if_else(formula, escaped, column)
+
+
+def _text(value: str, kind: pa.DataType) -> pa.Scalar:
+    from export_assets.exports.formats import text_scalar  # formats imports this module
+
+    return text_scalar(value, kind)
 
 
 _FORMULA_FIRST_BYTES = np.frombuffer(b"=+-@\t\r", dtype=np.uint8)

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from export_assets.exports.destinations import Destination
+from export_assets.exports.formats import text_scalar
 from export_assets.exports.manifest import ExportManifest, manifest_key, partition_folder
 from export_assets.exports.readers import count_rows
 from export_assets.leaks import Finding, KnownCredentials, LeakScanner
@@ -135,8 +136,9 @@ def scan_batch(
         if column.null_count == len(column):
             continue
         # Every value followed by a line break, joined in Arrow: one scan of the column.
-        values = pc.fill_null(column, "")
-        lines = pc.binary_join_element_wise(values, pa.scalar("", column.type), "\n")
+        empty = text_scalar("", column.type)  # no pandas import (see text_scalar)
+        values = pc.fill_null(column, empty)
+        lines = pc.binary_join_element_wise(values, empty, text_scalar("\n", column.type))
         if not scanner.leaks(_joined(lines)):
             continue
         for row, value in enumerate(values.to_pylist(), start=first_row):

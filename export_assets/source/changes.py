@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 import pyarrow as pa
 
+from export_assets.source.arrays import arrow_array
 from export_assets.source.database import POOL_SCHEMA, SourceSnapshot, rows_to_batch
 from export_assets.source.status import replay
 from export_assets.source.timestamps import day_text
@@ -301,12 +302,12 @@ class _PoolWalk:
     def _flush(self) -> Iterator[tuple[ChangeKind, pa.RecordBatch]]:
         assert self._batch is not None
         for kind, rows in self._marked.items():
-            taken = self._batch.take(pa.array(rows, pa.int64()))
+            taken = self._batch.take(arrow_array(rows, pa.int64()))
             status = taken.column("health_status")
-            status_from = pa.array(self._from[kind], pa.string())
+            status_from = arrow_array(self._from[kind], pa.string())
             status_to = pa.nulls(len(rows), pa.string()) if kind == REMOVED else status
             yield kind, pa.RecordBatch.from_arrays(
-                [pa.array([kind] * len(rows), pa.string()), status_from, status_to,
+                [arrow_array([kind] * len(rows), pa.string()), status_from, status_to,
                  *taken.columns],
                 schema=CHANGES_SCHEMA,
             )  # fmt: skip

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from export_assets.source.arrays import arrow_array
 from export_assets.source.schema import REQUIRED_COLUMNS
 from export_assets.source.status import StatusCounts, counted_checks, replay, seed_check
 from export_assets.source.timestamps import TIMESTAMP_UTC, TimestampError, day_text, parse_utc_text
@@ -420,7 +421,9 @@ class SourceSnapshot:
         """Identities discovered before ``before`` (DATETIME text), in url order, by batch,
         as tuples of the pool's identity columns (discovered_at as a timestamp)."""
         table = self.identities
-        kept = table.filter(pc.less(table.column("discovered_at"), before))
+        # An Arrow scalar, not the text: a Python value here would make pyarrow import pandas.
+        bound = arrow_array([before], pa.string())[0]
+        kept = table.filter(pc.less(table.column("discovered_at"), bound))
         for start in range(0, kept.num_rows, self.batch_rows):
             piece = kept.slice(start, self.batch_rows)
             columns = [piece.column(name).to_pylist() for name in _IDENTITY_COLUMNS]
@@ -470,9 +473,10 @@ class SourceSnapshot:
             return
         table = self.identities
         if before is not None:
-            table = table.filter(pc.less(table.column("discovered_at"), before))
+            bound = arrow_array([before], pa.string())[0]  # not the text: see identity_rows
+            table = table.filter(pc.less(table.column("discovered_at"), bound))
         if url is not None:
-            table = table.filter(pc.equal(table.column("url"), url))
+            table = table.filter(pc.equal(table.column("url"), arrow_array([url], pa.string())[0]))
         raw = self._raw_histories(before, url=url, ordered=False)
         current = next(raw, None)
         try:
@@ -642,11 +646,11 @@ def rows_to_batch(rows: list[tuple[Any, ...]], schema: pa.Schema, *, table: str)
         name = f"{table}.{field.name}"
         try:
             if field.type == TIMESTAMP_UTC:
-                arrays.append(parse_utc_text(pa.array(values, pa.string()), name))
+                arrays.append(parse_utc_text(arrow_array(values, pa.string()), name))
             elif field.type == pa.bool_():
-                arrays.append(pa.array(values, pa.int8()).cast(pa.bool_()))
+                arrays.append(arrow_array(values, pa.int8()).cast(pa.bool_()))
             else:
-                arrays.append(pa.array(values, field.type))
+                arrays.append(arrow_array(values, field.type))
         except TimestampError as exc:
             raise SourceError(str(exc)) from exc
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:

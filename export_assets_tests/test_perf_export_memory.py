@@ -1,0 +1,197 @@
+"""What an in-process export of validation events loads and holds (issue 14, targets 4-5).
+
+pandas (some 35 MiB and 0.4 s to import) is no dependency of an export, but
+pyarrow imports it the first time it is handed a Python value (``pa.array``, ``pa.scalar``,
+a compute function given a ``str``) and ADBC's DB-API layer imports it through
+``pyarrow.dataset``. These tests run the export in a fresh interpreter and look at
+``sys.modules`` afterwards; the figures themselves are ``make bench``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from export_assets.exports.formats import FALSE, null_scalar, text_scalar
+from export_assets.sample import SampleDeployment
+from export_assets.source.database import SourceSnapshot
+from export_assets.source.validations import (
+    _arrow_batches,
+    _arrow_connection,
+    _parameters,
+    validation_events,
+    validation_id_range,
+)
+from export_assets_tests.conftest import SAMPLE_END
+
+# Reads the sample's last day as validation_events does, writes it in each text format and
+# Parquet through the gzip codec with the leak scan on, and reports what got imported.
+_EXPORT_IN_A_FRESH_PROCESS = textwrap.dedent(
+    """
+    import io, json, sys
+    from datetime import date
+    from pathlib import Path
+
+    from export_assets.exports import codecs, formats
+    from export_assets.exports.export import ExportOptions
+    from export_assets.exports.streams import MeasuredStream
+    from export_assets.exports.verify import TextScan, scan_batch
+    from export_assets.leaks import LeakScanner
+    from export_assets.source.database import SourceSnapshot
+    from export_assets.source import validations
+
+    database, day = Path(sys.argv[1]), date.fromisoformat(sys.argv[2])
+    before = "pandas" in sys.modules
+    outputs = {}
+    for fmt, compression in (("csv", "gzip"), ("jsonl", "gzip"), ("parquet", "none")):
+        options = ExportOptions(format=fmt, compression=compression)
+        with SourceSnapshot(database, busy_timeout_ms=5000, batch_rows=256,
+                            chunk_rows=100, identities=False) as snapshot:
+            ids = validations.validation_id_range(snapshot, day)
+            batches = validations.read_ahead(validations.validation_events(snapshot, day, ids))
+            scanner = LeakScanner(["no-such-secret"])
+            stored = MeasuredStream(io.BytesIO(), hashed=True)
+            findings, rows = [], 0
+            with codecs.compressed(stored, options, entry_name="x") as compressed:
+                plain = MeasuredStream(compressed)
+                text = TextScan(scanner, "x") if fmt != "parquet" else None
+                if text is not None:
+                    plain.tap = text.feed
+                writer = formats.open_format_writer(
+                    plain, validations.VALIDATION_EVENTS_SCHEMA, options
+                )
+                for batch in batches:
+                    if text is None:
+                        findings += scan_batch(scanner, "x", batch, rows + 1)
+                    writer.write(batch)
+                    rows += batch.num_rows
+                writer.close()
+                if text is not None:
+                    findings += text.finish()
+            batches.close()
+        outputs[fmt] = {"rows": rows, "bytes": stored.bytes, "findings": len(findings)}
+    print(json.dumps({"pandas_before": before, "pandas_after": "pandas" in sys.modules,
+                      "outputs": outputs}))
+    """
+)
+
+
+def test_an_export_of_validation_events_never_imports_pandas(
+    sample_deployment: SampleDeployment,
+) -> None:
+    """Read (ADBC), format (csv, jsonl, parquet), compress and scan: pandas stays out."""
+    result = subprocess.run(
+        [sys.executable, "-c", _EXPORT_IN_A_FRESH_PROCESS, str(sample_deployment.database),
+         SAMPLE_END.isoformat()],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["pandas_before"] is False
+    assert report["pandas_after"] is False, "something on the export's path imported pandas"
+    outputs = report["outputs"]
+    for fmt, output in outputs.items():
+        assert output["rows"] > 0, fmt
+        assert output["bytes"] > 0, fmt
+    # Unmasked here: the sample's user:pass@ URLs are found, in every format alike.
+    assert len({output["findings"] for output in outputs.values()}) == 1
+    assert len({output["rows"] for output in outputs.values()}) == 1
+
+
+def test_scalars_built_from_buffers_equal_pyarrows_own() -> None:
+    """The writers' scalars are the values ``pa.scalar`` would make (here, where importing
+    pandas no longer matters)."""
+    for value in ("", "Z", '"', "null", "é\n✓"):
+        assert text_scalar(value).equals(pa.scalar(value, pa.string()))
+        assert text_scalar(value, pa.large_string()).equals(pa.scalar(value, pa.large_string()))
+    assert FALSE.equals(pa.scalar(False))
+    for kind in (pa.float64(), pa.string(), pa.timestamp("us", tz="UTC")):
+        null = null_scalar(kind)
+        assert null.type == kind
+        assert not null.is_valid
+
+
+def test_statement_parameters_keep_their_values_and_types() -> None:
+    """Parameters are bound as one row of typed columns, built without ``pa.array``."""
+    batch = _parameters([7, -(2**63), "2026-11-20", "é", 1.5, True, b"\x00\x01", None])
+    assert batch.num_rows == 1
+    assert batch.to_pylist()[0] == {
+        "0": 7, "1": -(2**63), "2": "2026-11-20", "3": "é", "4": 1.5, "5": 1,
+        "6": b"\x00\x01", "7": None,
+    }  # fmt: skip
+    assert batch.schema.types == [
+        pa.int64(), pa.int64(), pa.string(), pa.string(), pa.float64(), pa.int64(),
+        pa.binary(), pa.null(),
+    ]  # fmt: skip
+
+
+def test_a_parameter_of_an_unknown_type_is_named() -> None:
+    with pytest.raises(TypeError, match=r"a statement parameter of type date: datetime.date"):
+        _parameters([date(2026, 11, 20)])
+
+
+def test_a_range_is_read_in_batches_no_longer_than_the_range(
+    sample_deployment: SampleDeployment,
+) -> None:
+    """The driver reserves a whole batch per column before reading: a short id range asks
+    for a batch of its own length, not the snapshot's ``batch_rows``. The rows come out the
+    same, re-cut to ``batch_rows``."""
+    day = SAMPLE_END
+    with SourceSnapshot(
+        sample_deployment.database, busy_timeout_ms=5000, batch_rows=4096, identities=False
+    ) as snapshot:
+        ids = validation_id_range(snapshot, day)
+        assert ids is not None
+        low = ids[0]
+        sql = "SELECT id FROM validation_results WHERE id >= ? AND id <= ? ORDER BY id"
+        with _arrow_connection(snapshot) as connection:
+            raws = _arrow_batches(snapshot, connection, sql, [low, low + 9], (low, low + 9))
+        assert [raw.num_rows for raw in raws] == [10]
+        batches = list(validation_events(snapshot, day, ids))
+    assert sum(batch.num_rows for batch in batches) == ids[1] - ids[0] + 1
+    assert all(batch.num_rows == 4096 for batch in batches[:-1])
+
+
+# A run as the code location makes it: Dagster's materialize() of the daily record, the IO
+# manager scanning for the deployment's credentials.
+_MATERIALIZE_IN_A_FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    from dagster import DagsterInstance, materialize
+    from export_assets.assets import proxy_list, validation_events
+    from export_assets.exports import ExportIOManager, ExportStore
+    from export_assets.source import ProxyWhirlSource
+
+    database, day, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    source = ProxyWhirlSource(database=database)
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [validation_events, proxy_list], partition_key=day, instance=instance,
+            resources={
+                "proxywhirl": source,
+                "io_manager": ExportIOManager(store=ExportStore(destination=out), proxywhirl=source),
+            },
+        )
+    print(json.dumps({"success": result.success, "pandas": "pandas" in sys.modules}))
+    """
+)
+
+
+def test_a_run_of_the_daily_record_never_imports_pandas(
+    sample_deployment: SampleDeployment, tmp_path: Path
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _MATERIALIZE_IN_A_FRESH_PROCESS, str(sample_deployment.database),
+         SAMPLE_END.isoformat(), str(tmp_path / "exports")],
+        capture_output=True, text=True, timeout=300, check=False, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"success": True, "pandas": False}
