@@ -255,7 +255,9 @@ def test_the_ui_shows_the_materialized_partitions(launched: Launched, output_dir
         # --no-sandbox: Chromium's sandbox cannot start as root (CI containers).
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            # Tall enough that the catalog renders every row (records, templates, requests,
+            # the source): it draws only the rows in view.
+            page = browser.new_page(viewport={"width": 1440, "height": 3000})
             page.goto(f"{base}/assets", wait_until="networkidle")
             for asset in launched.job_assets:
                 # The catalog row: success, missing, failed counts, then "N partitions".

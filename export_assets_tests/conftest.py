@@ -52,7 +52,16 @@ def moto_server() -> Iterator[s3_server.MotoServer]:
 
 @pytest.fixture
 def instance() -> Iterator[DagsterInstance]:
-    """A throwaway Dagster instance with real (SQLite) run storage."""
+    """A throwaway Dagster instance, in memory: runs, events and checks recorded as in any
+    instance, without a SQLite file's fsyncs (tests of what persists or crosses processes
+    build their own on disk: ``disk_instance``)."""
+    with DagsterInstance.ephemeral() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def disk_instance() -> Iterator[DagsterInstance]:
+    """A throwaway Dagster instance with real (SQLite) storage."""
     with instance_for_test() as test_instance:
         yield test_instance
 

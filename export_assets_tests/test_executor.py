@@ -54,8 +54,8 @@ def test_steps_run_in_the_run_process_by_default(instance: DagsterInstance) -> N
     assert pids == {run_pid}
 
 
-def test_multiprocess_is_one_run_config_away(instance: DagsterInstance) -> None:
-    run_pid, pids = step_pids(instance, {"execution": {"config": {"multiprocess": {}}}})
+def test_multiprocess_is_one_run_config_away(disk_instance: DagsterInstance) -> None:
+    run_pid, pids = step_pids(disk_instance, {"execution": {"config": {"multiprocess": {}}}})
     assert run_pid not in pids
     assert len(pids) == 2
 
