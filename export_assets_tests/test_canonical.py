@@ -107,9 +107,9 @@ def test_the_daily_record_takes_no_run_config_and_a_request_needs_its_name(
     tmp_path: Path,
 ) -> None:
     for asset in EXPORT_ASSETS:
-        assert asset.op.config_schema.as_field().config_type.fields == {}, asset.key  # type: ignore[union-attr]
+        assert asset.op.config_schema.as_field().config_type.fields == {}, asset.key  # type: ignore[attr-defined]
     for asset in REQUEST_ASSETS:
-        fields = asset.op.config_schema.as_field().config_type.fields  # type: ignore[union-attr]
+        fields = asset.op.config_schema.as_field().config_type.fields  # type: ignore[attr-defined]
         assert fields["request"].is_required, asset.key
     refused = materialize(
         [requested(validation_events)], partition_key=DAY, raise_on_error=False,

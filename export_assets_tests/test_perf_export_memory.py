@@ -176,7 +176,9 @@ _MATERIALIZE_IN_A_FRESH_PROCESS = textwrap.dedent(
             [validation_events, proxy_list], partition_key=day, instance=instance,
             resources={
                 "proxywhirl": source,
-                "io_manager": ExportIOManager(store=ExportStore(destination=out), proxywhirl=source),
+                "io_manager": ExportIOManager(
+                    store=ExportStore(destination=out), proxywhirl=source
+                ),
             },
         )
     print(json.dumps({"success": result.success, "pandas": "pandas" in sys.modules}))
