@@ -119,15 +119,8 @@ def published_partitions(destination: Destination) -> tuple[list[PublishedPartit
     """
     found: list[PublishedPartition] = []
     assets, skipped = export_folders(destination)
-    for asset in assets:
-        try:
-            folders = destination.list_folders(asset)
-        except UnsafePathError as exc:
-            skipped.append(f"{asset}: {exc}")
-            continue
+    for asset, folders in assets.items():
         for folder in folders:
-            if not folder.startswith(PARTITION_FOLDER_PREFIX):
-                continue
             partition = folder.removeprefix(PARTITION_FOLDER_PREFIX)
             if not is_partition_key(partition):
                 skipped.append(f"{asset}/{folder}: {_NO_MANIFEST}")
@@ -268,15 +261,14 @@ def _remove_debris(destination: Destination, *, dry_run: bool) -> list[str]:
     if isinstance(destination, S3Destination):
         # Incomplete uploads do not show as folders: one listing of the whole prefix.
         removed += destination.abort_incomplete_uploads(DEBRIS_AGE, dry_run=dry_run)
-    for asset in export_folders(destination)[0]:
+    for asset, folders in export_folders(destination)[0].items():
         try:
-            for folder in destination.list_folders(asset):
-                if folder.startswith(PARTITION_FOLDER_PREFIX):
-                    removed += destination.remove_debris(
-                        f"{asset}/{folder}", DEBRIS_AGE, dry_run=dry_run
-                    )
-                    if not dry_run:
-                        destination.prune(f"{asset}/{folder}")  # a killed first export
+            for folder in folders:
+                removed += destination.remove_debris(
+                    f"{asset}/{folder}", DEBRIS_AGE, dry_run=dry_run
+                )
+                if not dry_run:
+                    destination.prune(f"{asset}/{folder}")  # a killed first export
             for name in destination.list_files(asset):
                 lease_partition = partition_of_lease(name)
                 if lease_partition is None or not is_partition_key(lease_partition):

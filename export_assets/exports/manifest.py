@@ -104,13 +104,14 @@ def data_file_name(asset: str, partition: str, extension: str) -> str:
     return f"{file_stem(asset)}-{partition}{extension}"
 
 
-def export_folders(destination: Destination) -> tuple[list[str], list[str]]:
-    """The folders holding an asset's partitions (``dt=`` folders), from the destination's
-    root down to ``MAX_PATH_DEPTH``; and the folders that could not be listed, with why.
+def export_folders(destination: Destination) -> tuple[dict[str, list[str]], list[str]]:
+    """The folders holding an asset's partitions, each with its ``dt=`` folders, from the
+    destination's root down to ``MAX_PATH_DEPTH``; and the folders that could not be
+    listed, with why.
 
     Anything not named as an export's folder is never entered.
     """
-    found: list[str] = []
+    found: dict[str, list[str]] = {}
     skipped: list[str] = []
     level = [""]
     for _ in range(MAX_PATH_DEPTH + 1):  # the last level lists the deepest assets' days
@@ -121,15 +122,16 @@ def export_folders(destination: Destination) -> tuple[list[str], list[str]]:
             except UnsafePathError as exc:
                 skipped.append(f"{parent}: {exc}")
                 continue
-            for child in children:
-                path = f"{parent}/{child}" if parent else child
-                if child.startswith(PARTITION_FOLDER_PREFIX):
-                    if parent and is_asset_name(parent) and parent not in found:
-                        found.append(parent)
-                elif is_prefix_name(child):
-                    deeper.append(path)
+            days = [child for child in children if child.startswith(PARTITION_FOLDER_PREFIX)]
+            if days and parent and is_asset_name(parent):
+                found[parent] = days
+            deeper += [
+                f"{parent}/{child}" if parent else child
+                for child in children
+                if is_prefix_name(child)
+            ]
         level = deeper
-    return sorted(found), skipped
+    return dict(sorted(found.items())), skipped
 
 
 @dataclass(frozen=True)
