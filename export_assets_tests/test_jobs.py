@@ -17,6 +17,17 @@ from export_assets_tests.conftest import SAMPLE_END, export_resources
 PARTITION = SAMPLE_END.isoformat()
 
 
+def templates(sample: SampleDeployment, database: Path, exports: Path) -> Definitions:
+    """The daily records, the templates and their jobs, on ``database``."""
+    return Definitions(
+        assets=[*EXPORT_ASSETS, *TEMPLATE_ASSETS],
+        jobs=EXPORT_JOBS,
+        resources=export_resources(
+            database, exports, log_dir=str(sample.log_dir), config_path=str(sample.config_path)
+        ),
+    )
+
+
 @pytest.mark.parametrize(
     ("job", "files"),
     [
@@ -39,14 +50,7 @@ def test_a_template_exports_its_assets_in_its_format(
     files: dict[str, str],
 ) -> None:
     exports = tmp_path / "exports"
-    defs = Definitions(
-        assets=[*EXPORT_ASSETS, *TEMPLATE_ASSETS],
-        jobs=EXPORT_JOBS,
-        resources=export_resources(
-            sample_deployment.database, exports, log_dir=str(sample_deployment.log_dir),
-            config_path=str(sample_deployment.config_path),
-        ),
-    )  # fmt: skip
+    defs = templates(sample_deployment, sample_deployment.database, exports)
     result = defs.resolve_job_def(job).execute_in_process(
         partition_key=PARTITION, instance=instance
     )
@@ -74,13 +78,7 @@ def test_a_backup_that_cannot_read_the_pool_publishes_nothing(
     sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance
 ) -> None:
     exports = tmp_path / "exports"
-    defs = Definitions(
-        assets=[*EXPORT_ASSETS, *TEMPLATE_ASSETS],
-        jobs=EXPORT_JOBS,
-        resources=export_resources(
-            tmp_path / "missing.db", exports, config_path=str(sample_deployment.config_path)
-        ),
-    )
+    defs = templates(sample_deployment, tmp_path / "missing.db", exports)
     result = defs.resolve_job_def("backup_job").execute_in_process(
         partition_key=PARTITION, instance=instance, raise_on_error=False
     )
