@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import logging
-import os
 import sys
 import traceback
 import warnings
@@ -24,7 +23,9 @@ TEMPLATE_TAG = "export/template"
 
 def requesting_user() -> str:
     """Who runs the CLI: ``EXPORT_REQUESTED_BY``, else the login name."""
-    return os.environ.get("EXPORT_REQUESTED_BY", "").strip() or getpass.getuser()
+    from export_assets.settings import current_settings
+
+    return current_settings().requested_by or getpass.getuser()
 
 
 def _yesterday() -> date:
@@ -133,8 +134,9 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
     from export_assets.definitions import defs
     from export_assets.partitions import partition_start
     from export_assets.run_sweep import run_process_tags, sweep_dead_runs
+    from export_assets.settings import current_settings
 
-    if not os.environ.get("DAGSTER_HOME"):
+    if current_settings().dagster_home is None:
         raise click.ClickException(
             "DAGSTER_HOME is not set: run `make run`, or export DAGSTER_HOME=$PWD/.dagster"
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING
@@ -131,8 +130,9 @@ def history(asset: str | None, since: datetime | None, as_json: bool) -> None:
     from dagster import DagsterInstance
 
     from export_assets.audit import export_history
+    from export_assets.settings import current_settings
 
-    if not os.environ.get("DAGSTER_HOME"):
+    if current_settings().dagster_home is None:
         raise click.ClickException(
             "DAGSTER_HOME is not set: export DAGSTER_HOME=$PWD/.dagster (the instance `make run` "
             "and `make ui` use)"

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import cast
 
 import click
 
-from export_assets.source.resource import DEFAULT_DEPLOYMENT
+from export_assets.settings import current_settings
 
 
 def _default_database() -> Path:
-    return Path(os.environ.get("PROXYWHIRL_DB", str(DEFAULT_DEPLOYMENT / "proxies.db")))
+    return current_settings().database
 
 
 def _default_config(database: Path) -> Path:
-    return Path(os.environ.get("PROXYWHIRL_CONFIG", str(database.parent / "proxywhirl.toml")))
+    return current_settings().config_for(database)
 
 
 EXIT_FINDINGS = 1

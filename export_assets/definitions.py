@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from dagster import Definitions, EnvVar, ExecutorDefinition
 
 from export_assets.assets import EXPORT_ASSETS, REPORT_ASSETS
@@ -20,17 +17,22 @@ from export_assets.retention import retention_job
 from export_assets.run_sweep import dead_run_sweep_sensor
 from export_assets.schedules import export_schedules
 from export_assets.sensors import EXPORT_SENSORS
+from export_assets.settings import current_settings
 from export_assets.source import ProxyWhirlSource
 from export_assets.source.resource import DEFAULT_DEPLOYMENT
+
+# Read when the code location loads: which resources come from the environment is part of
+# the definitions. Set values stay EnvVars, resolved when a run starts and never shown in the UI.
+_settings = current_settings()
 
 
 def _env_or(name: str, default: str) -> str:
     """The variable as a Dagster EnvVar (resolved at run time) when set, else ``default``."""
-    return EnvVar(name) if name in os.environ else default
+    return EnvVar(name) if _settings.is_set(name) else default
 
 
 # Logs and config default to their places beside the database, as ProxyWhirl lays them out.
-_deployment = Path(os.environ.get("PROXYWHIRL_DB", str(DEFAULT_DEPLOYMENT / "proxies.db"))).parent
+_deployment = _settings.database.parent
 
 export_store = ExportStore(destination=_env_or("EXPORT_DESTINATION", "exports"))
 proxywhirl = ProxyWhirlSource(

@@ -23,7 +23,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import os
 import smtplib
 import socket
 import ssl
@@ -38,6 +37,8 @@ from urllib.parse import unquote, urlsplit
 
 from dagster import ConfigurableResource, EnvVar, get_dagster_logger
 from pydantic import Field
+
+from export_assets.settings import current_settings
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer, WriteableBuffer
@@ -476,10 +477,11 @@ def notifier_from_environment() -> Notifier:
 
     Secrets stay ``EnvVar``s (resolved when a run or sensor starts, never shown in the UI).
     """
-    env = os.environ
+    # Read when the code location loads: which channels exist is part of the resource.
+    env = current_settings()
 
     def var(name: str) -> Any:
-        return EnvVar(name) if env.get(name) else None
+        return EnvVar(name) if env.is_set(name) else None
 
     settings: dict[str, Any] = {
         "smtp_host": var("EXPORT_SMTP_HOST"),
@@ -487,18 +489,14 @@ def notifier_from_environment() -> Notifier:
         "smtp_password": var("EXPORT_SMTP_PASSWORD"),
         "webhook_url": var("EXPORT_WEBHOOK_URL"),
         "webhook_secret": var("EXPORT_WEBHOOK_SECRET"),
-        "email_to": [a.strip() for a in env.get("EXPORT_EMAIL_TO", "").split(",") if a.strip()],
-        "success_digest": env.get("EXPORT_SUCCESS_DIGEST", "").strip().lower()
-        in {"1", "true", "yes"},
+        "email_to": list(env.email_to),
+        "success_digest": env.success_digest,
+        "smtp_starttls": env.smtp_starttls,
     }
-    if env.get("EXPORT_SMTP_PORT"):
+    if env.smtp_port is not None:
         settings["smtp_port"] = EnvVar.int("EXPORT_SMTP_PORT")
-    if env.get("EXPORT_SMTP_STARTTLS"):
-        settings["smtp_starttls"] = env["EXPORT_SMTP_STARTTLS"].strip().lower() not in {
-            "0", "false", "no",
-        }  # fmt: skip
-    if env.get("EXPORT_EMAIL_FROM"):
+    if env.email_from is not None:
         settings["email_from"] = EnvVar("EXPORT_EMAIL_FROM")
-    if env.get("DAGSTER_WEBSERVER_URL"):
+    if env.webserver_url is not None:
         settings["webserver_url"] = EnvVar("DAGSTER_WEBSERVER_URL")
     return Notifier(**{k: v for k, v in settings.items() if v is not None})

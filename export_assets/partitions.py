@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from datetime import date, timedelta
 
 from dagster import DailyPartitionsDefinition
 
-DEFAULT_PARTITION_START = "2025-01-01"
+from export_assets.settings import Settings, current_settings
+
+DEFAULT_PARTITION_START: str = Settings.partition_start
 
 
 def partition_start() -> str:
     """The first day of the partition set: ``EXPORT_PARTITION_START`` or the default."""
-    value = os.environ.get("EXPORT_PARTITION_START", DEFAULT_PARTITION_START).strip()
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            f"EXPORT_PARTITION_START={value!r} is not a date: write it as YYYY-MM-DD"
-        ) from None
-    return value
+    return current_settings().partition_start  # checked there: a bad date names the fix
 
 
 # Read when the code location loads: the partition set is part of its definition.

@@ -49,7 +49,7 @@ from export_assets.exports.manifest import (
 from export_assets.exports.s3 import S3Destination
 from export_assets.exports.store import ExportStore
 from export_assets.retries import export_retry_policy
-from export_assets.settings import env_number
+from export_assets.settings import current_settings
 
 DEFAULT_KEEP_DAYS = 30
 
@@ -286,9 +286,7 @@ def _remove_debris(destination: Destination, *, dry_run: bool) -> list[str]:
 
 def default_keep_days() -> int:
     """``EXPORT_RETENTION_DAYS``, or 30."""
-    return env_number(
-        "EXPORT_RETENTION_DAYS", DEFAULT_KEEP_DAYS, int, what="a whole number of days"
-    )
+    return current_settings().retention_days
 
 
 class RetentionConfig(FailFastConfig):

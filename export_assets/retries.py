@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 from dagster import Backoff, Failure, Jitter, RetryPolicy
 
-from export_assets.settings import env_number
+from export_assets.settings import current_settings
 
 DEFAULT_MAX_RETRIES = 3
 DEFAULT_RETRY_DELAY_SECONDS = 10.0
@@ -43,9 +43,10 @@ def export_retry_policy() -> RetryPolicy:
     ``EXPORT_MAX_RETRIES`` (3) and ``EXPORT_RETRY_DELAY_SECONDS`` (10) tune it; they are
     read when the code location loads, as the policy is part of the asset's definition.
     """
+    settings = current_settings()
     return RetryPolicy(
-        max_retries=env_number("EXPORT_MAX_RETRIES", DEFAULT_MAX_RETRIES, int),
-        delay=env_number("EXPORT_RETRY_DELAY_SECONDS", DEFAULT_RETRY_DELAY_SECONDS, float),
+        max_retries=settings.max_retries,
+        delay=settings.retry_delay_seconds,
         backoff=Backoff.EXPONENTIAL,
         jitter=Jitter.PLUS_MINUS,
     )

@@ -8,7 +8,6 @@ and a tick exports the last UTC day that was complete at the tick's scheduled ti
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +22,7 @@ from dagster import (
 
 from export_assets.audit import REQUESTED_BY_TAG, TEMPLATE_TAG
 from export_assets.partitions import partition_start
+from export_assets.settings import current_settings
 
 DEFAULT_TIMEZONE = "UTC"
 
@@ -86,7 +86,8 @@ def last_closed_day(moment: datetime) -> str:
 
 
 def _setting(name: str, default: str) -> str:
-    return os.environ.get(name, "").strip() or default
+    # Read when the code location loads: cron and timezone are part of the definition.
+    return str(current_settings().value(name) or default)
 
 
 def build_schedule(row: ScheduleRow | str) -> ScheduleDefinition:
@@ -128,12 +129,8 @@ def build_schedule(row: ScheduleRow | str) -> ScheduleDefinition:
 
 def _default_status() -> DefaultScheduleStatus:
     # EXPORT_SCHEDULES_RUNNING=1 starts them with the daemon, without a click in the UI.
-    running = os.environ.get("EXPORT_SCHEDULES_RUNNING", "").strip().lower()
-    return (
-        DefaultScheduleStatus.RUNNING
-        if running in {"1", "true", "yes"}
-        else DefaultScheduleStatus.STOPPED
-    )
+    running = current_settings().schedules_running
+    return DefaultScheduleStatus.RUNNING if running else DefaultScheduleStatus.STOPPED
 
 
 def export_schedules() -> list[ScheduleDefinition]:

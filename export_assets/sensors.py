@@ -3,7 +3,6 @@
 
 import json
 import logging
-import os
 import sqlite3
 import weakref
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from export_assets.audit import PARTITION_TAG, exported_assets, failed_steps, re
 from export_assets.jobs import daily_export_job
 from export_assets.notify import Notifier, digest_notification, failure_notification
 from export_assets.schedules import run_tags
+from export_assets.settings import current_settings
 from export_assets.source.database import SourceError, connect_read_only
 from export_assets.source.resource import ProxyWhirlSource
 
@@ -40,8 +40,8 @@ DEFAULT_MINIMUM_INTERVAL_SECONDS = 300
 
 
 def _minimum_interval() -> int:
-    text = os.environ.get("EXPORT_SENSOR_INTERVAL_SECONDS", "").strip()
-    return int(text) if text.isdigit() else DEFAULT_MINIMUM_INTERVAL_SECONDS
+    # Read when the code location loads: the interval is part of the sensor's definition.
+    return current_settings().sensor_interval_seconds
 
 
 def validation_watermark(proxywhirl: ProxyWhirlSource) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 import time as clock
 from collections.abc import Callable, Mapping
@@ -43,7 +42,7 @@ from export_assets.exports.export import (
     RenderedExport,
     RenderedOptions,
 )
-from export_assets.exports.lease import DEFAULT_WAIT_SECONDS, PartitionLease
+from export_assets.exports.lease import PartitionLease
 from export_assets.exports.manifest import (
     MANIFEST_NAME,
     PARTITION_FOLDER_PREFIX,
@@ -69,7 +68,7 @@ from export_assets.exports.verify import (
 )
 from export_assets.leaks import Finding, KnownCredentials, LeakScanner, known_credentials
 from export_assets.retries import fail_fast_on_permanent_errors, stop_on_interrupt
-from export_assets.settings import env_number
+from export_assets.settings import current_settings
 from export_assets.source.resource import ProxyWhirlSource
 
 PROGRESS_EVERY_SECONDS = 5.0
@@ -145,9 +144,7 @@ class ExportIOManager(ConfigurableIOManager):
         """Seconds to wait for a partition's lease."""
         if self.lease_wait_seconds is not None:
             return self.lease_wait_seconds
-        return env_number(
-            "EXPORT_LEASE_WAIT_SECONDS", DEFAULT_WAIT_SECONDS, float, what="a number of seconds"
-        )
+        return current_settings().lease_wait_seconds
 
     def open_destination(self) -> Destination:
         """The destination this IO manager writes to."""
@@ -568,19 +565,7 @@ class ExportTooLargeError(ValueError):
 
 def max_export_bytes() -> int | None:
     """``EXPORT_MAX_BYTES`` (read when an export runs), or None for no limit."""
-    text = os.environ.get("EXPORT_MAX_BYTES", "").strip().replace("_", "")
-    if not text:
-        return None
-    try:
-        limit = int(text)
-    except ValueError:
-        raise ValueError(
-            f"EXPORT_MAX_BYTES={text!r} is not a number of bytes: write e.g. 5000000000, or "
-            "unset it for no limit"
-        ) from None
-    if limit <= 0:
-        raise ValueError(f"EXPORT_MAX_BYTES={text!r} must be positive: unset it for no limit")
-    return limit
+    return current_settings().max_bytes
 
 
 def _guard_size(destination: Destination, asset: str, partition: str, export: Export) -> None:

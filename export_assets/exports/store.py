@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -10,6 +9,7 @@ from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
 from export_assets.exports.destinations import Destination, LocalDestination
+from export_assets.settings import current_settings
 
 if TYPE_CHECKING:
     from dagster_aws.s3 import S3Resource
@@ -67,4 +67,4 @@ class ExportStore(ConfigurableResource):  # type: ignore[type-arg]
 
 def store_from_environment() -> ExportStore:
     """The store the code location uses: ``EXPORT_DESTINATION``, else ``./exports``."""
-    return ExportStore(destination=os.environ.get("EXPORT_DESTINATION", "exports"))
+    return ExportStore(destination=current_settings().destination)
