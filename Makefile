@@ -44,8 +44,10 @@ ui: install sample
 daemon: install sample
 	$(SAMPLE_ENV) $(BIN)/dagster-daemon run -w workspace.yaml
 
+# Four workers on any machine: most tests wait on SQLite, subprocesses and servers, so two
+# cores keep four busy (about 5 min against 10 serially on 2 cores).
 test: install
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" -n 4
 
 test-slow: install
 	$(BIN)/pytest -q -m slow

@@ -202,6 +202,7 @@ def _assert_all_ended_and_freed(instance: DagsterInstance, killed: list[str]) ->
     assert all("is gone (killed or crashed)" in reason for reason in reasons), reasons
 
 
+@pytest.mark.slow  # three export processes killed with -9 and a fourth run: ~20 s, load-bound
 def test_killed_runs_are_failed_and_free_the_pool_for_the_next_export(
     dagster_home: Path, slow_writers: Callable[[int], list[subprocess.Popen[bytes]]]
 ) -> None:
