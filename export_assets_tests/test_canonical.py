@@ -15,6 +15,7 @@ from export_assets.assets import EXPORT_ASSETS, proxy_list, validation_events
 from export_assets.assets.templates import REQUEST_ASSETS, TEMPLATE_ASSETS
 from export_assets.exports.destinations import LocalDestination
 from export_assets.jobs import EXPORT_JOBS
+from export_assets.restore.pool import restore_pool
 from export_assets.retention import published_partitions
 from export_assets.sample import SampleDeployment
 from export_assets_tests.conftest import (
@@ -94,6 +95,13 @@ def test_no_template_or_request_changes_the_daily_record(
     )
     [materialization] = adhoc.asset_materializations_for_node("requests__proxy_list")
     assert materialization.metadata["request"].value == "us-de-good"
+    # A copy restores as the domain it holds: the backup's pool, the request's Parquet.
+    for copy in ("backup/proxy_list", "requests/us-de-good/proxy_list"):
+        rows = json.loads((exports / copy / f"dt={DAY}" / "_manifest.json").read_bytes())
+        target = tmp_path / copy.replace("/", "-") / "proxies.db"
+        target.parent.mkdir()
+        restored = restore_pool(exports / copy / f"dt={DAY}", target)
+        assert len(restored.added) == rows["total_rows"], copy
     # Each copy is its own partition: its manifest, its retention.
     found, skipped = published_partitions(LocalDestination(exports))
     assert skipped == []
