@@ -246,8 +246,9 @@ def test_after_killed_runs_the_next_cli_export_runs_without_manual_steps(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"dead-run sweep: marked {POOL_LIMIT + 1} dead run(s) failed" in result.stderr
-    assert (exports / "proxy_list" / f"dt={PARTITION}" / "_manifest.json").is_file()
-    assert (exports / "pool_config" / f"dt={PARTITION}" / "_manifest.json").is_file()
+    # The backup template's copies, under its own folder.
+    assert (exports / "backup" / "proxy_list" / f"dt={PARTITION}" / "_manifest.json").is_file()
+    assert (exports / "backup" / "pool_config" / f"dt={PARTITION}" / "_manifest.json").is_file()
 
     with DagsterInstance.get() as instance:
         _assert_all_ended_and_freed(instance, [*holding, *waiting])
