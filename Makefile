@@ -45,7 +45,7 @@ daemon: install sample
 	$(SAMPLE_ENV) $(BIN)/dagster-daemon run -w workspace.yaml
 
 # Four workers on any machine: most tests wait on SQLite, subprocesses and servers, so two
-# cores keep four busy (about 5 min against 10 serially on 2 cores).
+# cores keep four busy (about 4 min against 10 serially on 2 cores).
 test: install
 	$(BIN)/pytest -q -m "not slow" -n 4
 

@@ -257,6 +257,7 @@ def big_pool(path: Path, proxies: int, end: date) -> None:
         )  # fmt: skip
 
 
+@pytest.mark.slow  # a 100,000-proxy pool rendered: ~25 s
 def test_a_pool_of_100k_proxies_keeps_the_report_bounded(tmp_path: Path) -> None:
     end = date(2026, 11, 20)
     database = tmp_path / "proxies.db"

@@ -93,6 +93,7 @@ def test_an_unpublished_partition_or_a_bad_duration_is_refused(tmp_path: Path) -
     assert "'soon' is not a duration" in bad.stderr
 
 
+@pytest.mark.slow  # the whole daily job to S3 through the CLI in a subprocess: ~25 s
 def test_export_destination_selects_s3_for_the_code_location(
     sample_deployment: SampleDeployment,
     moto_server: s3_server.MotoServer,
