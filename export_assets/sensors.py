@@ -3,7 +3,6 @@
 
 import json
 import logging
-import sqlite3
 import weakref
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +32,7 @@ from export_assets.jobs import daily_export_job
 from export_assets.notify import Notifier, digest_notification, failure_notification
 from export_assets.schedules import run_tags
 from export_assets.settings import current_settings
-from export_assets.source.database import SourceError, connect_read_only
+from export_assets.source.database import SourceError, database_version
 from export_assets.source.resource import ProxyWhirlSource
 
 DEFAULT_MINIMUM_INTERVAL_SECONDS = 300
@@ -46,17 +45,7 @@ def _minimum_interval() -> int:
 
 def validation_watermark(proxywhirl: ProxyWhirlSource) -> int:
     """The highest id in ProxyWhirl's ``validation_results`` (0 when empty), read-only."""
-    connection = connect_read_only(Path(proxywhirl.database), proxywhirl.busy_timeout_ms)
-    try:
-        row = connection.execute("SELECT max(id) FROM validation_results").fetchone()
-    except sqlite3.Error as exc:
-        raise SourceError(
-            f"cannot read validation_results of {proxywhirl.database} ({exc}): is "
-            "PROXYWHIRL_DB a ProxyWhirl database?"
-        ) from exc
-    finally:
-        connection.close()
-    return 0 if row is None or row[0] is None else int(row[0])
+    return database_version(Path(proxywhirl.database), proxywhirl.busy_timeout_ms)[0]
 
 
 def today_partition() -> str:

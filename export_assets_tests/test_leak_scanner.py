@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from dagster import (
     AssetCheckEvaluation,
+    AssetsDefinition,
     DagsterEventType,
     DagsterInstance,
     ExecuteInProcessResult,
@@ -169,17 +170,24 @@ def test_a_planted_credential_stops_the_publish_in_every_format(
     assert secret not in str(instance.all_logs(result.run_id))
 
 
+def chatty(secret: str) -> AssetsDefinition:
+    """An export that writes ``secret`` in the run's log: the bug the check must catch."""
+
+    @daily_export()
+    def chatty_export(context: DayContext) -> DocumentExport:
+        context.log.info(f"connecting with {secret}")
+        return DocumentExport(document={"ok": True}, options=DocumentOptions(), source={})
+
+    return chatty_export
+
+
 def test_the_run_event_log_is_scanned(
     sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
     env: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     secret = a_password(sample_deployment)
 
-    @daily_export()
-    def chatty_export(context: DayContext) -> DocumentExport:
-        context.log.info(f"connecting with {secret}")  # the bug the check must catch
-        return DocumentExport(document={"ok": True}, options=DocumentOptions(), source={})
-
+    chatty_export = chatty(secret)
     result = materialize(
         [chatty_export], partition_key=PARTITION,
         instance=instance, raise_on_error=False,
@@ -198,11 +206,7 @@ def test_a_leak_in_the_event_log_of_a_ranged_run_blocks_and_is_recorded_per_day(
 ) -> None:  # fmt: skip
     secret = a_password(sample_deployment)
 
-    @daily_export()
-    def chatty_export(context: DayContext) -> DocumentExport:
-        context.log.info(f"connecting with {secret}")
-        return DocumentExport(document={"ok": True}, options=DocumentOptions(), source={})
-
+    chatty_export = chatty(secret)
     days = ["2026-11-19", PARTITION]
     result = materialize(
         [chatty_export], instance=instance, raise_on_error=False,

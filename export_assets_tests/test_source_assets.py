@@ -71,6 +71,17 @@ def test_observing_a_missing_database_names_the_variable(
     assert not (tmp_path / "nowhere.db").exists()
 
 
+def test_observing_a_foreign_file_names_it_and_leaves_it_as_it_was(
+    tmp_path: Path, instance: DagsterInstance
+) -> None:
+    foreign = tmp_path / "notes.db"
+    foreign.write_bytes(b"not a database, just notes\n" * 100)
+    source = ProxyWhirlSource(database=str(foreign))
+    with pytest.raises(Exception, match=r"notes.db .*is PROXYWHIRL_DB a ProxyWhirl database"):
+        observe(source, instance)
+    assert foreign.read_bytes() == b"not a database, just notes\n" * 100
+
+
 def test_every_export_is_downstream_of_its_source_and_owned() -> None:
     upstream = {asset.key.path[-1]: set(asset.asset_deps[asset.key]) for asset in EXPORT_ASSETS}
     assert upstream["proxy_list"] == {DATABASE}

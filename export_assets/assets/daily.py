@@ -399,11 +399,12 @@ def _export_asset(
     }
     step.__module__ = compute.__module__
     chosen = _settings_text(settings)
+    # The format a copy writes, when its settings fix one; a request's varies: none shown.
     kinds = set(domain.kinds - FORMAT_KINDS)
     if settings is not None and hasattr(settings, "options"):
         kinds.add(settings.options().format)
-    else:
-        kinds |= domain.kinds & FORMAT_KINDS if request is None else set()
+    elif request is None:
+        kinds |= domain.kinds & FORMAT_KINDS
     metadata = {}
     if domain.schema is not None:  # the catalog shows the columns before the first run
         metadata["dagster/column_schema"] = MetadataValue.table_schema(table_schema(domain.schema))

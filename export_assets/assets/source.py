@@ -23,7 +23,7 @@ from dagster import (
     multi_observable_source_asset,
 )
 
-from export_assets.source.database import SourceError, connect_read_only
+from export_assets.source.database import database_version
 from export_assets.source.resource import ProxyWhirlSource
 
 SOURCE_GROUP = "proxywhirl_source"
@@ -76,24 +76,14 @@ def proxywhirl_deployment(
 
 
 def _database(path: Path, busy_timeout_ms: int) -> ObserveResult:
-    connection = connect_read_only(path, busy_timeout_ms)
-    try:
-        (watermark,) = connection.execute("SELECT max(id) FROM validation_results").fetchone()
-        (proxies,) = connection.execute("SELECT count(*) FROM proxy_identities").fetchone()
-    except Exception as exc:  # sqlite3.DatabaseError: not a database, or not ProxyWhirl's
-        raise SourceError(
-            f"ProxyWhirl database {path} cannot be observed ({exc}): set PROXYWHIRL_DB to "
-            "ProxyWhirl's proxies.db"
-        ) from exc
-    finally:
-        connection.close()
+    watermark, proxies = database_version(path, busy_timeout_ms)
     return ObserveResult(
         asset_key=DATABASE,
-        data_version=DataVersion(f"validations<={watermark or 0};proxies={proxies}"),
+        data_version=DataVersion(f"validations<={watermark};proxies={proxies}"),
         metadata={
             "path": MetadataValue.path(str(path)),
-            "validation_results_max_id": MetadataValue.int(int(watermark or 0)),
-            "proxies": MetadataValue.int(int(proxies)),
+            "validation_results_max_id": MetadataValue.int(watermark),
+            "proxies": MetadataValue.int(proxies),
             "bytes": MetadataValue.int(path.stat().st_size),
         },
     )

@@ -164,10 +164,13 @@ class ExportIOManager(ConfigurableIOManager):
         # Transient faults propagate for the asset's retry policy; the rest fail at once.
         # An interrupt mid-write (SIGTERM, terminate) stops the step; it is never retried.
         with stop_on_interrupt(), fail_fast_on_permanent_errors():
+            if not context.has_asset_partitions:
+                raise ValueError(
+                    f"{context.asset_key.to_user_string()} is not partitioned; exports are "
+                    "written per UTC day"
+                )
             days = obj if isinstance(obj, DailyExports) else _one_day(context, obj)
             asset = days.folder or "/".join(context.asset_key.path)
-            if not context.has_asset_partitions:
-                raise ValueError(f"{asset} is not partitioned; exports are written per UTC day")
             if days.known is None:
                 days.known = self.known_credentials()  # gaps: the step warns with its results
             scanner = LeakScanner(days.known.secrets)

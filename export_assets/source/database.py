@@ -170,6 +170,24 @@ def connect_read_only(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     return connection
 
 
+def database_version(path: Path, busy_timeout_ms: int) -> tuple[int, int]:
+    """(highest ``validation_results`` id, 0 when empty; proxy count) of ProxyWhirl's
+    database: two one-row read-only statements, no lock held beyond them (what a sensor
+    tick and an observation of the source look at)."""
+    connection = connect_read_only(path, busy_timeout_ms)
+    try:
+        (watermark,) = connection.execute("SELECT max(id) FROM validation_results").fetchone()
+        (proxies,) = connection.execute("SELECT count(*) FROM proxy_identities").fetchone()
+    except sqlite3.Error as exc:
+        raise SourceError(
+            f"cannot read validation_results of {path} ({exc}): is PROXYWHIRL_DB a "
+            "ProxyWhirl database?"
+        ) from exc
+    finally:
+        connection.close()
+    return int(watermark or 0), int(proxies)
+
+
 class Rows(list[tuple[Any, ...]]):
     """A statement's rows, all fetched: the statement is finished and holds no lock."""
 
