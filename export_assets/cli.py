@@ -141,12 +141,9 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
             "DAGSTER_HOME is not set: run `make run`, or export DAGSTER_HOME=$PWD/.dagster"
         )
     job = daily_job(defs, job_name)
-    # Every asset of the job reads the database: a missing or foreign file is said once,
-    # here, before any run starts (so nothing of the job is published either).
-    if "proxywhirl" in job.required_resource_keys:
-        check_database((defs.resources or {})["proxywhirl"])
     last = end_date or _yesterday()
     partitions = [(last - timedelta(days=n)).isoformat() for n in reversed(range(last_days))]
+    # The days asked for are checked first: a mistake in the command, before the environment.
     first = partition_start()
     if partitions[0] < first:
         fits = (last - date.fromisoformat(first)).days + 1
@@ -155,6 +152,10 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
             f"nothing was exported: {partitions[0]} is before the first partition, {first} "
             f"(EXPORT_PARTITION_START): {fix}, or set EXPORT_PARTITION_START earlier"
         )
+    # Every asset of the job reads the database: a missing or foreign file is said once,
+    # here, before any run starts (so nothing of the job is published either).
+    if "proxywhirl" in job.required_resource_keys:
+        check_database((defs.resources or {})["proxywhirl"])
     # Dagster's console log prints every step failure with its traceback: quiet unless
     # asked; the failures are read back from the run's events and said once each below.
     log_level = "DEBUG" if verbose else "CRITICAL"
