@@ -88,7 +88,7 @@ check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q -m "not slow"
+	$(BIN)/pytest -q -m "not slow" -n 4
 
 clean:
 	rm -rf $(VENV) .dagster exports data *.egg-info

@@ -31,11 +31,12 @@ from pathlib import Path
 
 from dagster import AssetsDefinition, materialize
 
-from export_assets.assets.proxy_list import proxy_list
-from export_assets.assets.proxy_metrics import proxy_metrics
-from export_assets.assets.validation_events import validation_events
-from export_assets.exports import ExportIOManager, ExportStore
-from export_assets.source import ProxyWhirlSource
+from export_assets.defs.exports.proxy_list import proxy_list
+from export_assets.defs.exports.proxy_metrics import proxy_metrics
+from export_assets.defs.exports.validation_events import validation_events
+from export_assets.defs.resources.io_manager import ExportIOManager
+from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+from export_assets.defs.resources.store import ExportStore
 
 ASSETS: dict[str, AssetsDefinition] = {
     "validation_events": validation_events,

@@ -328,9 +328,10 @@ def child_materialize(database: str, destination: str, asset: str, extension: st
     leak scan looks for the deployment's credentials, as in production)."""
     from dagster import DagsterInstance, materialize
 
-    from export_assets.assets import EXPORT_ASSETS
-    from export_assets.exports import ExportIOManager, ExportStore
-    from export_assets.source import ProxyWhirlSource
+    from export_assets.defs.exports import EXPORT_ASSETS
+    from export_assets.defs.resources.io_manager import ExportIOManager
+    from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+    from export_assets.defs.resources.store import ExportStore
 
     fmt, _, codec = extension.partition(".")
     config: dict[str, Any] = {
@@ -347,7 +348,7 @@ def child_materialize(database: str, destination: str, asset: str, extension: st
     (definition,) = [a for a in EXPORT_ASSETS if a.key.path[-1] == asset]
     run_config: dict[str, Any] = {}
     try:  # a daily record's settings are fixed in code: the asset with these settings
-        from export_assets.assets.daily import with_settings
+        from export_assets.defs.exports.daily import with_settings
     except ImportError:  # older code locations took them as run config
         run_config = {"ops": {asset: {"config": config}}}
     else:

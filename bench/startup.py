@@ -90,7 +90,7 @@ CASES = (
         "load export_assets, then open an `s3://` destination (client only)",
         "from export_assets.definitions import defs\n"
         + _RESOLVE
-        + "from export_assets.exports.store import ExportStore\n"
+        + "from export_assets.defs.resources.store import ExportStore\n"
         + "ExportStore(destination='s3://startup-bench/exports').open()\n",
     ),
 )

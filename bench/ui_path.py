@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from export_assets.assets.daily import DAYS_PER_BACKFILL_RUN
+from export_assets.defs.exports.daily import DAYS_PER_BACKFILL_RUN
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: e2e/ is beside bench/, not installed

@@ -57,12 +57,12 @@ def _reports(work: Path) -> tuple[Path, Path]:
     """The sample's health report and workbook of REPORT_DAY, materialized through Dagster."""
     from dagster import DagsterInstance, materialize
 
-    from export_assets.assets import REPORT_ASSETS
-    from export_assets.assets.proxy_metrics import proxy_metrics
-    from export_assets.exports.io_manager import ExportIOManager
-    from export_assets.exports.store import ExportStore
-    from export_assets.sample import write_sample_deployment
-    from export_assets.source import ProxyWhirlSource
+    from export_assets.defs.exports.proxy_metrics import proxy_metrics
+    from export_assets.defs.reports import REPORT_ASSETS
+    from export_assets.defs.resources.io_manager import ExportIOManager
+    from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+    from export_assets.defs.resources.store import ExportStore
+    from export_assets.lib.sample import write_sample_deployment
 
     sample = write_sample_deployment(work / "proxywhirl", end_date=REPORT_DAY)
     # Its keys, as `make run` loads them from its .env: the leak scan reads credentials in full.

@@ -39,7 +39,7 @@ from e2e.stack import (
     wait_for,
     write_sample,
 )
-from export_assets.assets.daily import DAYS_PER_BACKFILL_RUN
+from export_assets.defs.exports.daily import DAYS_PER_BACKFILL_RUN
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gql")

@@ -1,25 +1,23 @@
-"""The code location: the one place where assets, jobs and resources are wired."""
+"""The code location: each domain's definitions, merged with the resources they share.
+
+What lives where is ``docs/architecture.md``: ``export_assets.defs`` holds what Dagster
+loads (by domain), ``export_assets.lib`` the library code without Dagster.
+"""
 
 from __future__ import annotations
 
 from dagster import Definitions, EnvVar, ExecutorDefinition
 
-from export_assets.assets import EXPORT_ASSETS, REPORT_ASSETS
-from export_assets.assets.export_audit_log import export_audit_log
-from export_assets.assets.source import proxywhirl_deployment
-from export_assets.assets.templates import REQUEST_ASSETS, TEMPLATE_ASSETS
-from export_assets.checks import verify_exports_job
-from export_assets.exports import ExportIOManager, ExportStore
-from export_assets.jobs import EXPORT_JOBS, audit_log_job, export_executor
-from export_assets.notify import notifier_from_environment
-from export_assets.restore.jobs import RESTORE_JOBS
-from export_assets.retention import retention_job
-from export_assets.run_sweep import dead_run_sweep_sensor
-from export_assets.schedules import export_schedules
-from export_assets.sensors import EXPORT_SENSORS
+from export_assets.defs.exports.definitions import definitions as export_definitions
+from export_assets.defs.jobs import export_executor
+from export_assets.defs.operations.definitions import definitions as operation_definitions
+from export_assets.defs.reports.definitions import definitions as report_definitions
+from export_assets.defs.resources.io_manager import ExportIOManager
+from export_assets.defs.resources.notifier import notifier_from_environment
+from export_assets.defs.resources.proxywhirl import DEFAULT_DEPLOYMENT, ProxyWhirlSource
+from export_assets.defs.resources.store import ExportStore
+from export_assets.defs.source import proxywhirl_deployment
 from export_assets.settings import current_settings
-from export_assets.source import ProxyWhirlSource
-from export_assets.source.resource import DEFAULT_DEPLOYMENT
 
 # Read when the code location loads: which resources come from the environment is part of
 # the definitions. Set values stay EnvVars, resolved when a run starts and never shown in the UI.
@@ -47,24 +45,11 @@ def code_location(executor: ExecutorDefinition) -> Definitions:
 
     ``deploy/celery_location.py`` builds the same location with the Celery executor.
     """
-    return Definitions(
-        # The daily records, then the other copies: templates and on-demand requests, each
-        # under its own key and folder (export_assets.assets.templates).
-        assets=[
-            proxywhirl_deployment,
-            *EXPORT_ASSETS,
-            *REPORT_ASSETS,
-            export_audit_log,
-            *TEMPLATE_ASSETS,
-            *REQUEST_ASSETS,
-        ],
-        # Each asset reports its checks from its own step (export_assets.assets.daily);
-        # verify_exports_job re-reads published partitions on demand.
-        jobs=[*EXPORT_JOBS, *RESTORE_JOBS, retention_job, audit_log_job, verify_exports_job],
+    shared = Definitions(
+        # The ProxyWhirl deployment, upstream of every export (export_assets.defs.source).
+        assets=[proxywhirl_deployment],
         # Every job, the UI's asset-page runs included.
         executor=executor,
-        schedules=export_schedules(),
-        sensors=[*EXPORT_SENSORS, dead_run_sweep_sensor],
         resources={
             "proxywhirl": proxywhirl,
             "export_store": export_store,
@@ -73,7 +58,10 @@ def code_location(executor: ExecutorDefinition) -> Definitions:
             "notifier": notifier_from_environment(),
         },
     )
+    return Definitions.merge(
+        shared, export_definitions(), report_definitions(), operation_definitions()
+    )
 
 
-# Steps run in the run's own process by default (export_assets.jobs.export_executor).
+# Steps run in the run's own process by default (export_assets.defs.jobs.export_executor).
 defs = code_location(export_executor)

@@ -13,9 +13,10 @@ import pytest
 from cryptography.fernet import Fernet
 from dagster import AssetsDefinition, DagsterInstance, instance_for_test
 
-from export_assets.exports import ExportIOManager, ExportStore
-from export_assets.sample import SampleDeployment, write_sample_deployment
-from export_assets.source import ProxyWhirlSource
+from export_assets.defs.resources.io_manager import ExportIOManager
+from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+from export_assets.defs.resources.store import ExportStore
+from export_assets.lib.sample import SampleDeployment, write_sample_deployment
 from export_assets_tests import s3_server
 
 SAMPLE_END = date(2026, 11, 20)
@@ -100,7 +101,7 @@ def proxy_credentials(database: Path, env_file: Path) -> set[str]:
 
 def configured(asset: AssetsDefinition, config: Mapping[str, Any] | None) -> AssetsDefinition:
     """``asset`` (a canonical export) with these fixed settings, as a deployment sets them."""
-    from export_assets.assets.daily import with_settings
+    from export_assets.defs.exports.daily import with_settings
 
     return with_settings(asset, **config) if config else asset
 
@@ -110,7 +111,7 @@ REQUEST = "adhoc"
 
 def requested(asset: AssetsDefinition) -> AssetsDefinition:
     """The on-demand asset of ``asset``'s domain (``requests/{name}``)."""
-    from export_assets.assets.templates import REQUEST_ASSETS
+    from export_assets.defs.exports.templates import REQUEST_ASSETS
 
     name = asset.key.path[-1]
     (found,) = [a for a in REQUEST_ASSETS if a.key.path == ["requests", name]]

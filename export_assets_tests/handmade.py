@@ -7,7 +7,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from export_assets.source.schema import PROXYWHIRL_DDL
+from export_assets.lib.source.schema import PROXYWHIRL_DDL
 
 
 class HandmadeDatabase:

@@ -14,11 +14,11 @@ import pytest
 from dagster import DagsterInstance, materialize
 from openpyxl import load_workbook
 
-from export_assets.assets.analytics_workbook import analytics_workbook
-from export_assets.exports.readers import count_rows
-from export_assets.failures import error_message, user_error
-from export_assets.reports.workbook import DAILY_HEADER, PROVENANCE_HEADER, PROXY_HEADER
-from export_assets.sample.hostile import HOSTILE_STRINGS
+from export_assets.defs.operations.failures import error_message, user_error
+from export_assets.defs.reports.analytics_workbook import analytics_workbook
+from export_assets.lib.exports.readers import count_rows
+from export_assets.lib.reports.workbook import DAILY_HEADER, PROVENANCE_HEADER, PROXY_HEADER
+from export_assets.lib.sample.hostile import HOSTILE_STRINGS
 from export_assets_tests.conftest import request_config, requested
 from export_assets_tests.test_health_report import handmade_resources, hostile_database
 from export_assets_tests.weekly_reports import (  # noqa: F401 (a fixture)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from export_assets.assets import EXPORT_ASSETS
-from export_assets.assets.daily import DAYS_PER_BACKFILL_RUN
-from export_assets.exports.manifest import ExportManifest
-from export_assets.sample import write_sample_deployment
+from export_assets.defs.exports import EXPORT_ASSETS
+from export_assets.defs.exports.daily import DAYS_PER_BACKFILL_RUN
+from export_assets.lib.exports.manifest import ExportManifest
+from export_assets.lib.sample import write_sample_deployment
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).with_name("export-assets")

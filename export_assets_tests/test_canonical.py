@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, DagsterInvalidConfigError, Definitions, materialize
 
-from export_assets.assets import EXPORT_ASSETS, proxy_list, validation_events
-from export_assets.assets.templates import REQUEST_ASSETS, TEMPLATE_ASSETS
-from export_assets.exports.destinations import LocalDestination
-from export_assets.jobs import EXPORT_JOBS
-from export_assets.restore.pool import restore_pool
-from export_assets.retention import published_partitions
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports import EXPORT_ASSETS, proxy_list, validation_events
+from export_assets.defs.exports.templates import REQUEST_ASSETS, TEMPLATE_ASSETS
+from export_assets.defs.jobs import EXPORT_JOBS
+from export_assets.lib.exports.destinations import LocalDestination
+from export_assets.lib.exports.retention import published_partitions
+from export_assets.lib.restore.pool import restore_pool
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import (
     SAMPLE_END,
     export_resources,
@@ -162,9 +162,9 @@ def test_dagster_asset_materialize_with_options_leaves_the_daily_record(
 
 
 def test_the_deep_re_read_covers_every_record_and_template() -> None:
-    from export_assets.assets import REPORT_ASSETS
-    from export_assets.assets.export_audit_log import export_audit_log
-    from export_assets.checks import VERIFIED_ASSETS
+    from export_assets.defs.exports.checks import VERIFIED_ASSETS
+    from export_assets.defs.operations.export_audit_log import export_audit_log
+    from export_assets.defs.reports import REPORT_ASSETS
 
     published = [*EXPORT_ASSETS, *REPORT_ASSETS, export_audit_log, *TEMPLATE_ASSETS]
     assert sorted(VERIFIED_ASSETS) == sorted(a.key.to_user_string() for a in published)

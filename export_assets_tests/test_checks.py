@@ -22,11 +22,11 @@ from dagster import (
     materialize,
 )
 
-from export_assets.assets import proxy_list
-from export_assets.assets.daily import INTACT
-from export_assets.checks import verify_exports_job
-from export_assets.exports import ExportStore
-from export_assets.failures import user_error
+from export_assets.defs.exports import proxy_list
+from export_assets.defs.exports.checks import verify_exports_job
+from export_assets.defs.exports.daily import INTACT
+from export_assets.defs.operations.failures import user_error
+from export_assets.defs.resources.store import ExportStore
 from export_assets_tests.conftest import configured, export_resources
 from export_assets_tests.s3_server import MotoServer
 

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from export_assets.assets import EXPORT_ASSETS
 from export_assets.cli import main
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports import EXPORT_ASSETS
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import proxy_credentials
 
 ROOT = Path(__file__).resolve().parents[1]

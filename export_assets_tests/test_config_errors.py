@@ -23,19 +23,13 @@ from dagster import (
     materialize,
 )
 
-from export_assets.assets.pool_config import pool_config
-from export_assets.assets.proxy_changes import proxy_changes
-from export_assets.assets.proxy_list import proxy_list
-from export_assets.assets.validation_events import validation_events
-from export_assets.exports.export import (
-    CompressionSetting,
-    DocumentConfig,
-    ExportConfig,
-    Format,
-    ParquetCompression,
-    RunConfigError,
-)
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports.config import DocumentConfig, ExportConfig, RunConfigError
+from export_assets.defs.exports.pool_config import pool_config
+from export_assets.defs.exports.proxy_changes import proxy_changes
+from export_assets.defs.exports.proxy_list import proxy_list
+from export_assets.defs.exports.validation_events import validation_events
+from export_assets.lib.exports.export import CompressionSetting, Format, ParquetCompression
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import export_resources, request_config, requested
 
 DAY = "2026-11-19"

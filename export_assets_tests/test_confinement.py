@@ -19,13 +19,14 @@ from click.testing import CliRunner
 from dagster import DagsterInstance
 
 from export_assets.cli import main
-from export_assets.exports import ExportStore
-from export_assets.exports.destinations import (
+from export_assets.defs.operations.failures import error_message, user_error
+from export_assets.defs.resources.store import ExportStore
+from export_assets.lib.exports.destinations import (
     Destination,
     LocalDestination,
     UnsafePathError,
 )
-from export_assets.exports.manifest import (
+from export_assets.lib.exports.manifest import (
     ExportManifest,
     ManifestError,
     ManifestFile,
@@ -33,10 +34,9 @@ from export_assets.exports.manifest import (
     partition_folder,
     sha256_hex,
 )
-from export_assets.exports.s3 import S3Destination
-from export_assets.failures import error_message, user_error
-from export_assets.restore.verify import RestoreError, verify_export
-from export_assets.retention import apply_retention
+from export_assets.lib.exports.retention import apply_retention
+from export_assets.lib.exports.s3 import S3Destination
+from export_assets.lib.restore.verify import RestoreError, verify_export
 from export_assets_tests.s3_server import MotoServer
 from export_assets_tests.test_partition_lease import ASSET, DAY, run
 

@@ -13,9 +13,9 @@ import pytest
 from cryptography.fernet import Fernet
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets import pool_config, proxy_list
-from export_assets.failures import error_message, user_error
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports import pool_config, proxy_list
+from export_assets.defs.operations.failures import error_message, user_error
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import configured, export_resources, proxy_credentials
 from export_assets_tests.test_round_trip import EXPORT_KEY, PARTITION, sample_keys
 

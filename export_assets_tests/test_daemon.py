@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, RunRecord, RunsFilter
 
-from export_assets.sample import SampleDeployment
+from export_assets.lib.sample import SampleDeployment
 
 ROOT = Path(__file__).resolve().parents[1]
 DAEMON = ROOT / ".venv" / "bin" / "dagster-daemon"

@@ -28,11 +28,8 @@ from dagster import (
     materialize,
 )
 
-from export_assets.assets.daily import EXPORT_WRITERS_POOL, DayContext, daily_export
-from export_assets.exports import ExportIOManager, ExportStore
-from export_assets.exports.export import DocumentExport, DocumentOptions
-from export_assets.partitions import daily_partitions
-from export_assets.run_sweep import (
+from export_assets.defs.exports.daily import EXPORT_WRITERS_POOL, DayContext, daily_export
+from export_assets.defs.operations.run_sweep import (
     RUN_PROCESS_TAG,
     RunProcess,
     current_run_process,
@@ -40,7 +37,11 @@ from export_assets.run_sweep import (
     run_process_of,
     sweep_dead_runs,
 )
-from export_assets.sample import SampleDeployment
+from export_assets.defs.partitions import daily_partitions
+from export_assets.defs.resources.io_manager import ExportIOManager
+from export_assets.defs.resources.store import ExportStore
+from export_assets.lib.exports.export import DocumentExport, DocumentOptions
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import SAMPLE_END
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,14 +51,14 @@ POOL_LIMIT = 2  # the repo's dagster.yaml with a smaller pool: the same leak, fe
 WAIT_SECONDS = 90  # process start-up (imports) on a busy shared machine; normally ~5 s
 
 # A stand-in for an export that is mid-write: a step in the exports' pool that records its
-# run's process as every export step does (export_assets.assets.daily), then holds its slot
+# run's process as every export step does (export_assets.defs.exports.daily), then holds its slot
 # until it is killed. Imports only Dagster and the sweep, so it starts fast.
 SLOW_WRITER = textwrap.dedent(
     """
     import sys, time
     from dagster import AssetExecutionContext, DagsterInstance, DailyPartitionsDefinition
     from dagster import asset, materialize
-    from export_assets.run_sweep import record_run_process
+    from export_assets.defs.operations.run_sweep import record_run_process
 
     @asset(pool=sys.argv[2], partitions_def=DailyPartitionsDefinition(start_date=sys.argv[1]))
     def slow_write(context: AssetExecutionContext) -> None:
@@ -291,7 +292,7 @@ def test_a_run_process_tag_from_another_run_or_malformed_is_ignored_with_a_warni
         )
         run = instance.get_run_by_id(result.run_id)
         assert run is not None
-        with caplog.at_level(logging.WARNING, logger="export_assets.run_sweep"):
+        with caplog.at_level(logging.WARNING, logger="export_assets.defs.operations.run_sweep"):
             judged = run_process_of(instance, run)
         # Judged by the process that wrote RUN_START instead: this one.
         assert judged is not None
@@ -318,14 +319,15 @@ def test_an_export_step_records_the_process_executing_its_run(dagster_home: Path
         assert recorded == current_run_process(run.run_id)
 
 
-# An export through the real decorator (export_assets.assets.daily) that is mid-write until
+# An export through the real decorator (export_assets.defs.exports.daily) that is mid-write until
 # it is stopped.
 STOPPABLE_EXPORT = textwrap.dedent(
     """
     import sys, time
     from dagster import DagsterInstance, materialize
-    from export_assets.assets.daily import DayContext, daily_export
-    from export_assets.exports import ExportIOManager, ExportStore
+    from export_assets.defs.exports.daily import DayContext, daily_export
+    from export_assets.defs.resources.io_manager import ExportIOManager
+    from export_assets.defs.resources.store import ExportStore
 
     @daily_export(group_name="dead_run_tests")
     def slow_export(context: DayContext) -> None:
@@ -397,7 +399,7 @@ DAEMON_LOCATION = textwrap.dedent(
         AssetExecutionContext, DailyPartitionsDefinition, DefaultSensorStatus, Definitions,
         RunRequest, SkipReason, asset, define_asset_job, sensor,
     )
-    from export_assets.run_sweep import dead_run_sweep_sensor, record_run_process
+    from export_assets.defs.operations.run_sweep import dead_run_sweep_sensor, record_run_process
 
     PARTITION = os.environ["TEST_PARTITION"]
 

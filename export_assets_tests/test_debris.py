@@ -9,9 +9,9 @@ from pathlib import Path
 
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets import proxy_list
-from export_assets.exports.s3 import S3Destination
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports import proxy_list
+from export_assets.lib.exports.s3 import S3Destination
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests import s3_server
 from export_assets_tests.conftest import SAMPLE_END, export_resources
 

@@ -31,15 +31,15 @@ from dagster import (
     materialize,
 )
 
-from export_assets.assets.proxy_list import proxy_list
-from export_assets.crypto import CredentialKeyError, export_cipher_for_writing
-from export_assets.exports.destinations import DestinationError, LocalDestination
-from export_assets.exports.export import ExportConfig
-from export_assets.exports.io_manager import ExportFieldsError, selected_schema
-from export_assets.partitions import daily_partitions
-from export_assets.retries import fail_fast_on_permanent_errors, is_transient
-from export_assets.sample import SampleDeployment
-from export_assets.source.database import SourceError, SourceSnapshot, connect_read_only
+from export_assets.defs.exports.config import ExportConfig
+from export_assets.defs.exports.proxy_list import proxy_list
+from export_assets.defs.partitions import daily_partitions
+from export_assets.defs.resources.io_manager import ExportFieldsError, selected_schema
+from export_assets.defs.retries import fail_fast_on_permanent_errors, is_transient
+from export_assets.lib.exports.destinations import DestinationError, LocalDestination
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.security.crypto import CredentialKeyError, export_cipher_for_writing
+from export_assets.lib.source.database import SourceError, SourceSnapshot, connect_read_only
 from export_assets_tests.conftest import configured, export_resources
 
 DAY = "2026-11-19"

@@ -18,7 +18,7 @@ from dagster import (
     validate_run_config,
 )
 
-from export_assets.jobs import EXPORT_JOBS, export_executor
+from export_assets.defs.jobs import EXPORT_JOBS, export_executor
 
 
 @asset

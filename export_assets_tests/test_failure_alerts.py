@@ -35,16 +35,16 @@ from dagster import (
     materialize,
 )
 
-from export_assets.assets import proxy_list
 from export_assets.definitions import defs
-from export_assets.notify import Notifier
-from export_assets.sample import SampleDeployment
-from export_assets.sensors import (
+from export_assets.defs.exports import proxy_list
+from export_assets.defs.operations.sensors import (
     EXPORT_SENSORS,
     FAILURE_NOTIFIED_TAG,
     export_cli_failure_sensor,
     export_failure_sensor,
 )
+from export_assets.defs.resources.notifier import Notifier
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import export_resources
 from export_assets_tests.test_notify import (
     notifier,

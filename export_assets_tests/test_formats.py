@@ -31,17 +31,17 @@ import pytest
 import zstandard
 from dagster import asset, materialize
 
-from export_assets.exports import codecs, formats, readers
-from export_assets.exports.export import (
+from export_assets.defs.exports.config import ExportConfig
+from export_assets.lib.exports import codecs, formats, readers
+from export_assets.lib.exports.export import (
     INTERNALLY_COMPRESSED,
     Compression,
     CompressionChoice,
-    ExportConfig,
     ExportOptions,
     Format,
 )
-from export_assets.exports.streams import MeasuredStream
-from export_assets.sample.hostile import HOSTILE_STRINGS
+from export_assets.lib.exports.streams import MeasuredStream
+from export_assets.lib.sample.hostile import HOSTILE_STRINGS
 
 SCHEMA = pa.schema(
     [
@@ -384,7 +384,7 @@ def test_xlsx_without_lxml_writes_line_ends_as_lf() -> None:
     parser reads as LF: the export then writes LF itself, so the file says what it holds."""
     script = (
         "import io, sys, openpyxl, pyarrow as pa\n"
-        "from export_assets.exports import formats\n"
+        "from export_assets.lib.exports import formats\n"
         "assert not openpyxl.xml.LXML\n"
         "schema = pa.schema([pa.field('note', pa.string())])\n"
         "sink = io.BytesIO()\n"

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets import proxy_list
-from export_assets.failures import user_error
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports import proxy_list
+from export_assets.defs.operations.failures import user_error
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import SAMPLE_END, configured, export_resources
 
 PARTITION = SAMPLE_END.isoformat()

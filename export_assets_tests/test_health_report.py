@@ -16,16 +16,22 @@ import pytest
 from dagster import DagsterInstance, materialize
 from pypdf import PdfReader
 
-from export_assets.assets import REPORT_ASSETS
-from export_assets.assets.health_report import health_report
-from export_assets.exports.readers import count_rows
-from export_assets.exports.store import ExportStore
-from export_assets.failures import error_message, user_error
-from export_assets.reports.pdf import Branding, count, milliseconds, percent, render_health_report
-from export_assets.reports.window import week_figures
-from export_assets.sample import SampleDeployment
-from export_assets.sample.hostile import HOSTILE_STRINGS
-from export_assets.source.database import SourceSnapshot
+from export_assets.defs.operations.failures import error_message, user_error
+from export_assets.defs.reports import REPORT_ASSETS
+from export_assets.defs.reports.health_report import health_report
+from export_assets.defs.resources.store import ExportStore
+from export_assets.lib.exports.readers import count_rows
+from export_assets.lib.reports.pdf import (
+    Branding,
+    count,
+    milliseconds,
+    percent,
+    render_health_report,
+)
+from export_assets.lib.reports.window import week_figures
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.sample.hostile import HOSTILE_STRINGS
+from export_assets.lib.source.database import SourceSnapshot
 from export_assets_tests.conftest import configured, export_resources, request_config, requested
 from export_assets_tests.handmade import HandmadeDatabase
 from export_assets_tests.s3_server import MotoServer

@@ -15,12 +15,13 @@ import pytest
 from click.testing import CliRunner
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets import proxy_list, validation_events
-from export_assets.assets.export_audit_log import export_audit_log
-from export_assets.audit import HISTORY_FIELDS, export_history
 from export_assets.cli import main, requesting_user
-from export_assets.exports import ExportIOManager, ExportStore
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports import proxy_list, validation_events
+from export_assets.defs.operations.audit import HISTORY_FIELDS, export_history
+from export_assets.defs.operations.export_audit_log import export_audit_log
+from export_assets.defs.resources.io_manager import ExportIOManager
+from export_assets.defs.resources.store import ExportStore
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import export_resources
 
 

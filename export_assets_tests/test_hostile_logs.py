@@ -26,12 +26,12 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance, instance_for_test
 
-from export_assets.assets.proxy_logs import ProxyLogsConfig, proxy_logs
-from export_assets.exports.manifest import ExportManifest
-from export_assets.source import SourceError
-from export_assets.source import logs as source_logs
-from export_assets.source.log_inflate import LogLimits
-from export_assets.source.logs import LogDay, LogSelection, day_bounds_us, open_log_day
+from export_assets.defs.exports.proxy_logs import ProxyLogsConfig, proxy_logs
+from export_assets.lib.exports.manifest import ExportManifest
+from export_assets.lib.source import SourceError
+from export_assets.lib.source import logs as source_logs
+from export_assets.lib.source.log_inflate import LogLimits
+from export_assets.lib.source.logs import LogDay, LogSelection, day_bounds_us, open_log_day
 from export_assets_tests.test_proxy_logs import (
     ALL_OF_THE_DAY,
     API,

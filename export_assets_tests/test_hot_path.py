@@ -23,10 +23,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from export_assets.exports.codecs import ParallelGzipWriter
-from export_assets.sample import SampleDeployment
-from export_assets.source import SourceError, SourceSnapshot
-from export_assets.source import validations as v
+from export_assets.lib.exports.codecs import ParallelGzipWriter
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.source import SourceError, SourceSnapshot
+from export_assets.lib.source import validations as v
 from export_assets_tests.conftest import SAMPLE_DAYS, SAMPLE_END
 
 DAYS = [SAMPLE_END - timedelta(days=n) for n in range(SAMPLE_DAYS)]

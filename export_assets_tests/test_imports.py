@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from export_assets.exports.store import ExportStore
-from export_assets.source import ProxyWhirlSource
+from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+from export_assets.defs.resources.store import ExportStore
 from export_assets_tests import s3_server
 from export_assets_tests.s3_server import MotoServer
 
@@ -75,7 +75,7 @@ def test_an_s3_destination_imports_the_s3_stack_on_demand(moto_server: MotoServe
     code = _LOAD + (
         "import os\n"
         "before = loaded()\n"
-        "from export_assets.exports.store import ExportStore\n"
+        "from export_assets.defs.resources.store import ExportStore\n"
         "destination = ExportStore(destination=os.environ['EXPORT_DESTINATION']).open()\n"
         "with destination.open_write('probe/dt=2026-11-20/hello.txt') as stream:\n"
         "    stream.write(b'hello')\n"
@@ -152,3 +152,20 @@ def test_the_start_up_benchmark_measures_every_case() -> None:
     assert not {"boto3", "dagster_aws"} & set(loaded.split(", "))
     s3 = rows["load export_assets, then open an `s3://` destination (client only)"][-1]
     assert {"boto3", "dagster_aws"} <= set(s3.split(", "))
+
+
+def test_library_code_does_not_import_dagster() -> None:
+    """Every module of ``export_assets.lib`` (and the settings) imports without Dagster:
+    library code is usable and testable on its own; ``export_assets.defs`` wires it."""
+    modules = sorted(
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in (ROOT / "export_assets" / "lib").rglob("*.py")
+    )
+    assert len(modules) > 40, modules  # the walk found the library
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {[*modules, 'export_assets.settings']!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0].startswith('dagster'))))"
+    )
+    assert list(run_python(code)) == []  # the Dagster modules loaded: none

@@ -42,15 +42,20 @@ from dagster import (
 )
 from pydantic import ValidationError
 
-from export_assets.assets import proxy_list
-from export_assets.assets.daily import INTACT, with_settings
-from export_assets.exports import Export, ExportOptions, ExportStore
-from export_assets.exports.destinations import LocalDestination
-from export_assets.exports.io_manager import ExportFieldsError, read_manifest, selected_schema
-from export_assets.exports.verify import reread_problems
-from export_assets.failures import error_message, user_error
-from export_assets.partitions import daily_partitions
-from export_assets.source import POOL_SCHEMA
+from export_assets.defs.exports import proxy_list
+from export_assets.defs.exports.daily import INTACT, with_settings
+from export_assets.defs.operations.failures import error_message, user_error
+from export_assets.defs.partitions import daily_partitions
+from export_assets.defs.resources.io_manager import (
+    ExportFieldsError,
+    read_manifest,
+    selected_schema,
+)
+from export_assets.defs.resources.store import ExportStore
+from export_assets.lib.exports import Export, ExportOptions
+from export_assets.lib.exports.destinations import LocalDestination
+from export_assets.lib.exports.verify import reread_problems
+from export_assets.lib.source import POOL_SCHEMA
 from export_assets_tests.conftest import configured, export_resources
 from export_assets_tests.s3_server import MotoServer
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from dagster import BackfillPolicy, DagsterInstance, Definitions
 
-from export_assets.assets import EXPORT_ASSETS
-from export_assets.assets.daily import DAYS_PER_BACKFILL_RUN, INTACT
-from export_assets.assets.templates import TEMPLATE_ASSETS
-from export_assets.jobs import EXPORT_JOBS
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports import EXPORT_ASSETS
+from export_assets.defs.exports.daily import DAYS_PER_BACKFILL_RUN, INTACT
+from export_assets.defs.exports.templates import TEMPLATE_ASSETS
+from export_assets.defs.jobs import EXPORT_JOBS
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import SAMPLE_END, export_resources
 
 PARTITION = SAMPLE_END.isoformat()

@@ -25,13 +25,13 @@ from dagster import (
     materialize,
 )
 
-from export_assets.assets import proxy_list
-from export_assets.assets.daily import NO_LEAK, ranged_backfill
 from export_assets.cli import main
-from export_assets.cli_secrets import EXIT_INCOMPLETE
-from export_assets.leaks import known_credentials
-from export_assets.partitions import daily_partitions
-from export_assets.sample import SampleDeployment
+from export_assets.cli.secrets import EXIT_INCOMPLETE
+from export_assets.defs.exports import proxy_list
+from export_assets.defs.exports.daily import NO_LEAK, ranged_backfill
+from export_assets.defs.partitions import daily_partitions
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.security.leaks import known_credentials
 from export_assets_tests.conftest import export_resources, proxy_credentials
 from export_assets_tests.test_round_trip import PARTITION, sample_keys
 

@@ -20,13 +20,13 @@ from dagster import (
     materialize,
 )
 
-from export_assets.assets import EXPORT_ASSETS, proxy_list
-from export_assets.assets.daily import NO_LEAK, DayContext, daily_export
 from export_assets.cli import main
-from export_assets.exports import ExportStore
-from export_assets.exports.export import DocumentExport, DocumentOptions
-from export_assets.leaks import LeakScanner, known_credentials, mask_secret
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports import EXPORT_ASSETS, proxy_list
+from export_assets.defs.exports.daily import NO_LEAK, DayContext, daily_export
+from export_assets.defs.resources.store import ExportStore
+from export_assets.lib.exports.export import DocumentExport, DocumentOptions
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.security.leaks import LeakScanner, known_credentials, mask_secret
 from export_assets_tests import s3_server
 from export_assets_tests.conftest import configured, export_resources, proxy_credentials
 from export_assets_tests.test_round_trip import EXPORT_KEY, PARTITION, sample_keys

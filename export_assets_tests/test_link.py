@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets import EXPORT_ASSETS, proxy_list
-from export_assets.exports import ExportStore
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports import EXPORT_ASSETS, proxy_list
+from export_assets.defs.resources.store import ExportStore
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests import s3_server
 from export_assets_tests.conftest import SAMPLE_END, export_resources
 

@@ -32,15 +32,16 @@ import pytest
 from dagster import AssetsDefinition, DagsterInstance, materialize
 from pydantic import ValidationError
 
-from export_assets.assets.proxy_list import proxy_list
-from export_assets.assets.proxy_metrics import proxy_metrics
-from export_assets.assets.validation_events import validation_events
-from export_assets.reports.window import week_figures
-from export_assets.sample import write_sample_deployment
-from export_assets.source import ProxyWhirlSource, SourceSnapshot
-from export_assets.source import validations as v
-from export_assets.source.changes import pool_changes
-from export_assets.source.validations import RankPicker
+from export_assets.defs.exports.proxy_list import proxy_list
+from export_assets.defs.exports.proxy_metrics import proxy_metrics
+from export_assets.defs.exports.validation_events import validation_events
+from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+from export_assets.lib.reports.window import week_figures
+from export_assets.lib.sample import write_sample_deployment
+from export_assets.lib.source import SourceSnapshot
+from export_assets.lib.source import validations as v
+from export_assets.lib.source.changes import pool_changes
+from export_assets.lib.source.validations import RankPicker
 from export_assets_tests.conftest import export_resources
 
 OPEN_DAY = date(2026, 11, 20)  # the day the writer writes to

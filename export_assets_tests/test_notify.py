@@ -25,10 +25,13 @@ from dagster import (
     materialize,
 )
 
-from export_assets.assets import proxy_list, validation_events
-from export_assets.notify import SIGNATURE_HEADER, Notification, Notifier
-from export_assets.sample import SampleDeployment
-from export_assets.sensors import export_failure_sensor, export_success_digest_sensor
+from export_assets.defs.exports import proxy_list, validation_events
+from export_assets.defs.operations.sensors import (
+    export_failure_sensor,
+    export_success_digest_sensor,
+)
+from export_assets.defs.resources.notifier import SIGNATURE_HEADER, Notification, Notifier
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import export_resources
 from export_assets_tests.s3_server import HOST, free_port
 

@@ -31,8 +31,8 @@ from cryptography.x509.oid import NameOID
 from dagster import DagsterEventType, DagsterInstance, build_run_status_sensor_context
 from pydantic import ValidationError
 
-from export_assets.notify import Notification, Notifier
-from export_assets.sensors import export_failure_sensor
+from export_assets.defs.operations.sensors import export_failure_sensor
+from export_assets.defs.resources.notifier import Notification, Notifier
 from export_assets_tests.s3_server import HOST, free_port
 from export_assets_tests.test_notify import (
     SMTP_PASSWORD,

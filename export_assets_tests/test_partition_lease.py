@@ -33,19 +33,22 @@ from dagster import (
     materialize,
 )
 
-from export_assets.exports import Export, ExportIOManager, ExportOptions, ExportStore, io_manager
-from export_assets.exports.destinations import Destination, LocalDestination
-from export_assets.exports.export import Format
-from export_assets.exports.lease import (
+from export_assets.defs.operations.failures import error_message, user_error
+from export_assets.defs.partitions import daily_partitions
+from export_assets.defs.resources import io_manager
+from export_assets.defs.resources.io_manager import ExportIOManager
+from export_assets.defs.resources.store import ExportStore
+from export_assets.lib.exports import Export, ExportOptions
+from export_assets.lib.exports.destinations import Destination, LocalDestination
+from export_assets.lib.exports.export import Format
+from export_assets.lib.exports.lease import (
     LeaseHolder,
     PartitionBusyError,
     PartitionLease,
     lease_key,
 )
-from export_assets.exports.manifest import ExportManifest, manifest_key
-from export_assets.exports.s3 import S3Destination
-from export_assets.failures import error_message, user_error
-from export_assets.partitions import daily_partitions
+from export_assets.lib.exports.manifest import ExportManifest, manifest_key
+from export_assets.lib.exports.s3 import S3Destination
 from export_assets_tests.s3_server import MotoServer
 
 if TYPE_CHECKING:
@@ -367,8 +370,8 @@ _HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from export_assets.exports.destinations import LocalDestination
-    from export_assets.exports.lease import PartitionLease
+    from export_assets.lib.exports.destinations import LocalDestination
+    from export_assets.lib.exports.lease import PartitionLease
     root, go, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     while not go.exists():
         time.sleep(0.001)

@@ -19,10 +19,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from export_assets.exports.formats import FALSE, null_scalar, text_scalar
-from export_assets.sample import SampleDeployment
-from export_assets.source.database import SourceSnapshot
-from export_assets.source.validations import (
+from export_assets.lib.exports.formats import FALSE, null_scalar, text_scalar
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.source.database import SourceSnapshot
+from export_assets.lib.source.validations import (
     _arrow_batches,
     _arrow_connection,
     _parameters,
@@ -39,13 +39,13 @@ _EXPORT_IN_A_FRESH_PROCESS = textwrap.dedent(
     from datetime import date
     from pathlib import Path
 
-    from export_assets.exports import codecs, formats
-    from export_assets.exports.export import ExportOptions
-    from export_assets.exports.streams import MeasuredStream
-    from export_assets.exports.verify import TextScan, scan_batch
-    from export_assets.leaks import LeakScanner
-    from export_assets.source.database import SourceSnapshot
-    from export_assets.source import validations
+    from export_assets.lib.exports import codecs, formats
+    from export_assets.lib.exports.export import ExportOptions
+    from export_assets.lib.exports.streams import MeasuredStream
+    from export_assets.lib.exports.verify import TextScan, scan_batch
+    from export_assets.lib.security.leaks import LeakScanner
+    from export_assets.lib.source.database import SourceSnapshot
+    from export_assets.lib.source import validations
 
     database, day = Path(sys.argv[1]), date.fromisoformat(sys.argv[2])
     before = "pandas" in sys.modules
@@ -165,9 +165,10 @@ _MATERIALIZE_IN_A_FRESH_PROCESS = textwrap.dedent(
     """
     import json, sys
     from dagster import DagsterInstance, materialize
-    from export_assets.assets import proxy_list, validation_events
-    from export_assets.exports import ExportIOManager, ExportStore
-    from export_assets.source import ProxyWhirlSource
+    from export_assets.defs.exports import proxy_list, validation_events
+    from export_assets.defs.resources.io_manager import ExportIOManager
+    from export_assets.defs.resources.store import ExportStore
+    from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
 
     database, day, out = sys.argv[1], sys.argv[2], sys.argv[3]
     source = ProxyWhirlSource(database=database)

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets import pool_config
-from export_assets.exports.manifest import ExportManifest
-from export_assets.failures import user_error
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports import pool_config
+from export_assets.defs.operations.failures import user_error
+from export_assets.lib.exports.manifest import ExportManifest
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import SAMPLE_END, configured, export_resources
 
 PARTITION = SAMPLE_END.isoformat()

@@ -16,11 +16,12 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets.proxy_changes import proxy_changes
-from export_assets.exports.manifest import ExportManifest
-from export_assets.sample import SampleDeployment
-from export_assets.source import POOL_SCHEMA, ProxyWhirlSource
-from export_assets.source.changes import (
+from export_assets.defs.exports.proxy_changes import proxy_changes
+from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+from export_assets.lib.exports.manifest import ExportManifest
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.source import POOL_SCHEMA
+from export_assets.lib.source.changes import (
     CHANGES_SCHEMA,
     REMOVED,
     PoolChanges,

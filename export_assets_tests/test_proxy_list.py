@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets import proxy_list
-from export_assets.exports.manifest import ExportManifest
-from export_assets.sample import SampleDeployment
-from export_assets.source import POOL_SCHEMA
+from export_assets.defs.exports import proxy_list
+from export_assets.lib.exports.manifest import ExportManifest
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.source import POOL_SCHEMA
 from export_assets_tests.conftest import configured, export_resources
 from export_assets_tests.handmade import HandmadeDatabase
 

@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance, instance_for_test, materialize
 
-from export_assets.assets.proxy_logs import ProxyLogsConfig, proxy_logs, window_us
-from export_assets.exports.manifest import ExportManifest
-from export_assets.sample import SampleDeployment
-from export_assets.source import SourceError
-from export_assets.source import logs as source_logs
-from export_assets.source.log_records import LOG_SCHEMA
-from export_assets.source.logs import LogSelection, day_bounds_us, open_log_day
+from export_assets.defs.exports.proxy_logs import ProxyLogsConfig, proxy_logs, window_us
+from export_assets.lib.exports.manifest import ExportManifest
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.source import SourceError
+from export_assets.lib.source import logs as source_logs
+from export_assets.lib.source.log_records import LOG_SCHEMA
+from export_assets.lib.source.logs import LogSelection, day_bounds_us, open_log_day
 from export_assets_tests.conftest import configured, export_resources, proxy_credentials
 
 DAY = "2026-11-01"

@@ -22,12 +22,12 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets.proxy_metrics import proxy_metrics
-from export_assets.credentials import mask_url_credentials
-from export_assets.exports.manifest import ExportManifest
-from export_assets.failures import error_message, user_error
-from export_assets.sample import SampleDeployment
-from export_assets.source.validations import ERROR_TYPES, PROXY_METRICS_SCHEMA
+from export_assets.defs.exports.proxy_metrics import proxy_metrics
+from export_assets.defs.operations.failures import error_message, user_error
+from export_assets.lib.exports.manifest import ExportManifest
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.security.credentials import mask_url_credentials
+from export_assets.lib.source.validations import ERROR_TYPES, PROXY_METRICS_SCHEMA
 from export_assets_tests.conftest import configured, export_resources
 from export_assets_tests.handmade import HandmadeDatabase
 

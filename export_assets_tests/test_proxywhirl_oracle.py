@@ -30,10 +30,11 @@ import time_machine
 from cryptography.fernet import Fernet
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets import proxy_list
-from export_assets.assets.proxy_changes import proxy_changes
-from export_assets.sample import SampleDeployment
-from export_assets.source import POOL_SCHEMA, ProxyWhirlSource
+from export_assets.defs.exports import proxy_list
+from export_assets.defs.exports.proxy_changes import proxy_changes
+from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.source import POOL_SCHEMA
 from export_assets_tests.conftest import configured, export_resources
 from export_assets_tests.proxywhirl_deployment import LibraryDeployment, write_library_deployment
 

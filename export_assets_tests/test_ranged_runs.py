@@ -10,10 +10,10 @@ from typing import Any
 
 from dagster import AssetCheckEvaluation, DagsterEventType, DagsterInstance, materialize
 
-from export_assets.assets import proxy_list, validation_events
-from export_assets.assets.daily import INTACT, NO_LEAK
-from export_assets.exports.manifest import ExportManifest
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports import proxy_list, validation_events
+from export_assets.defs.exports.daily import INTACT, NO_LEAK
+from export_assets.lib.exports.manifest import ExportManifest
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import SAMPLE_END, export_resources
 
 DAYS = ["2026-11-18", "2026-11-19", SAMPLE_END.isoformat()]

@@ -22,17 +22,17 @@ from openpyxl import load_workbook
 from pypdf import PdfReader
 from reportlab.pdfbase.pdfmetrics import stringWidth
 
-from export_assets.reports.axes import MAX_STEPS, MIN_SPAN, share_axis
-from export_assets.reports.pdf import Branding, render_health_report
-from export_assets.reports.pdf_pages import DIGEST_FONT, DIGEST_SIZE
-from export_assets.reports.provenance import EXPORTED, MISSING, MetricsExport
-from export_assets.reports.window import (
+from export_assets.lib.reports.axes import MAX_STEPS, MIN_SPAN, share_axis
+from export_assets.lib.reports.pdf import Branding, render_health_report
+from export_assets.lib.reports.pdf_pages import DIGEST_FONT, DIGEST_SIZE
+from export_assets.lib.reports.provenance import EXPORTED, MISSING, MetricsExport
+from export_assets.lib.reports.window import (
     ERROR_KINDS,
     WeekFigures,
     week_figures,
     wilson_lower_bound,
 )
-from export_assets.reports.workbook import (
+from export_assets.lib.reports.workbook import (
     DAILY_HEADER,
     PROVENANCE_HEADER,
     PROXY_HEADER,
@@ -40,9 +40,9 @@ from export_assets.reports.workbook import (
     WORKBOOK_TITLE,
     render_workbook,
 )
-from export_assets.reports.workbook_sheets import CHANGE_COUNT, CHANGE_POINTS, CHANGE_RELATIVE
-from export_assets.sample import SampleDeployment, write_sample_deployment
-from export_assets.source.database import SourceSnapshot
+from export_assets.lib.reports.workbook_sheets import CHANGE_COUNT, CHANGE_POINTS, CHANGE_RELATIVE
+from export_assets.lib.sample import SampleDeployment, write_sample_deployment
+from export_assets.lib.source.database import SourceSnapshot
 from export_assets_tests.conftest import SAMPLE_END
 from export_assets_tests.handmade import HandmadeDatabase
 
@@ -259,14 +259,15 @@ def test_workbook_has_its_own_title(two_weeks: SampleDeployment) -> None:
 
 
 def _asset_title_default() -> str:
-    from export_assets.assets.analytics_workbook import AnalyticsWorkbookConfig
+    from export_assets.defs.reports.analytics_workbook import AnalyticsWorkbookConfig
 
     return str(AnalyticsWorkbookConfig().title)
 
 
 @pytest.mark.skipif(
     _asset_title_default() != WORKBOOK_TITLE,
-    reason="export_assets/assets/analytics_workbook.py still inherits the PDF's title default: "
+    reason="export_assets/defs/reports/analytics_workbook.py "
+    "still inherits the PDF's title default: "
     "AnalyticsWorkbookConfig needs title: str = Field(default=WORKBOOK_TITLE, ...)",
 )
 def test_the_asset_gives_the_workbook_its_own_title_by_default() -> None:
@@ -312,9 +313,9 @@ def test_workbook_is_the_same_bytes_for_the_same_week(two_weeks: SampleDeploymen
 def test_report_modules_load_without_the_report_libraries() -> None:
     code = (
         "import json, sys\n"
-        "import export_assets.reports.pdf, export_assets.reports.workbook\n"
-        "import export_assets.reports.window, export_assets.reports.provenance\n"
-        "import export_assets.exports.spreadsheet\n"
+        "import export_assets.lib.reports.pdf, export_assets.lib.reports.workbook\n"
+        "import export_assets.lib.reports.window, export_assets.lib.reports.provenance\n"
+        "import export_assets.lib.exports.spreadsheet\n"
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & {'reportlab', "
         "'openpyxl'})))\n"
     )
@@ -332,10 +333,10 @@ def test_rendering_loads_them_when_needed(two_weeks: SampleDeployment) -> None:
         "import json, sys\n"
         "from datetime import date\n"
         "from pathlib import Path\n"
-        "from export_assets.reports.pdf import Branding, render_health_report\n"
-        "from export_assets.reports.workbook import render_workbook\n"
-        "from export_assets.reports.window import week_figures\n"
-        "from export_assets.source.database import SourceSnapshot\n"
+        "from export_assets.lib.reports.pdf import Branding, render_health_report\n"
+        "from export_assets.lib.reports.workbook import render_workbook\n"
+        "from export_assets.lib.reports.window import week_figures\n"
+        "from export_assets.lib.source.database import SourceSnapshot\n"
         f"with SourceSnapshot(Path({str(two_weeks.database)!r}), busy_timeout_ms=1000,"
         " batch_rows=65536) as s:\n"
         f"    week = week_figures(s, date.fromisoformat({SAMPLE_END.isoformat()!r}),"

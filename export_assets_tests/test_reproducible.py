@@ -22,15 +22,15 @@ import pytest
 from dagster import AssetsDefinition, DagsterInstance, materialize
 from openpyxl import load_workbook
 
-from export_assets.assets.analytics_workbook import analytics_workbook
-from export_assets.assets.health_report import health_report
-from export_assets.assets.proxy_list import proxy_list
-from export_assets.exports.codecs import ZIP_FIXED_DATE_TIME
-from export_assets.reports.pdf import Branding, render_health_report
-from export_assets.reports.window import week_figures
-from export_assets.sample import SampleDeployment
-from export_assets.sample.hostile import HOSTILE_STRINGS
-from export_assets.source.database import SourceSnapshot
+from export_assets.defs.exports.proxy_list import proxy_list
+from export_assets.defs.reports.analytics_workbook import analytics_workbook
+from export_assets.defs.reports.health_report import health_report
+from export_assets.lib.exports.codecs import ZIP_FIXED_DATE_TIME
+from export_assets.lib.reports.pdf import Branding, render_health_report
+from export_assets.lib.reports.window import week_figures
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.sample.hostile import HOSTILE_STRINGS
+from export_assets.lib.source.database import SourceSnapshot
 from export_assets_tests.conftest import SAMPLE_END, configured, export_resources
 from export_assets_tests.test_health_report import hostile_database, pdf_text
 

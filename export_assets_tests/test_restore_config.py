@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
 from export_assets.cli import main
-from export_assets.restore import RestoreError
-from export_assets.restore.config import restore_config
-from export_assets.restore.jobs import restore_config_job
-from export_assets.sample import SampleDeployment
+from export_assets.defs.operations.restore import restore_config_job
+from export_assets.lib.restore import RestoreError
+from export_assets.lib.restore.config import restore_config
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests import test_restore_pool as pool_tests
 from export_assets_tests.test_round_trip import EXPORT_KEY, PARTITION
 

@@ -30,11 +30,11 @@ from click.testing import CliRunner, Result
 from cryptography.fernet import Fernet
 from dagster import AssetsDefinition, DagsterInstance, materialize
 
-from export_assets.assets import proxy_list, validation_events
 from export_assets.cli import main
-from export_assets.exports.manifest import ExportManifest
-from export_assets.restore import RestoreError
-from export_assets.restore.pool import restore_pool
+from export_assets.defs.exports import proxy_list, validation_events
+from export_assets.lib.exports.manifest import ExportManifest
+from export_assets.lib.restore import RestoreError
+from export_assets.lib.restore.pool import restore_pool
 from export_assets_tests.conftest import configured, export_resources
 
 DAYS = [date(2026, 11, 18), date(2026, 11, 19), date(2026, 11, 20)]
@@ -525,7 +525,7 @@ def test_history_into_an_existing_database(original: Path, exports: Path, tmp_pa
 
 
 def test_restore_pool_job_replays_history(original: Path, exports: Path, tmp_path: Path) -> None:
-    from export_assets.restore.jobs import restore_pool_job
+    from export_assets.defs.operations.restore import restore_pool_job
 
     result = restore_pool_job.execute_in_process(
         run_config={"ops": {"restore_pool_op": {"config": {

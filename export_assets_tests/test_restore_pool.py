@@ -15,10 +15,10 @@ from cryptography.fernet import Fernet
 from dagster import DagsterInstance
 
 from export_assets.cli import main
-from export_assets.restore import RestoreError
-from export_assets.restore.jobs import restore_pool_job
-from export_assets.restore.pool import restore_pool
-from export_assets.sample import SampleDeployment
+from export_assets.defs.operations.restore import restore_pool_job
+from export_assets.lib.restore import RestoreError
+from export_assets.lib.restore.pool import restore_pool
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.test_round_trip import EXPORT_KEY, PARTITION, export_backup, sample_keys
 
 OTHER_KEY = Fernet.generate_key().decode()

@@ -14,12 +14,18 @@ from click.testing import CliRunner
 from dagster import DagsterInstance
 
 from export_assets.cli import main
-from export_assets.exports import ExportStore
-from export_assets.exports.destinations import Destination, LocalDestination
-from export_assets.exports.lease import LeaseHolder, lease_key
-from export_assets.exports.manifest import ExportManifest, ManifestFile, manifest_key, sha256_hex
-from export_assets.exports.s3 import S3Destination
-from export_assets.retention import apply_retention, retention_job
+from export_assets.defs.operations.retention import retention_job
+from export_assets.defs.resources.store import ExportStore
+from export_assets.lib.exports.destinations import Destination, LocalDestination
+from export_assets.lib.exports.lease import LeaseHolder, lease_key
+from export_assets.lib.exports.manifest import (
+    ExportManifest,
+    ManifestFile,
+    manifest_key,
+    sha256_hex,
+)
+from export_assets.lib.exports.retention import apply_retention
+from export_assets.lib.exports.s3 import S3Destination
 from export_assets_tests.s3_server import MotoServer
 
 TODAY = date(2026, 11, 21)

@@ -14,15 +14,15 @@ import yaml
 from cryptography.fernet import Fernet
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets import pool_config, proxy_list
-from export_assets.assets.daily import with_settings
-from export_assets.crypto import decrypt_database_credential, proxywhirl_cipher
-from export_assets.exports.manifest import ExportManifest
-from export_assets.restore.config import restore_config
-from export_assets.restore.pool import restore_pool
-from export_assets.sample import SampleDeployment
-from export_assets.source import POOL_SCHEMA
-from export_assets.source.schema import REQUIRED_COLUMNS
+from export_assets.defs.exports import pool_config, proxy_list
+from export_assets.defs.exports.daily import with_settings
+from export_assets.lib.exports.manifest import ExportManifest
+from export_assets.lib.restore.config import restore_config
+from export_assets.lib.restore.pool import restore_pool
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.security.crypto import decrypt_database_credential, proxywhirl_cipher
+from export_assets.lib.source import POOL_SCHEMA
+from export_assets.lib.source.schema import REQUIRED_COLUMNS
 from export_assets_tests.conftest import SAMPLE_END, export_resources
 
 PARTITION = SAMPLE_END.isoformat()
@@ -150,7 +150,7 @@ def test_encrypted_backup_restores_the_identical_deployment(
     export_backup(restored / "proxies.db", restored / "proxywhirl.toml", second, instance)
 
     # The export key of each run: the same key, or the same password with a fresh salt.
-    from export_assets.crypto import export_cipher_for_reading
+    from export_assets.lib.security.crypto import export_cipher_for_reading
 
     def fernet_of(exports: Path, asset: str) -> Fernet:
         record = ExportManifest.from_json(

@@ -23,9 +23,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from export_assets.exports import s3 as s3_module
-from export_assets.exports.destinations import DestinationError
-from export_assets.exports.s3 import (
+from export_assets.lib.exports import s3 as s3_module
+from export_assets.lib.exports.destinations import DestinationError
+from export_assets.lib.exports.s3 import (
     MAX_LINK_SECONDS,
     MIB,
     MIN_PART_SIZE,

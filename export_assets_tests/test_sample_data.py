@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
-from export_assets.sample import HOSTILE_STRINGS, SampleDeployment, write_sample_deployment
-from export_assets.sample.config import toml_value
-from export_assets.source.schema import PROXYWHIRL_DDL
-from export_assets.source.status import ProxyHealth
+from export_assets.lib.sample import HOSTILE_STRINGS, SampleDeployment, write_sample_deployment
+from export_assets.lib.sample.config import toml_value
+from export_assets.lib.source.schema import PROXYWHIRL_DDL
+from export_assets.lib.source.status import ProxyHealth
 
 END = date(2026, 11, 14)
 LOST = "*" * 10  # ProxyWhirl 0.3.3's save_config writes this in place of a secret

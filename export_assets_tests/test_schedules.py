@@ -9,7 +9,7 @@ import pytest
 from dagster import RunRequest, build_schedule_context
 
 from export_assets.definitions import defs
-from export_assets.schedules import SCHEDULES, build_schedule
+from export_assets.defs.operations.schedules import SCHEDULES, build_schedule
 
 
 def tick(schedule: object, moment: datetime) -> list[RunRequest]:

@@ -11,9 +11,9 @@ from typing import Any
 from dagster import build_sensor_context
 
 from export_assets.definitions import defs
-from export_assets.sample import SampleDeployment
-from export_assets.sensors import new_validations_sensor, today_partition
-from export_assets.source import ProxyWhirlSource
+from export_assets.defs.operations.sensors import new_validations_sensor, today_partition
+from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+from export_assets.lib.sample import SampleDeployment
 
 
 def evaluate(database: Path, cursor: str | None) -> Any:  # Dagster's tick data (not public)

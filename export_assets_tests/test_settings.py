@@ -8,11 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from export_assets import partitions, retention, retries, schedules, sensors
-from export_assets.exports import lease
-from export_assets.notify import DEFAULT_WEBSERVER_URL, Notifier, notifier_from_environment
+from export_assets.defs import partitions, retries
+from export_assets.defs.operations import schedules, sensors
+from export_assets.defs.resources.notifier import (
+    DEFAULT_WEBSERVER_URL,
+    Notifier,
+    notifier_from_environment,
+)
+from export_assets.defs.resources.proxywhirl import DEFAULT_DEPLOYMENT
+from export_assets.lib.exports import lease, retention
 from export_assets.settings import Settings, current_settings, settings_table
-from export_assets.source.resource import DEFAULT_DEPLOYMENT
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIABLES = [f.metadata["variable"] for f in dataclasses.fields(Settings) if f.metadata]
@@ -25,8 +30,8 @@ SECRETS = [
 # Functions that take the variables as a mapping (Dagster-resolved values, or the key a
 # config's encryption_key_env names) and fall back to the process environment.
 READ_BY_NAME = {
-    "crypto.py", "credential_policy.py", "leaks.py",
-    "restore/pool.py", "restore/verify.py", "restore/config.py",
+    "lib/security/crypto.py", "lib/security/policy.py", "lib/security/leaks.py",
+    "lib/restore/pool.py", "lib/restore/verify.py", "lib/restore/config.py",
 }  # fmt: skip
 
 

@@ -18,14 +18,14 @@ from dagster import (
     materialize,
 )
 
-from export_assets.assets import validation_events
-from export_assets.exports.destinations import DestinationError, LocalDestination
-from export_assets.exports.io_manager import check_room
-from export_assets.failures import error_message, user_error
-from export_assets.retries import fail_fast_on_permanent_errors, is_transient
-from export_assets.sample import SampleDeployment
-from export_assets.source import ProxyWhirlSource
-from export_assets.source.database import SourceError
+from export_assets.defs.exports import validation_events
+from export_assets.defs.operations.failures import error_message, user_error
+from export_assets.defs.resources.io_manager import check_room
+from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+from export_assets.defs.retries import fail_fast_on_permanent_errors, is_transient
+from export_assets.lib.exports.destinations import DestinationError, LocalDestination
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.source.database import SourceError
 from export_assets_tests.conftest import export_resources
 
 PARTITION = "2026-11-19"

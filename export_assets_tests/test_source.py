@@ -11,8 +11,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from export_assets.source import POOL_SCHEMA, ProxyWhirlSource, SourceError
-from export_assets.source.timestamps import parse_utc_text
+from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+from export_assets.lib.source import POOL_SCHEMA, SourceError
+from export_assets.lib.source.timestamps import parse_utc_text
 from export_assets_tests.handmade import HandmadeDatabase
 
 A = "http://198.51.100.1:8080"

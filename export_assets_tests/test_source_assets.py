@@ -14,11 +14,11 @@ from dagster import (
     define_asset_job,
 )
 
-from export_assets.assets import EXPORT_ASSETS
-from export_assets.assets.source import CONFIG, DATABASE, LOGS, proxywhirl_deployment
-from export_assets.assets.templates import REQUEST_ASSETS, TEMPLATE_ASSETS
-from export_assets.sample import SampleDeployment
-from export_assets.source import ProxyWhirlSource
+from export_assets.defs.exports import EXPORT_ASSETS
+from export_assets.defs.exports.templates import REQUEST_ASSETS, TEMPLATE_ASSETS
+from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
+from export_assets.defs.source import CONFIG, DATABASE, LOGS, proxywhirl_deployment
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.test_sensors import add_validation
 
 
@@ -98,7 +98,7 @@ def test_every_export_is_downstream_of_its_source_and_owned() -> None:
 
 
 def test_a_daily_record_not_written_by_its_deadline_is_overdue() -> None:
-    from export_assets.assets import REPORT_ASSETS
+    from export_assets.defs.reports import REPORT_ASSETS
 
     for asset in EXPORT_ASSETS:
         policy = next(iter(asset.specs)).freshness_policy

@@ -22,19 +22,19 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets.validation_events import ValidationEventsConfig, validation_events
-from export_assets.credentials import mask_url_credentials
-from export_assets.exports.manifest import ExportManifest
-from export_assets.failures import error_message, user_error
-from export_assets.sample import SampleDeployment
-from export_assets.source import SourceError, SourceSnapshot
-from export_assets.source.validations import (
+from export_assets.defs.exports.validation_events import ValidationEventsConfig, validation_events
+from export_assets.defs.operations.failures import error_message, user_error
+from export_assets.lib.exports.manifest import ExportManifest
+from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.security.credentials import mask_url_credentials
+from export_assets.lib.source import SourceError, SourceSnapshot
+from export_assets.lib.source.validations import (
     VALIDATION_EVENTS_SCHEMA,
     read_ahead,
     validation_events_query,
     validation_id_range,
 )
-from export_assets.source.validations import validation_events as validation_events_source
+from export_assets.lib.source.validations import validation_events as validation_events_source
 from export_assets_tests.conftest import configured, export_resources, request_config, requested
 from export_assets_tests.handmade import HandmadeDatabase
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from dagster import DagsterInstance, materialize
 
-from export_assets.assets import REPORT_ASSETS
-from export_assets.assets.proxy_list import proxy_list
-from export_assets.assets.proxy_metrics import proxy_metrics
-from export_assets.sample import SampleDeployment
+from export_assets.defs.exports.proxy_list import proxy_list
+from export_assets.defs.exports.proxy_metrics import proxy_metrics
+from export_assets.defs.reports import REPORT_ASSETS
+from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import SAMPLE_END, export_resources
 
 REPORT_DAY = SAMPLE_END

@@ -1,0 +1,1082 @@
+"""``validation_results`` of one UTC day: the events as Arrow batches, and metrics of them.
+
+A day D is ``[D 00:00:00, D+1 00:00:00)`` UTC, selected by comparing ProxyWhirl's DATETIME
+text (``validated_at >= 'D' AND validated_at < 'D+1'``, see ``timestamps.day_text``).
+
+Every read is bounded by the snapshot's watermark (``id <= watermark``, see
+``SourceSnapshot``) and made of short statements, each fully fetched before the next, so no
+read holds SQLite's lock for more than milliseconds, in rollback-journal or WAL mode, and a
+live ProxyWhirl never waits long to commit. The day's smallest and largest id come from
+the ``validated_at`` index, a slice at a time (``id_range_between``); the rows are then
+read as consecutive ``id`` ranges (``IdRanges``), filtered on ``validated_at`` again. That
+is correct whatever the ids are (a row of D always lies in the range; rows of other days
+in it are filtered out) and, since ProxyWhirl's ids grow with time, it reads the day's rows
+in table order with no index lookups and no sort. With filters, the range is that of the
+rows that pass them. Output batches are re-cut to ``batch_rows`` rows, so files do not
+depend on how the ranges fell.
+
+The rows are read into Arrow without a Python object per row: through the ADBC SQLite driver
+(``adbc_driver_sqlite``, by ADBC's low-level API: its DB-API layer imports pandas), on a
+second read-only connection (``mode=ro``, the snapshot's busy timeout), each id range in a
+read transaction of its own. Bounded by the watermark, its rows are the snapshot's in any
+journal mode. The driver types each column from the first
+batch of a statement; a batch whose columns are not of the types ProxyWhirl writes (text in
+a latency, a blob, an is_valid other than 0/1), and the rest of a range after a value whose
+type differs from its first batch's, is read again through ``sqlite3``, so it converts, or
+fails naming the value, exactly as before.
+
+Metrics (``PROXY_METRICS_SCHEMA``), one row per group of the day's checks:
+
+- ``scope`` / ``key``: ``pool`` / ``all`` (every check of the day); ``protocol`` / the
+  proxy's protocol; ``country`` / its ``country_code``, ``(none)`` when NULL; ``proxy`` /
+  its URL. A check of a proxy that ``proxy_identities`` does not hold counts under
+  ``(unknown)`` in the protocol and country scopes. Rows come in that scope order (pool,
+  protocol, country, proxy), by key within a scope. A day without checks has no rows.
+- ``proxies``: distinct proxies checked; ``checks``, ``successes`` (``is_valid``),
+  ``failures``, ``success_rate`` = successes / checks.
+- ``latency_*``: over successful checks with a ``response_time_ms`` (``latency_samples``
+  of them); null when there are none. ``latency_avg_ms`` is the mean, ``latency_max_ms``
+  the largest. Percentiles use linear interpolation between closest ranks (numpy's and
+  pandas' default ``linear`` method, DuckDB's ``quantile_cont``): with the n samples
+  sorted, x[0] <= ... <= x[n-1], the p-th percentile is at rank h = (n - 1) * p / 100,
+  computed exactly in integers, and is x[floor(h)] + (h - floor(h)) * (x[floor(h) + 1] -
+  x[floor(h)]). For 10, 20, ..., 100: p50 = 55.0, p95 = 95.5.
+- ``errors_<type>``: checks whose ``error_type`` is that type, one column per type ProxyWhirl
+  reports (``ERROR_TYPES``); ``errors_other`` counts any other non-null ``error_type``.
+  Checks without an ``error_type`` count in no error column.
+
+How it is computed, in bounded memory and short reads: SQLite aggregates each id range
+of the day per proxy, outcome and error type (checks, timed checks, latency maximum);
+Python adds the ranges up per proxy, takes protocol and country from the snapshot's
+``proxy_identities``, and rolls them up to the other scopes (a few thousand proxies).
+Latencies take two more passes by id range (``RankPicker``): the first sums them per proxy
+and error type, one addition at a time in id order as SQLite's ``sum()`` does, and counts
+them per group and histogram bucket; the second keeps only the values of the buckets that
+hold a wanted rank, which are then sorted. Memory is a range plus the non-empty buckets'
+counts and those buckets' values, whatever the size of the day.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import math
+import queue
+import struct
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from export_assets.lib.source.database import (
+    TAKE_READ_LOCK,
+    ChunkSizer,
+    SourceError,
+    SourceSnapshot,
+    rows_to_batch,
+    take_read_lock,
+)
+from export_assets.lib.source.timestamps import (
+    TIMESTAMP_UTC,
+    TimestampError,
+    day_text,
+    parse_utc_text,
+)
+
+_TABLE = "validation_results"
+_T = TypeVar("_T")
+
+VALIDATION_EVENTS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.int64(), nullable=False),
+        pa.field("proxy_url", pa.string(), nullable=False),
+        pa.field("validated_at", TIMESTAMP_UTC, nullable=False),
+        pa.field("is_valid", pa.bool_(), nullable=False),
+        pa.field("response_time_ms", pa.float64()),
+        pa.field("error_type", pa.string()),
+        pa.field("error_message", pa.string()),
+    ]
+)
+"""One validation result, as ProxyWhirl recorded it."""
+
+ERROR_TYPES = (
+    "timeout", "connection_refused", "ssl_error", "proxy_error", "http_error", "dns_error",
+)  # fmt: skip
+"""The ``error_type`` values ProxyWhirl reports; each has its own metrics column."""
+
+SCOPE_POOL, SCOPE_PROTOCOL, SCOPE_COUNTRY, SCOPE_PROXY = "pool", "protocol", "country", "proxy"
+SCOPES = (SCOPE_POOL, SCOPE_PROTOCOL, SCOPE_COUNTRY, SCOPE_PROXY)
+POOL_KEY = "all"
+NO_COUNTRY = "(none)"
+UNKNOWN_PROXY = "(unknown)"
+PERCENTILES = (50, 95)
+
+PROXY_METRICS_SCHEMA = pa.schema(
+    [
+        pa.field("scope", pa.string(), nullable=False),
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("proxies", pa.int64(), nullable=False),
+        pa.field("checks", pa.int64(), nullable=False),
+        pa.field("successes", pa.int64(), nullable=False),
+        pa.field("failures", pa.int64(), nullable=False),
+        pa.field("success_rate", pa.float64(), nullable=False),
+        pa.field("latency_samples", pa.int64(), nullable=False),
+        pa.field("latency_avg_ms", pa.float64()),
+        pa.field("latency_p50_ms", pa.float64()),
+        pa.field("latency_p95_ms", pa.float64()),
+        pa.field("latency_max_ms", pa.float64()),
+        *(pa.field(f"errors_{name}", pa.int64(), nullable=False) for name in ERROR_TYPES),
+        pa.field("errors_other", pa.int64(), nullable=False),
+    ]
+)
+"""Check counts, latency and errors of one group of a day's checks (see the module doc)."""
+
+_EVENT_COLUMNS = ", ".join(VALIDATION_EVENTS_SCHEMA.names)
+_DAY = "validated_at >= ? AND validated_at < ?"
+_LATENCY_SCHEMA = pa.schema(
+    [pa.field("proxy_url", pa.string()), pa.field("response_time_ms", pa.float64())]
+)
+
+
+@dataclass(frozen=True)
+class ValidationFilters:
+    """Which of a day's validation results to read; None means no restriction."""
+
+    proxy_urls: tuple[str, ...] | None = None
+    is_valid: bool | None = None
+    error_types: tuple[str, ...] | None = None
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """The filters as SQL conditions (each after `` AND ``) and their parameters."""
+        conditions: list[str] = []
+        parameters: list[Any] = []
+        if self.proxy_urls is not None:
+            # ``+``: a rowid or validated_at range drives the read, not the url index.
+            conditions.append(f"+proxy_url IN ({_marks(self.proxy_urls)})")
+            parameters.extend(self.proxy_urls)
+        if self.is_valid is not None:
+            conditions.append("(is_valid <> 0) = ?")
+            parameters.append(int(self.is_valid))
+        if self.error_types is not None:
+            conditions.append(f"error_type IN ({_marks(self.error_types)})")
+            parameters.extend(self.error_types)
+        return "".join(f" AND {condition}" for condition in conditions), parameters
+
+
+NO_FILTERS = ValidationFilters()
+
+
+def _marks(values: Sequence[Any]) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _day_bounds(day: date) -> list[str]:
+    return [day_text(day), day_text(day + timedelta(days=1))]
+
+
+def validation_id_range(
+    snapshot: SourceSnapshot, day: date, filters: ValidationFilters = NO_FILTERS
+) -> tuple[int, int] | None:
+    """Smallest and largest id (up to the watermark) of the day's validation results that
+    pass ``filters``."""
+    where, parameters = filters.sql()
+    low, high = _day_bounds(day)
+    return id_range_between(snapshot, low, high, where, parameters)
+
+
+def id_range_between(
+    snapshot: SourceSnapshot, low: str, high: str, where: str = "",
+    parameters: Sequence[Any] = (),
+) -> tuple[int, int] | None:  # fmt: skip
+    """Smallest and largest id (up to the watermark) of the results with ``low <=
+    validated_at < high`` (DATETIME text) and the conditions ``where``.
+
+    The ``validated_at`` index is read a slice at a time, each slice its own short read: a
+    slice ends at the value ``chunk_rows`` entries on, with every row of that value, so no
+    row is missed or counted twice whatever the ids and however many rows share a time.
+    """
+    lowest: int | None = None
+    highest: int | None = None
+    start, after = low, ">="
+    sizer = ChunkSizer(snapshot.chunk_rows, grow=8)  # index entries, two numbers read
+    while True:
+        with snapshot.short_read():  # both reads of a slice take the lock once
+            row = snapshot.execute_inside(
+                f"SELECT validated_at FROM {_TABLE} WHERE validated_at {after} ?"
+                " AND validated_at < ? ORDER BY validated_at LIMIT 1 OFFSET ?",
+                (start, high, sizer.rows - 1),
+            ).fetchone()
+            upto, bound = (
+                ("validated_at < ?", high) if row is None else ("validated_at <= ?", row[0])
+            )
+            found = snapshot.execute_inside(
+                f"SELECT min(id), max(id) FROM {_TABLE}"
+                f" WHERE validated_at {after} ? AND {upto} AND +id <= ?{where}",
+                [start, bound, snapshot.id_limit, *parameters],
+            ).fetchone()
+        sizer.took(snapshot.last_held, sizer.rows)
+        if found is not None and found[0] is not None:
+            lowest = int(found[0]) if lowest is None else min(lowest, int(found[0]))
+            highest = int(found[1]) if highest is None else max(highest, int(found[1]))
+        if row is None:
+            break
+        start, after = row[0], ">"
+    return None if lowest is None or highest is None else (lowest, highest)
+
+
+def validation_events_query(
+    day: date, ids: tuple[int, int], filters: ValidationFilters = NO_FILTERS
+) -> tuple[str, list[Any]]:
+    """The SQL (and its parameters) that reads the day's results in ``ids``, in id order.
+
+    A rowid range, not the ``validated_at`` index: the index would need a lookup per row
+    and a sort by id afterwards.
+    """
+    where, parameters = filters.sql()
+    return (
+        f"SELECT {_EVENT_COLUMNS} FROM {_TABLE}"
+        f" WHERE id >= ? AND id <= ? AND {_DAY}{where} ORDER BY id",
+        [*ids, *_day_bounds(day), *parameters],
+    )
+
+
+class IdRanges:
+    """``ids`` (capped at the watermark) as consecutive ranges, each sized so that reading
+    it takes about ``TARGET_READ_SECONDS``: the reader reports each read with ``took``."""
+
+    def __init__(self, snapshot: SourceSnapshot, ids: tuple[int, int], *, grow: int = 4) -> None:
+        self._low, self._high = ids[0], min(ids[1], snapshot.id_limit)
+        self._sizer = ChunkSizer(snapshot.chunk_rows, grow=grow)
+        self._last = 0
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        while self._low <= self._high:
+            top = min(self._high, self._low + self._sizer.rows - 1)
+            self._last = top - self._low + 1
+            yield self._low, top
+            self._low = top + 1
+
+    def took(self, seconds: float) -> None:
+        """The read of the last range took ``seconds``."""
+        self._sizer.took(seconds, self._last)
+
+
+def timed_read(
+    ranges: IdRanges, snapshot: SourceSnapshot, read: Callable[..., _T], *arguments: Any
+) -> _T:
+    """``read(*arguments)``, how long it held the lock (``snapshot.last_held``) reported
+    to ``ranges``."""
+    snapshot.last_held = 0.0
+    result = read(*arguments)
+    ranges.took(snapshot.last_held)
+    return result
+
+
+def validation_events(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int] | None,
+    filters: ValidationFilters = NO_FILTERS,
+) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    """The day's validation results that pass ``filters``, in ``id`` order, in batches of
+    ``batch_rows`` rows.
+
+    ``ids`` is what :func:`validation_id_range` returned for the same day and filters on
+    the same snapshot (None: there is nothing to read). The rows are read one id range at
+    a time, each range wholly fetched (and its statement finished) before its batches go
+    on, so SQLite's lock is held only while a range is read, in any journal mode; every
+    range is under the watermark, so the rows are the snapshot's.
+    """
+    if ids is None:
+        return
+    yield from _rebatched(_arrow_events(snapshot, day, ids, filters), snapshot.batch_rows)
+
+
+def _arrow_events(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int], filters: ValidationFilters
+) -> Iterator[pa.RecordBatch]:
+    where, parameters = filters.sql()
+    sql = (
+        f"SELECT {_ARROW_EVENT_COLUMNS} FROM {_TABLE}"
+        f" WHERE id >= ? AND id <= ? AND {_DAY}{where} ORDER BY id"
+    )
+    ranges = IdRanges(snapshot, ids)
+    with _arrow_connection(snapshot) as connection:
+        for low, high in ranges:
+            done = low - 1  # the last id handed on
+            bound = [low, high, *_day_bounds(day), *parameters]
+            try:
+                raws = timed_read(
+                    ranges, snapshot, _arrow_batches, snapshot, connection, sql, bound, (low, high)
+                )
+            except _TypeChanged:
+                # A later batch holds a value of another type than the first: the range by
+                # rows, which converts it or names it.
+                yield from _row_range(snapshot, day, (low, high), filters)
+                continue
+            for raw in raws:
+                if raw.num_rows == 0:
+                    continue
+                last = raw.column(0)[-1].as_py()
+                if _as_proxywhirl_writes(raw):
+                    yield _typed_events(raw)
+                else:
+                    # Values ProxyWhirl does not write: the row reader converts them or names them.
+                    yield from _row_range(snapshot, day, (done + 1, last), filters)
+                done = last
+
+
+def _events_by_rows(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int], filters: ValidationFilters
+) -> Iterator[pa.RecordBatch]:
+    """The events through the snapshot's own connection, a tuple per row, by id range."""
+    ranges = IdRanges(snapshot, ids)
+
+    def read(chunk: tuple[int, int]) -> list[pa.RecordBatch]:
+        return timed_read(ranges, snapshot, lambda: list(_row_range(snapshot, day, chunk, filters)))
+
+    yield from _rebatched((b for chunk in ranges for b in read(chunk)), snapshot.batch_rows)
+
+
+def _row_range(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int], filters: ValidationFilters
+) -> Iterator[pa.RecordBatch]:
+    """One id range's events, read whole through ``sqlite3`` and then converted."""
+    rows = _fetched(snapshot, *validation_events_query(day, ids, filters))
+    for start in range(0, len(rows), snapshot.batch_rows):
+        yield _as_batch(rows[start : start + snapshot.batch_rows], VALIDATION_EVENTS_SCHEMA)
+
+
+def _rebatched(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """``batches`` cut and joined into batches of ``rows`` rows (the last may be shorter):
+    a file's row groups do not depend on how the source was read."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        if not pending and batch.num_rows == rows:
+            yield batch
+            continue
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            joined = pa.concat_batches(pending)
+            start = 0
+            while count - start >= rows:
+                yield joined.slice(start, rows)
+                start += rows
+            pending = [joined.slice(start)] if start < count else []
+            count -= start
+    if count:
+        yield pa.concat_batches(pending)
+
+
+# ProxyWhirl's columns as they are, the nullable ones as a value and an IS NULL flag: the
+# driver takes each column's type from the first batch, so a column that starts with a
+# batch of NULLs (a morning without errors) would otherwise be typed as integers.
+_ARROW_EVENT_COLUMNS = (
+    "id, proxy_url, validated_at, is_valid,"
+    " ifnull(response_time_ms, 0.0), response_time_ms IS NULL,"
+    " ifnull(error_type, ''), error_type IS NULL,"
+    " ifnull(error_message, ''), error_message IS NULL"
+)
+_ARROW_EVENT_TYPES = [
+    pa.int64(), pa.string(), pa.string(), pa.int64(),
+    pa.float64(), pa.int64(), pa.string(), pa.int64(), pa.string(), pa.int64(),
+]  # fmt: skip
+
+
+class _TypeChanged(Exception):
+    """The driver met a value whose type differs from its first batch's in that column."""
+
+
+def _as_proxywhirl_writes(raw: pa.RecordBatch) -> bool:
+    """Whether every column has the type ProxyWhirl writes and is_valid is 0 or 1.
+
+    Anything else (text latencies, blobs, a NULL column) goes to the row reader, which
+    converts what it can and names what it cannot, as it always has.
+    """
+    if raw.schema.types != _ARROW_EVENT_TYPES:
+        return False
+    low, high = pc.min_max(raw.column(3)).values()
+    return bool(raw.column(3).null_count == 0 and low.as_py() >= 0 and high.as_py() <= 1)
+
+
+class _ArrowConnection:
+    """A second read-only connection to the snapshot's database, through ADBC's low-level
+    API (``adbc_driver_manager``): its DB-API layer imports ``pyarrow.dataset``, which
+    imports pandas (some 35 MiB and 0.4 s) for nothing this reader uses."""
+
+    def __init__(self, database: Any, connection: Any) -> None:
+        self._database = database
+        self.connection = connection
+
+    def statement(self, sql: str, parameters: Sequence[Any] = ()) -> Any:
+        """A statement of ``sql`` with ``parameters`` bound; the caller closes it."""
+        import adbc_driver_manager
+
+        statement = adbc_driver_manager.AdbcStatement(self.connection)
+        try:
+            statement.set_sql_query(sql)
+            if parameters:
+                statement.bind(_parameters(parameters))
+        except BaseException:
+            statement.close()
+            raise
+        return statement
+
+    def run(self, sql: str) -> None:
+        """Run a statement of no parameters and read its rows to the end (a lock probe
+        reads its row: that is what takes SQLite's read lock)."""
+        statement = self.statement(sql)
+        try:
+            handle, _ = statement.execute_query()
+            for _ in pa.RecordBatchReader.from_stream(handle):
+                pass
+        finally:
+            statement.close()
+
+    def close(self) -> None:
+        self.connection.close()
+        self._database.close()
+
+
+@contextlib.contextmanager
+def _arrow_connection(snapshot: SourceSnapshot) -> Iterator[_ArrowConnection]:
+    """A second read-only connection to the snapshot's database, for ADBC's Arrow reader."""
+    import adbc_driver_manager  # heavy: only when events are read
+    import adbc_driver_sqlite
+
+    uri = f"file:{quote(str(snapshot.path.resolve()))}?mode=ro"
+    try:
+        database = adbc_driver_sqlite.connect(uri)
+        try:
+            connection = _ArrowConnection(database, adbc_driver_manager.AdbcConnection(database))
+        except BaseException:
+            database.close()
+            raise
+    except Exception as exc:  # the driver's errors derive from several bases
+        raise SourceError(
+            f"cannot open ProxyWhirl database {snapshot.path} read-only: {exc}"
+        ) from exc
+    try:
+        connection.run("PRAGMA busy_timeout = 0")  # take_read_lock waits, polling (see there)
+        yield connection
+    finally:
+        connection.close()
+
+
+def _parameters(values: Sequence[Any]) -> pa.RecordBatch:
+    """One row of statement parameters as a batch, built from buffers: ``pa.array`` on
+    Python values asks pyarrow's pandas shim whether they are pandas objects, and that
+    imports pandas."""
+    columns = [_parameter(value) for value in values]
+    return pa.RecordBatch.from_arrays(columns, names=[str(i) for i in range(len(columns))])
+
+
+def _parameter(value: Any) -> pa.Array:
+    if value is None:
+        return pa.nulls(1)
+    if isinstance(value, bool | int):
+        return pa.Array.from_buffers(pa.int64(), 1, [None, pa.py_buffer(struct.pack("<q", value))])
+    if isinstance(value, float):
+        return pa.Array.from_buffers(
+            pa.float64(), 1, [None, pa.py_buffer(struct.pack("<d", value))]
+        )
+    if isinstance(value, str | bytes):
+        data = value.encode("utf-8", "surrogatepass") if isinstance(value, str) else value
+        kind = pa.string() if isinstance(value, str) else pa.binary()
+        offsets = pa.py_buffer(struct.pack("<ii", 0, len(data)))
+        return pa.Array.from_buffers(kind, 1, [None, offsets, pa.py_buffer(data)])
+    raise TypeError(f"a statement parameter of type {type(value).__name__}: {value!r}")
+
+
+def _arrow_batches(
+    snapshot: SourceSnapshot, connection: _ArrowConnection, sql: str, parameters: Sequence[Any],
+    ids: tuple[int, int],
+) -> list[pa.RecordBatch]:  # fmt: skip
+    """Every row of ``sql`` (rows of the id range ``ids``), read in a read transaction of
+    its own and to the end before returning, so no lock is held after;
+    ``snapshot.last_held`` is how long the lock was held. Driver errors as SourceErrors."""
+    batches: list[pa.RecordBatch] = []
+    try:
+        connection.run("BEGIN")
+        try:
+            asked = time.perf_counter()
+            take_read_lock(  # waits here for a writer's commit, if any
+                lambda: connection.run(TAKE_READ_LOCK), snapshot.busy_timeout_ms
+            )
+            started = time.perf_counter()
+            statement = connection.statement(sql, parameters)
+            try:
+                # The driver reserves every column for a whole batch before it reads a row:
+                # batches no longer than the range (the caller re-cuts them) keep a short
+                # range's read from holding a full batch's worth of memory per column.
+                rows = max(1, min(snapshot.batch_rows, ids[1] - ids[0] + 1))
+                statement.set_options(**{"adbc.sqlite.query.batch_rows": str(rows)})
+                handle, _ = statement.execute_query()
+                batches.extend(pa.RecordBatchReader.from_stream(handle))
+            finally:
+                statement.close()
+            snapshot.last_held = time.perf_counter() - started
+            snapshot.reads.record(started - asked, snapshot.last_held)
+        finally:
+            connection.run("COMMIT")
+        return batches
+    except (OSError, pa.ArrowException) as exc:
+        if "Type mismatch" in str(exc):
+            raise _TypeChanged(str(exc)) from exc
+        raise _read_error(snapshot, exc) from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("adbc_driver"):
+            if "Type mismatch" in str(exc):
+                raise _TypeChanged(str(exc)) from exc
+            raise _read_error(snapshot, exc) from exc
+        raise
+
+
+def _read_error(snapshot: SourceSnapshot, exc: BaseException) -> SourceError:
+    if "locked" in str(exc) or "busy" in str(exc):
+        return SourceError(
+            f"ProxyWhirl database {snapshot.path} stayed locked by a writer past the busy "
+            f"timeout ({exc}); retry, or raise busy_timeout_ms"
+        )
+    return SourceError(f"reading ProxyWhirl database {snapshot.path} failed: {exc}")
+
+
+def _typed_events(raw: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch of ``_ARROW_EVENT_COLUMNS`` that passed ``_as_proxywhirl_writes``, as
+    VALIDATION_EVENTS_SCHEMA."""
+    columns = raw.columns
+    try:
+        # ProxyWhirl's own form (naive UTC, no suffix) casts directly; any other form fails
+        # the cast and takes parse_utc_text's regex path, so the result is the same.
+        validated_at = pc.cast(columns[2], pa.timestamp("us")).cast(TIMESTAMP_UTC)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        try:
+            validated_at = parse_utc_text(columns[2], f"{_TABLE}.validated_at")
+        except TimestampError as exc:
+            raise SourceError(str(exc)) from exc
+    arrays = [
+        columns[0],
+        columns[1],
+        validated_at,
+        columns[3].cast(pa.bool_()),
+        _with_nulls(columns[4], columns[5]),
+        _with_nulls(columns[6], columns[7]),
+        _with_nulls(columns[8], columns[9]),
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=VALIDATION_EVENTS_SCHEMA)
+
+
+def _with_nulls(values: pa.Array, is_null: pa.Array) -> pa.Array:
+    """``values`` with nulls where ``is_null`` (0/1) is 1, sharing the values' buffers."""
+    nulls = pc.cast(is_null, pa.bool_())
+    if not pc.any(nulls).as_py():
+        return values
+    valid = pc.invert(nulls)
+    if values.offset or valid.offset:
+        return pc.if_else(nulls, pa.nulls(1, values.type)[0], values)  # pa.scalar imports pandas
+    return pa.Array.from_buffers(
+        values.type, len(values), [valid.buffers()[1], *values.buffers()[1:]]
+    )
+
+
+def read_ahead(
+    batches: Iterator[pa.RecordBatch], depth: int = 2
+) -> Generator[pa.RecordBatch, None, None]:
+    """``batches``, produced by a thread up to ``depth`` batches ahead of the consumer.
+
+    Reading SQLite and building batches then overlaps with what the consumer does to them
+    (formatting, compressing, uploading), as SQLite, Arrow and zlib release the GIL. An
+    error of ``batches`` is raised here, as it was raised there. Closing this generator
+    stops the thread and waits for it: close it before the snapshot it reads.
+
+    After each batch, each thread hands the Arrow memory it freed back to the system
+    (``release_unused``): Arrow's allocator (mimalloc) keeps freed pages per thread, which
+    otherwise made the export's peak RSS some 20 MiB higher than what it ever held.
+    """
+    handoff: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    pool = pa.default_memory_pool()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                handoff.put(("batch", batch))
+                del batch  # the consumer's now: what this thread freed can go
+                pool.release_unused()
+                if stop.is_set():
+                    return
+            handoff.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, which raises it
+            handoff.put(("error", exc))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="validation_results reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = handoff.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+            del value  # written: what this thread freed for it can go
+            pool.release_unused()
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting to hand over one more batch
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.05)
+        thread.join()
+
+
+def _fetched(snapshot: SourceSnapshot, sql: str, parameters: Sequence[Any]) -> list[Any]:
+    """Every row of one statement, read through the snapshot's connection.
+
+    The garbage collector is paused meanwhile: the row tuples hold no cycles and go with
+    their last reference, but allocating a million of them triggers collections that
+    re-walk the whole process heap (Dagster's is large), which doubled the read time.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return snapshot.execute(sql, parameters)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _as_batch(rows: list[Any], schema: pa.Schema) -> pa.RecordBatch:
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return rows_to_batch(rows, schema, table=_TABLE)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+# --- metrics --------------------------------------------------------------------------
+
+
+@dataclass
+class _ProxyTotals:
+    """What SQLite aggregated of one proxy's checks, with the proxy's groups."""
+
+    url: str
+    protocol: str
+    country: str
+    checks: int
+    successes: int
+    samples: int
+    latency_sum: float | None
+    latency_max: float | None
+    errors: tuple[int, ...]  # ERROR_TYPES in order, then other
+
+
+@dataclass
+class _Group:
+    """One row of the metrics: a group of checks and the proxies they were made on."""
+
+    scope: str
+    key: str
+    members: list[_ProxyTotals] = field(default_factory=list)
+
+    @property
+    def samples(self) -> int:
+        return sum(member.samples for member in self.members)
+
+
+# Totals per proxy, outcome and error type of one id range of the day (a few rows per
+# proxy), added up over the ranges in Python.
+_PART_TOTALS_SQL = (
+    "SELECT proxy_url, is_valid <> 0, error_type, count(*), count(response_time_ms),"
+    f" max(response_time_ms) FROM {_TABLE} WHERE id >= ? AND id <= ? AND {_DAY}"
+    " GROUP BY 1, 2, 3"
+)
+
+# The latencies the averages and percentiles are taken over, in id order, with the slot
+# of their error type among the successful checks' (0: none).
+_LATENCIES_SQL = (
+    "SELECT proxy_url, {slot}, response_time_ms FROM {table}"
+    " WHERE id >= ? AND id <= ? AND {day} AND is_valid <> 0 AND response_time_ms IS NOT NULL"
+    " ORDER BY id"
+)
+_LATENCY_SCHEMA = pa.schema(
+    [
+        pa.field("proxy_url", pa.string()),
+        pa.field("error_slot", pa.int64()),
+        pa.field("response_time_ms", pa.float64()),
+    ]
+)
+
+
+def proxy_metrics(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int] | None
+) -> Iterator[pa.RecordBatch]:
+    """Metrics of the day's checks per pool, protocol, country and proxy (module doc).
+
+    ``ids`` is :func:`validation_id_range` of the day on the same snapshot (None: the day
+    has no checks, and the metrics no rows).
+    """
+    if ids is None:
+        return
+    parts = _part_totals(snapshot, day, ids)
+    proxies = _proxy_totals(snapshot, parts)
+    groups = _groups(proxies)
+    picked = _latency_passes(snapshot, day, ids, parts, proxies, groups)
+    rows = [_metrics_row(group, picked[index]) for index, group in enumerate(groups)]
+    for start in range(0, len(rows), snapshot.batch_rows):
+        yield rows_to_batch(
+            rows[start : start + snapshot.batch_rows], PROXY_METRICS_SCHEMA, table=_TABLE
+        )
+
+
+_Part = tuple[Any, int, Any]  # proxy_url, valid (0/1), error_type
+
+
+def _part_totals(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int]
+) -> dict[_Part, list[Any]]:
+    """Checks, timed checks and largest latency per proxy, outcome and error type."""
+    parts: dict[_Part, list[Any]] = {}
+    ranges = IdRanges(snapshot, ids)
+    for chunk in ranges:
+        found = timed_read(
+            ranges, snapshot, _fetched, snapshot, _PART_TOTALS_SQL, [*chunk, *_day_bounds(day)]
+        )
+        for url, valid, error_type, count, timed, latency_max in found:
+            if valid and timed:
+                _latency(latency_max, snapshot)  # a text latency is named here
+            part = parts.get((url, valid, error_type))
+            if part is None:
+                parts[(url, valid, error_type)] = [count, timed, latency_max]
+            else:
+                part[0] += count
+                part[1] += timed
+                if latency_max is not None and (part[2] is None or latency_max > part[2]):
+                    part[2] = latency_max
+    return parts
+
+
+def _proxy_totals(snapshot: SourceSnapshot, parts: dict[_Part, list[Any]]) -> list[_ProxyTotals]:
+    """Per proxy (in url order), its parts folded, with its protocol and country as
+    ``proxy_identities`` held them when the snapshot opened (latency sums come later)."""
+    identities = snapshot.identities
+    known = dict(
+        zip(
+            identities.column("url").to_pylist(),
+            zip(
+                identities.column("protocol").to_pylist(),
+                identities.column("country_code").to_pylist(),
+                strict=True,
+            ),
+            strict=True,
+        )
+    )
+    proxies = []
+    for url, group in itertools.groupby(sorted(parts.items(), key=_url_of), key=_url_of):
+        checks = successes = samples = 0
+        maxima: list[float] = []
+        errors = dict.fromkeys(ERROR_TYPES, 0)
+        other = 0
+        for (_, valid, error_type), (count, timed, latency_max) in group:
+            checks += count
+            if error_type in errors:
+                errors[error_type] += count
+            elif error_type is not None:
+                other += count
+            if valid:
+                successes += count
+                samples += timed
+                if timed:
+                    maxima.append(_latency(latency_max, snapshot))
+        identity = known.get(url)
+        proxies.append(
+            _ProxyTotals(
+                url=url,
+                protocol=UNKNOWN_PROXY if identity is None else identity[0],
+                country=UNKNOWN_PROXY
+                if identity is None
+                else NO_COUNTRY
+                if identity[1] is None
+                else identity[1],
+                checks=checks,
+                successes=successes,
+                samples=samples,
+                latency_sum=None,
+                latency_max=max(maxima) if maxima else None,
+                errors=(*errors.values(), other),
+            )
+        )
+    return proxies
+
+
+def _latency(value: Any, snapshot: SourceSnapshot) -> float:
+    # SQLite compares text above every number: max() returns any text the column holds.
+    if isinstance(value, int | float):
+        return float(value)
+    raise SourceError(
+        f"{snapshot.path}: {_TABLE}.response_time_ms holds {str(value)[:60]!r}, which is not "
+        "a number of milliseconds: is this a ProxyWhirl database?"
+    )
+
+
+def _groups(proxies: list[_ProxyTotals]) -> list[_Group]:
+    """Every group, in the order of the rows: pool, protocols, countries, proxies."""
+    protocols: dict[str, _Group] = {}
+    countries: dict[str, _Group] = {}
+    for proxy in proxies:
+        protocols.setdefault(proxy.protocol, _Group(SCOPE_PROTOCOL, proxy.protocol))
+        protocols[proxy.protocol].members.append(proxy)
+        countries.setdefault(proxy.country, _Group(SCOPE_COUNTRY, proxy.country))
+        countries[proxy.country].members.append(proxy)
+    return [
+        _Group(SCOPE_POOL, POOL_KEY, list(proxies)),
+        *(protocols[key] for key in sorted(protocols)),
+        *(countries[key] for key in sorted(countries)),
+        *(_Group(SCOPE_PROXY, proxy.url, [proxy]) for proxy in proxies),
+    ]
+
+
+def percentile_ranks(samples: int) -> list[int]:
+    """The ranks whose values the percentiles of ``samples`` values interpolate between."""
+    ranks = []
+    for percent in PERCENTILES:
+        low, part = divmod((samples - 1) * percent, 100)
+        ranks += [low, low + 1 if part else low]
+    return ranks
+
+
+def _latency_passes(
+    snapshot: SourceSnapshot, day: date, ids: tuple[int, int], parts: dict[_Part, list[Any]],
+    proxies: list[_ProxyTotals], groups: list[_Group],
+) -> npt.NDArray[np.float64]:  # fmt: skip
+    """Two passes over the day's latencies, by id range: the first sums them per proxy and
+    error type (in id order, one addition at a time, as SQLite's sum() does) and counts
+    them per group and histogram bucket (:class:`RankPicker`); the second picks the values
+    at the ranks :func:`percentile_ranks` names. Returns those values per group (NaN if none)."""
+    proxy_index = {proxy.url: index for index, proxy in enumerate(proxies)}
+    member_of = np.zeros((len(SCOPES), len(proxies)), dtype=np.int64)  # group per scope
+    for index, group in enumerate(groups):
+        for member in group.members:
+            member_of[SCOPES.index(group.scope), proxy_index[member.url]] = index
+    kinds = sorted(
+        {
+            error
+            for (_, valid, error), total in parts.items()
+            if valid and total[1] and error is not None
+        },
+        key=lambda error: (type(error).__name__, error),
+    )
+    slots = len(kinds) + 1
+    cases = " ".join(f"WHEN ? THEN {slot}" for slot in range(1, slots))
+    slot_sql = f"CASE error_type {cases} ELSE 0 END" if kinds else "0"
+    sql = _LATENCIES_SQL.format(slot=slot_sql, table=_TABLE, day=_DAY)
+    urls = pa.array(list(proxy_index), pa.string())
+    sums = np.zeros(len(proxies) * slots)
+    picker = RankPicker(len(groups))
+
+    def latencies() -> Iterator[
+        tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]
+    ]:
+        ranges = IdRanges(snapshot, ids)
+        with _arrow_connection(snapshot) as connection:
+            for chunk in ranges:
+                bound = [*kinds, *chunk, *_day_bounds(day)]
+                batch = _latency_range(snapshot, ranges, connection, sql, bound, chunk)
+                if batch is None:
+                    continue
+                which = pc.index_in(batch.column(0), value_set=urls)
+                if which.null_count:  # a check the totals did not count
+                    raise SourceError(
+                        f"{snapshot.path}: validation_results changed while being read"
+                    )
+                proxy = which.to_numpy().astype(np.int64)
+                yield proxy, batch.column(1).to_numpy(), batch.column(2).to_numpy()
+
+    for proxy, slot, values in latencies():
+        np.add.at(sums, proxy * slots + slot, values)
+        picker.count(member_of[:, proxy], values)
+    expected = np.array([group.samples for group in groups], dtype=np.int64)
+    if not np.array_equal(picker.totals(), expected):
+        raise SourceError(f"{snapshot.path}: validation_results changed while being read")
+    for index, proxy_totals in enumerate(proxies):
+        if proxy_totals.samples:
+            timed = [0] + [
+                slot for slot, error in enumerate(kinds, 1)
+                if parts.get((proxy_totals.url, 1, error), (0, 0))[1]
+            ]  # fmt: skip
+            proxy_totals.latency_sum = math.fsum(sums[index * slots + s] for s in timed)
+    targets = np.array(
+        [percentile_ranks(group.samples) if group.samples else [-1] * 2 * len(PERCENTILES)
+         for group in groups],
+        dtype=np.int64,
+    ).reshape(len(groups), 2 * len(PERCENTILES))  # fmt: skip
+    picker.want(targets)
+    for proxy, _, values in latencies():
+        picker.collect(member_of[:, proxy], values)
+    return picker.picked()
+
+
+def _latency_range(
+    snapshot: SourceSnapshot, ranges: IdRanges, connection: _ArrowConnection, sql: str,
+    bound: list[Any], ids: tuple[int, int],
+) -> pa.RecordBatch | None:  # fmt: skip
+    """One id range's latencies as a ``_LATENCY_SCHEMA`` batch (None if it has none):
+    through ADBC into Arrow (no Python object per row, so the lock is held briefly), or
+    through ``sqlite3`` when the driver types a column otherwise."""
+    try:
+        raws = timed_read(ranges, snapshot, _arrow_batches, snapshot, connection, sql, bound, ids)
+    except _TypeChanged:
+        raws = None
+    if raws is not None and all(raw.schema.types == _LATENCY_SCHEMA.types for raw in raws):
+        kept = [raw for raw in raws if raw.num_rows]
+        if not kept:
+            return None
+        joined = pa.concat_batches(kept) if len(kept) > 1 else kept[0]
+        return pa.RecordBatch.from_arrays(joined.columns, schema=_LATENCY_SCHEMA)
+    rows = timed_read(ranges, snapshot, _fetched, snapshot, sql, bound)
+    return _as_batch(rows, _LATENCY_SCHEMA) if rows else None
+
+
+class RankPicker:
+    """The values at chosen ranks (in ascending order) of groups of float64 numbers,
+    exactly, in two passes over the numbers, whatever their number.
+
+    Pass one (:meth:`count`) counts each group's numbers per histogram bucket (the top 16
+    bits of an order-preserving 64-bit key: 1/16 of a binary octave); :meth:`want` then
+    finds the bucket and the rank within it of every wanted rank; pass two
+    (:meth:`collect`) keeps only the numbers of those buckets, and :meth:`picked` sorts
+    them. Memory: the non-empty (group, bucket) counts and the numbers that share a bucket
+    with a wanted rank, never the whole of the numbers.
+    """
+
+    _BUCKET_BITS = 16
+
+    def __init__(self, groups: int) -> None:
+        self.groups = groups
+        self._keys: list[npt.NDArray[np.int64]] = []
+        self._counts: list[npt.NDArray[np.int64]] = []
+        self._pending = 0
+        self._wanted: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+        self._target_keys: npt.NDArray[np.int64] = np.zeros((0, 0), np.int64)
+        self._target_ranks: npt.NDArray[np.int64] = np.zeros((0, 0), np.int64)
+        self._found_keys: list[npt.NDArray[np.int64]] = []
+        self._found_values: list[npt.NDArray[np.float64]] = []
+
+    def _bucket_keys(
+        self, codes: npt.NDArray[np.int64], values: npt.NDArray[np.float64]
+    ) -> npt.NDArray[np.int64]:
+        """(group << 16 | bucket) for each code (rows: one group per row) and value."""
+        bits = np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
+        ordered = np.where(bits >> np.uint64(63), ~bits, bits | np.uint64(1 << 63))
+        buckets = (ordered >> np.uint64(64 - self._BUCKET_BITS)).astype(np.int64)
+        return (np.atleast_2d(codes).astype(np.int64) << self._BUCKET_BITS) | buckets
+
+    def count(self, codes: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:
+        """Pass one: ``values`` belong to the groups ``codes`` (one row of codes per scope)."""
+        keys, counts = np.unique(self._bucket_keys(codes, values), return_counts=True)
+        self._keys.append(keys)
+        self._counts.append(counts.astype(np.int64))
+        self._pending += len(keys)
+        if self._pending > 1 << 20:
+            self._merge()
+
+    def _merge(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        if not self._keys:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        keys, inverse = np.unique(np.concatenate(self._keys), return_inverse=True)
+        counts = np.zeros(len(keys), np.int64)
+        np.add.at(counts, inverse.ravel(), np.concatenate(self._counts))
+        self._keys, self._counts, self._pending = [keys], [counts], len(keys)
+        return keys, counts
+
+    def totals(self) -> npt.NDArray[np.int64]:
+        """How many numbers each group has (after pass one)."""
+        keys, counts = self._merge()
+        totals = np.zeros(self.groups, np.int64)
+        np.add.at(totals, keys >> self._BUCKET_BITS, counts)
+        return totals
+
+    def want(self, targets: npt.NDArray[np.int64]) -> None:
+        """The ranks to pick: one row per group, -1 for none."""
+        keys, counts = self._merge()
+        ends = np.cumsum(counts)
+        first = np.searchsorted(keys >> self._BUCKET_BITS, np.arange(self.groups), "left")
+        before = np.concatenate(([0], ends))[first]  # numbers of the groups before each
+        wanted = targets >= 0
+        absolute = (before[:, None] + targets)[wanted]
+        at = np.searchsorted(ends, absolute, side="right")
+        self._target_keys = np.full(targets.shape, -1, np.int64)
+        self._target_ranks = np.zeros(targets.shape, np.int64)
+        self._target_keys[wanted] = keys[at]
+        self._target_ranks[wanted] = absolute - (ends[at] - counts[at])
+        self._wanted = np.unique(keys[at])
+
+    def collect(self, codes: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> None:
+        """Pass two: the same numbers as pass one, in any order."""
+        keys = self._bucket_keys(codes, values)
+        spread = np.broadcast_to(values, keys.shape)
+        hits = np.isin(keys, self._wanted)
+        self._found_keys.append(keys[hits])
+        self._found_values.append(spread[hits])
+
+    def picked(self) -> npt.NDArray[np.float64]:
+        """The value at each wanted rank (NaN where none was wanted)."""
+        keys = np.concatenate([np.zeros(0, np.int64), *self._found_keys])
+        values = np.concatenate([np.zeros(0), *self._found_values])
+        order = np.lexsort((values, keys))
+        keys, values = keys[order], values[order]
+        picked = np.full(self._target_keys.shape, np.nan)
+        wanted = self._target_keys >= 0
+        starts = np.searchsorted(keys, self._target_keys[wanted], "left")
+        picked[wanted] = values[starts + self._target_ranks[wanted]]
+        return picked
+
+
+def _metrics_row(group: _Group, picked: npt.NDArray[np.float64]) -> tuple[Any, ...]:
+    members = group.members
+    checks = sum(m.checks for m in members)
+    successes = sum(m.successes for m in members)
+    samples = sum(m.samples for m in members)
+    sums = [m.latency_sum for m in members if m.latency_sum is not None]
+    maxima = [m.latency_max for m in members if m.latency_max is not None]
+    errors = [sum(column) for column in zip(*(m.errors for m in members), strict=True)]
+    percentiles = [
+        _interpolate(float(picked[2 * i]), float(picked[2 * i + 1]), samples, percent)
+        for i, percent in enumerate(PERCENTILES)
+    ]
+    return (
+        group.scope, group.key, len(members), checks, successes, checks - successes,
+        successes / checks, samples, math.fsum(sums) / samples if samples else None,
+        *percentiles, max(maxima) if maxima else None, *errors,
+    )  # fmt: skip
+
+
+def _interpolate(low: float, high: float, samples: int, percent: int) -> float | None:
+    """x[floor(h)] + (h - floor(h)) * (x[floor(h) + 1] - x[floor(h)]), h = (n - 1) p / 100."""
+    if samples == 0:
+        return None
+    part = (samples - 1) * percent % 100
+    if part == 0:
+        return low
+    return low + (high - low) * (part / 100)
+
+
+def _url_of(item: tuple[_Part, list[Any]]) -> Any:
+    return item[0][0]
