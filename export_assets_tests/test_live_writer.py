@@ -38,10 +38,10 @@ from export_assets.defs.exports.validation_events import validation_events
 from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
 from export_assets.lib.reports.window import week_figures
 from export_assets.lib.sample import write_sample_deployment
-from export_assets.lib.source import SourceSnapshot
+from export_assets.lib.source import SourceSnapshot, metrics
 from export_assets.lib.source import validations as v
 from export_assets.lib.source.changes import pool_changes
-from export_assets.lib.source.validations import RankPicker
+from export_assets.lib.source.metrics import RankPicker
 from export_assets_tests.conftest import export_resources
 
 OPEN_DAY = date(2026, 11, 20)  # the day the writer writes to
@@ -284,7 +284,8 @@ def _everything(database: Path, chunk_rows: int) -> dict[str, Any]:
                     ids, [b.num_rows for b in batches], pa.Table.from_batches(batches).to_pylist()
                 )  # fmt: skip
             ids = v.validation_id_range(snapshot, day)
-            found[f"metrics {day}"] = [b.to_pylist() for b in v.proxy_metrics(snapshot, day, ids)]
+            day_metrics = metrics.proxy_metrics(snapshot, day, ids)
+            found[f"metrics {day}"] = [b.to_pylist() for b in day_metrics]
             found[f"pool {day}"] = [b.to_pylist() for b in snapshot.proxy_pool(day)]
             found[f"watermark {day}"] = snapshot.validation_watermark(day)
             changes = pool_changes(snapshot, day)

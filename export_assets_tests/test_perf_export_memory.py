@@ -23,9 +23,9 @@ from export_assets.lib.exports.formats import FALSE, null_scalar, text_scalar
 from export_assets.lib.sample import SampleDeployment
 from export_assets.lib.source.database import SourceSnapshot
 from export_assets.lib.source.validations import (
-    _arrow_batches,
-    _arrow_connection,
     _parameters,
+    arrow_batches,
+    arrow_connection,
     validation_events,
     validation_id_range,
 )
@@ -151,8 +151,8 @@ def test_a_range_is_read_in_batches_no_longer_than_the_range(
         assert ids is not None
         low = ids[0]
         sql = "SELECT id FROM validation_results WHERE id >= ? AND id <= ? ORDER BY id"
-        with _arrow_connection(snapshot) as connection:
-            raws = _arrow_batches(snapshot, connection, sql, [low, low + 9], (low, low + 9))
+        with arrow_connection(snapshot) as connection:
+            raws = arrow_batches(snapshot, connection, sql, [low, low + 9], (low, low + 9))
         assert [raw.num_rows for raw in raws] == [10]
         batches = list(validation_events(snapshot, day, ids))
     assert sum(batch.num_rows for batch in batches) == ids[1] - ids[0] + 1

@@ -27,7 +27,8 @@ from export_assets.defs.operations.failures import error_message, user_error
 from export_assets.lib.exports.manifest import ExportManifest
 from export_assets.lib.sample import SampleDeployment
 from export_assets.lib.security.credentials import mask_url_credentials
-from export_assets.lib.source.validations import ERROR_TYPES, PROXY_METRICS_SCHEMA
+from export_assets.lib.source.metrics import PROXY_METRICS_SCHEMA
+from export_assets.lib.source.validations import ERROR_TYPES
 from export_assets_tests.conftest import configured, export_resources
 from export_assets_tests.handmade import HandmadeDatabase
 

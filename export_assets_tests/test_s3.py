@@ -23,7 +23,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from export_assets.lib.exports import s3 as s3_module
+from export_assets.lib.exports import s3_objects
 from export_assets.lib.exports.destinations import DestinationError
 from export_assets.lib.exports.s3 import (
     MAX_LINK_SECONDS,
@@ -362,7 +362,7 @@ def test_transient_errors_stay_botocore_errors(destination: S3Destination, code:
     """Dagster's retry policy needs to see them as they are."""
     error = ClientError({"Error": {"Code": code, "Message": "try again"}}, "UploadPart")
 
-    assert destination._permanent_error(error, s3_module._WRITING, "key") is None
+    assert destination._permanent_error(error, s3_objects.WRITING, "key") is None
 
 
 def test_presigned_url_downloads_without_credentials(

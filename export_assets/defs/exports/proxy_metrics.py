@@ -1,7 +1,7 @@
 """``proxy_metrics``: the partition's UTC day of checks, per proxy, protocol, country and pool.
 
 The columns, the groups and the percentile rule are documented in
-``export_assets.lib.source.validations``.
+``export_assets.lib.source.metrics``.
 """
 # No "from __future__ import annotations": Dagster reads the config and resource annotations.
 
@@ -18,7 +18,8 @@ from export_assets.lib.exports.export import closed_on_error
 from export_assets.defs.partitions import partition_day
 from export_assets.defs.resources.proxywhirl import ProxyWhirlSource
 from export_assets.lib.source import validations
-from export_assets.lib.source.validations import PROXY_METRICS_SCHEMA
+from export_assets.lib.source import metrics
+from export_assets.lib.source.metrics import PROXY_METRICS_SCHEMA
 
 
 class ProxyMetricsConfig(ExportConfig):
@@ -57,7 +58,7 @@ def proxy_metrics(
     context.log.info(f"metrics of the checks of {day} from {proxywhirl.database}")
     return Export(
         schema=PROXY_METRICS_SCHEMA,
-        batches=_masked(validations.proxy_metrics(snapshot, day, ids)),
+        batches=_masked(metrics.proxy_metrics(snapshot, day, ids)),
         options=config.options(),
         source=source,
         close=snapshot.close,

@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 from export_assets.lib.security.credentials import mask_url_credentials
 from export_assets.lib.source.changes import orphans
 from export_assets.lib.source.database import ChunkSizer, SourceSnapshot, rows_to_batch
+from export_assets.lib.source.metrics import NO_COUNTRY, PERCENTILES, RankPicker, percentile_ranks
 from export_assets.lib.source.status import (
     DEAD,
     DEAD_AFTER_FAILURES,
@@ -41,16 +42,7 @@ from export_assets.lib.source.status import (
     UNKNOWN,
 )
 from export_assets.lib.source.timestamps import day_text
-from export_assets.lib.source.validations import (
-    ERROR_TYPES,
-    NO_COUNTRY,
-    PERCENTILES,
-    IdRanges,
-    RankPicker,
-    id_range_between,
-    percentile_ranks,
-    timed_read,
-)
+from export_assets.lib.source.validations import ERROR_TYPES, IdRanges, id_range_between, timed_read
 
 WINDOW_DAYS = 7
 TOP_PROXIES = 10
