@@ -157,9 +157,9 @@ def test_materialize_on_a_broken_database_says_so_in_one_line(
         "PROXYWHIRL_DB": str(database),
         "EXPORT_DESTINATION": str(tmp_path / "out"),
     }
-    result = cli("materialize", "--last-days", "3", env=env, cwd=ROOT)
+    result = CliRunner().invoke(main, ["materialize", "--last-days", "3"], env=env)
     output = result.stdout + result.stderr
-    assert result.returncode == 1
+    assert result.exit_code == 1
     assert output.splitlines() == [f"Error: nothing was exported: {message.format(db=database)}"]
     assert "Traceback" not in output
     assert "proxywhirl.toml" not in output  # the database is named, not a path derived from it
@@ -273,8 +273,8 @@ def test_sample_data_refuses_to_overwrite_a_deployment(tmp_path: Path) -> None:
     target = tmp_path / "deployment"
     target.mkdir()
     (target / "proxies.db").write_bytes(b"precious")
-    result = cli("sample-data", "--out", str(target), env=dict(os.environ), cwd=ROOT)
-    assert result.returncode != 0
+    result = CliRunner().invoke(main, ["sample-data", "--out", str(target)])
+    assert result.exit_code != 0
     assert "proxies.db" in result.stderr
     assert (target / "proxies.db").read_bytes() == b"precious"
 

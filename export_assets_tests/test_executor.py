@@ -54,6 +54,7 @@ def test_steps_run_in_the_run_process_by_default(instance: DagsterInstance) -> N
     assert pids == {run_pid}
 
 
+@pytest.mark.slow  # a process per step, each importing the code location
 def test_multiprocess_is_one_run_config_away(disk_instance: DagsterInstance) -> None:
     run_pid, pids = step_pids(disk_instance, {"execution": {"config": {"multiprocess": {}}}})
     assert run_pid not in pids

@@ -7,7 +7,9 @@ import getpass
 import gzip
 import io
 import json
+import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,10 +27,54 @@ from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import export_resources
 
 
+@dataclass(frozen=True)
+class RecordedRuns:
+    """A DAGSTER_HOME whose instance recorded three export runs, and where they exported."""
+
+    home: Path
+    exports: Path
+    run_ids: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def recorded_runs(
+    sample_deployment: SampleDeployment, tmp_path_factory: pytest.TempPathFactory
+) -> RecordedRuns:
+    """Two successful export runs by two people, then one that fails (made once a module;
+    each test reads a copy of the instance, ``home``)."""
+    root = tmp_path_factory.mktemp("history")
+    home = root / "dagster_home"
+    home.mkdir()
+    exports = root / "exports"
+    resources = export_resources(sample_deployment.database, exports)
+    with DagsterInstance.from_config(str(home)) as instance:
+        first = materialize(
+            [proxy_list, validation_events], partition_key="2026-11-19",
+            instance=instance, resources=resources,
+            tags={"export/requested_by": "alice", "export/template": "daily_export_job"},
+        )  # fmt: skip
+        second = materialize(
+            [proxy_list], partition_key="2026-11-20", instance=instance,
+            resources=resources, tags={"export/requested_by": "bob"},
+        )  # fmt: skip
+        failed = materialize(
+            [proxy_list], partition_key="2026-11-20", instance=instance,
+            resources=export_resources(root / "gone" / "proxies.db", exports),
+            tags={"export/requested_by": "carol", "export/template": "backup_job"},
+            raise_on_error=False,
+        )  # fmt: skip
+    assert first.success
+    assert second.success
+    assert not failed.success
+    run_ids = {"first": first.run_id, "second": second.run_id, "failed": failed.run_id}
+    return RecordedRuns(home, exports, run_ids)
+
+
 @pytest.fixture
-def home(tmp_path: Path) -> Path:
+def home(recorded_runs: RecordedRuns, tmp_path: Path) -> Path:
+    """This test's own copy of the recorded instance's DAGSTER_HOME."""
     folder = tmp_path / "dagster_home"
-    folder.mkdir()
+    shutil.copytree(recorded_runs.home, folder)
     return folder
 
 
@@ -40,35 +86,14 @@ def persistent_instance(home: Path) -> Iterator[DagsterInstance]:
 
 
 @pytest.fixture
-def history_of_runs(
-    persistent_instance: DagsterInstance, sample_deployment: SampleDeployment, tmp_path: Path
-) -> dict[str, str]:
-    """Two successful export runs by two people, then one that fails."""
-    exports = tmp_path / "exports"
-    resources = export_resources(sample_deployment.database, exports)
-    first = materialize(
-        [proxy_list, validation_events], partition_key="2026-11-19",
-        instance=persistent_instance, resources=resources,
-        tags={"export/requested_by": "alice", "export/template": "daily_export_job"},
-    )  # fmt: skip
-    second = materialize(
-        [proxy_list], partition_key="2026-11-20", instance=persistent_instance,
-        resources=resources, tags={"export/requested_by": "bob"},
-    )  # fmt: skip
-    failed = materialize(
-        [proxy_list], partition_key="2026-11-20", instance=persistent_instance,
-        resources=export_resources(tmp_path / "gone" / "proxies.db", exports),
-        tags={"export/requested_by": "carol", "export/template": "backup_job"},
-        raise_on_error=False,
-    )  # fmt: skip
-    assert first.success
-    assert second.success
-    assert not failed.success
-    return {"first": first.run_id, "second": second.run_id, "failed": failed.run_id}
+def history_of_runs(recorded_runs: RecordedRuns) -> dict[str, str]:
+    return recorded_runs.run_ids
 
 
 def test_history_lists_materializations_and_the_failed_run(
-    persistent_instance: DagsterInstance, history_of_runs: dict[str, str], tmp_path: Path
+    persistent_instance: DagsterInstance,
+    history_of_runs: dict[str, str],
+    recorded_runs: RecordedRuns,
 ) -> None:
     records = export_history(persistent_instance)
     assert sorted((r.run_id, r.asset, r.partition, r.status) for r in records) == sorted(
@@ -88,7 +113,7 @@ def test_history_lists_materializations_and_the_failed_run(
     events = by_run[(history_of_runs["first"], "validation_events")]
     assert events.requested_by == "alice"
     assert events.job == "daily_export_job"
-    manifest_path = tmp_path / "exports" / "validation_events" / "dt=2026-11-19" / "_manifest.json"
+    manifest_path = recorded_runs.exports / "validation_events" / "dt=2026-11-19" / "_manifest.json"
     manifest = json.loads(manifest_path.read_bytes())
     [entry] = manifest["files"]
     assert events.uri == (manifest_path.parent / entry["path"]).resolve().as_uri()

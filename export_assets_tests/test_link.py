@@ -6,11 +6,14 @@ import os
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from dagster import DagsterInstance, materialize
 
+from export_assets.cli import main
 from export_assets.defs.exports import EXPORT_ASSETS, proxy_list
 from export_assets.defs.resources.store import ExportStore
 from export_assets.lib.sample import SampleDeployment
@@ -22,6 +25,14 @@ PARTITION = SAMPLE_END.isoformat()
 
 
 def link(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``export-assets link ARGS`` in this process (the slow test below runs the real one)."""
+    result = CliRunner().invoke(main, ["link", *args], env=env)
+    return subprocess.CompletedProcess(
+        ["link", *args], result.exit_code, result.stdout, result.stderr
+    )
+
+
+def real_link(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(CLI), "link", *args], env=env, capture_output=True, text=True, timeout=120,
         check=False,
@@ -34,15 +45,20 @@ def aws_env(moto_server: s3_server.MotoServer) -> dict[str, str]:
     return {**os.environ, "AWS_ENDPOINT_URL_S3": moto_server.endpoint_url}
 
 
+# In this process, and once as the real command (slow: it imports the code location).
+@pytest.mark.parametrize("run", [link, pytest.param(real_link, marks=pytest.mark.slow)])
 def test_a_local_export_links_to_its_file(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance
+    run: Callable[..., subprocess.CompletedProcess[str]],
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
 ) -> None:
     exports = tmp_path / "exports"
     resources = export_resources(sample_deployment.database, exports)
     assert materialize(
         [proxy_list], partition_key=PARTITION, resources=resources, instance=instance
     ).success
-    result = link("proxy_list", PARTITION, env={**os.environ, "EXPORT_DESTINATION": str(exports)})
+    result = run("proxy_list", PARTITION, env={**os.environ, "EXPORT_DESTINATION": str(exports)})
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.strip())
     assert (
@@ -93,7 +109,7 @@ def test_an_unpublished_partition_or_a_bad_duration_is_refused(tmp_path: Path) -
     assert "'soon' is not a duration" in bad.stderr
 
 
-@pytest.mark.slow  # the whole daily job to S3 through the CLI in a subprocess: ~25 s
+@pytest.mark.slow  # the whole daily job of a day to S3 (6 assets, 12 checks): ~10 s
 def test_export_destination_selects_s3_for_the_code_location(
     sample_deployment: SampleDeployment,
     moto_server: s3_server.MotoServer,
@@ -109,11 +125,9 @@ def test_export_destination_selects_s3_for_the_code_location(
         "PROXYWHIRL_DB": str(sample_deployment.database),
         "EXPORT_DESTINATION": "s3://wired/daily",
     }
-    result = subprocess.run(
-        [str(CLI), "materialize", "--last-days", "1", "--end-date", PARTITION],
-        env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    days = ["materialize", "--last-days", "1", "--end-date", PARTITION]
+    result = CliRunner().invoke(main, days, env=env)  # the definitions are built from env
+    assert result.exit_code == 0, result.output
     listed = moto_server.client().list_objects_v2(Bucket="wired")["Contents"]
     keys = {item["Key"] for item in listed}
     assert {

@@ -97,22 +97,22 @@ def destination(
 
 
 def test_expired_partitions_go_and_nothing_else(destination: Destination) -> None:
-    keys = populate(destination, date(2026, 10, 1), 51)  # 2026-10-01 .. 2026-11-20
+    keys = populate(destination, date(2026, 10, 1), 10)  # 2026-10-01 .. 2026-10-10
     for key in UNRELATED:
         destination.write_bytes(key, b"keep me")
     before = keys_on(destination)
 
-    dry = apply_retention(destination, keep_days=30, dry_run=True, today=TODAY)
+    dry = apply_retention(destination, keep_days=45, dry_run=True, today=TODAY)
     assert keys_on(destination) == before
-    cutoff = TODAY - timedelta(days=30)  # 2026-10-22: kept; the 21 days before: expired
+    cutoff = TODAY - timedelta(days=45)  # 2026-10-07: kept; the 6 days before: expired
     expired_days = [day for day in keys if day < cutoff]
-    assert len(expired_days) == 21
+    assert len(expired_days) == 6
     assert [(p.partition, p.asset) for p in dry.deleted] == [
         (day.isoformat(), asset) for day in expired_days for asset in ASSETS
     ]
-    assert "would delete 42 partitions" in dry.lines()[-1]
+    assert "would delete 12 partitions" in dry.lines()[-1]
 
-    report = apply_retention(destination, keep_days=30, today=TODAY)
+    report = apply_retention(destination, keep_days=45, today=TODAY)
     deleted = {s3_key(destination, key) for day in expired_days for key in keys[day]}
     assert keys_on(destination) == before - deleted
     assert [p.partition for p in report.deleted] == [p.partition for p in dry.deleted]
@@ -120,7 +120,7 @@ def test_expired_partitions_go_and_nothing_else(destination: Destination) -> Non
     for key in UNRELATED:  # unlisted files, and the folder without a manifest, stay
         assert destination.read_bytes(key) == b"keep me"
     assert "skipped proxy_list/dt=2026-09-01: no readable _manifest.json" in report.lines()
-    assert apply_retention(destination, keep_days=30, today=TODAY).deleted == []
+    assert apply_retention(destination, keep_days=45, today=TODAY).deleted == []
 
 
 def test_over_the_size_limit_the_oldest_go_first(destination: Destination) -> None:

@@ -130,7 +130,7 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
     warnings.filterwarnings("ignore", category=BetaWarning)
     warnings.filterwarnings("ignore", category=PreviewWarning)
     from export_assets.cli.ops import daily_job
-    from export_assets.definitions import defs
+    from export_assets.definitions import code_location
     from export_assets.defs.exports.daily import DAYS_PER_BACKFILL_RUN
     from export_assets.defs.operations.run_sweep import run_process_tags, sweep_dead_runs
     from export_assets.defs.partitions import partition_start
@@ -140,6 +140,8 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
         raise click.ClickException(
             "DAGSTER_HOME is not set: run `make run`, or export DAGSTER_HOME=$PWD/.dagster"
         )
+    # Built now, from the environment this command runs in (export_assets.definitions).
+    defs = code_location()
     job = daily_job(defs, job_name)
     last = end_date or _yesterday()
     partitions = [(last - timedelta(days=n)).isoformat() for n in reversed(range(last_days))]
