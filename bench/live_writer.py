@@ -48,10 +48,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _writer(database: Path, day: date, stats: Path) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
-        [sys.executable, "-m", "export_assets_tests.live_writer", str(database),
-         day.isoformat(), str(stats)],
+        [
+            sys.executable,
+            "-m",
+            "export_assets_tests.live_writer",
+            str(database),
+            day.isoformat(),
+            str(stats),
+        ],
         cwd=REPO,
-    )  # fmt: skip
+    )
     while not stats.with_suffix(".ready").exists():
         if process.poll() is not None:
             raise SystemExit("the writer died before its first commit")
@@ -123,10 +129,13 @@ def main() -> None:
         for mode in arguments.modes.split(","):
             rows.append(
                 run_mode(
-                    arguments.database, arguments.day, mode, arguments.assets.split(","),
+                    arguments.database,
+                    arguments.day,
+                    mode,
+                    arguments.assets.split(","),
                     Path(work),
                 )
-            )  # fmt: skip
+            )
             print(json.dumps(rows[-1]), flush=True)
     names = list(rows[0])
     print(" | ".join(names))

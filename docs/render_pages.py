@@ -73,9 +73,10 @@ def _reports(work: Path) -> tuple[Path, Path]:
     exports = work / "exports"
     store = ExportStore(destination=str(exports))
     proxywhirl = ProxyWhirlSource(
-        database=str(sample.database), log_dir=str(sample.log_dir),
+        database=str(sample.database),
+        log_dir=str(sample.log_dir),
         config_path=str(sample.config_path),
-    )  # fmt: skip
+    )
     resources = {
         "proxywhirl": proxywhirl,
         "export_store": store,
@@ -84,11 +85,22 @@ def _reports(work: Path) -> tuple[Path, Path]:
     with DagsterInstance.ephemeral() as instance:
         for back in range(6, -1, -1):
             day = (REPORT_DAY - timedelta(days=back)).isoformat()
-            _succeeded(materialize([proxy_metrics], partition_key=day, instance=instance,
-                                   resources=resources), f"proxy_metrics {day}")  # fmt: skip
-        _succeeded(materialize(REPORT_ASSETS, partition_key=REPORT_DAY.isoformat(),
-                               instance=instance, resources=resources, raise_on_error=False),
-                   "the reports")  # fmt: skip
+            _succeeded(
+                materialize(
+                    [proxy_metrics], partition_key=day, instance=instance, resources=resources
+                ),
+                f"proxy_metrics {day}",
+            )
+        _succeeded(
+            materialize(
+                REPORT_ASSETS,
+                partition_key=REPORT_DAY.isoformat(),
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+            ),
+            "the reports",
+        )
     day = REPORT_DAY.isoformat()
 
     def published(asset: str, extension: str) -> Path:
@@ -115,10 +127,20 @@ def _sheets_pdf(workbook: Path, work: Path) -> Path:
     options = json.dumps({"SinglePageSheets": {"type": "boolean", "value": "true"}})
     profile = (work / "lo-profile").as_uri()  # a private profile: no clash with a running one
     subprocess.run(  # noqa: S603 (our own arguments)
-        [_tool("soffice"), f"-env:UserInstallation={profile}", "--headless", "--convert-to",
-         f"pdf:calc_pdf_Export:{options}", "--outdir", str(work), str(workbook)],
-        check=True, capture_output=True, timeout=180,
-    )  # fmt: skip
+        [
+            _tool("soffice"),
+            f"-env:UserInstallation={profile}",
+            "--headless",
+            "--convert-to",
+            f"pdf:calc_pdf_Export:{options}",
+            "--outdir",
+            str(work),
+            str(workbook),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
     return work / f"{workbook.stem}.pdf"
 
 

@@ -238,8 +238,10 @@ def extract(path: Path, root: Path) -> Iterator[DocCommand]:
                     source = f"{name}:{index + 2 + offset}"
                     yield DocCommand(text, source, False, directives or Directives())
             elif directives is not None:
-                raise MarkerError(f"{name}:{index + 1}: a docs-test marker before a "
-                                  f"```{language} block, which is not run")  # fmt: skip
+                raise MarkerError(
+                    f"{name}:{index + 1}: a docs-test marker before a "
+                    f"```{language} block, which is not run"
+                )
             directives = None
             index = end
         elif not line.strip():
@@ -247,8 +249,9 @@ def extract(path: Path, root: Path) -> Iterator[DocCommand]:
             paragraph = []
         else:
             if directives is not None:
-                raise MarkerError(f"{name}:{index}: a docs-test marker must come just before "
-                                  "a fenced shell block")  # fmt: skip
+                raise MarkerError(
+                    f"{name}:{index}: a docs-test marker must come just before a fenced shell block"
+                )
             paragraph.append((index + 1, line))
         index += 1
     yield from _inline(paragraph, name)

@@ -89,8 +89,10 @@ def copy_repo(base: Path) -> Repo:
     """The working tree's files (tracked and new, not ignored) in ``base/repo``, mtimes kept."""
     listing = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],  # noqa: S607
-        cwd=CHECKOUT, capture_output=True, check=True,
-    )  # fmt: skip
+        cwd=CHECKOUT,
+        capture_output=True,
+        check=True,
+    )
     root = base / "repo"
     for name in listing.stdout.decode().split("\0"):
         source = CHECKOUT / name
@@ -128,13 +130,18 @@ def fresh_env(repo: Repo, extra: Mapping[str, str] | None = None) -> dict[str, s
 def venv_is_current(repo: Repo) -> str | None:
     """Why make would reinstall the venv from the copy (never let it), or None."""
     check = subprocess.run(
-        ["make", "-q", ".venv/.installed"], cwd=repo.root, env=fresh_env(repo),  # noqa: S607
-        capture_output=True, check=False,
-    )  # fmt: skip
+        ["make", "-q", ".venv/.installed"],  # noqa: S607
+        cwd=repo.root,
+        env=fresh_env(repo),
+        capture_output=True,
+        check=False,
+    )
     if check.returncode == 0:
         return None
-    return ("the checkout's .venv is older than pyproject.toml (make would reinstall it from the "
-            "suite's copy): run `make install` in the checkout first")  # fmt: skip
+    return (
+        "the checkout's .venv is older than pyproject.toml (make would reinstall it from the "
+        "suite's copy): run `make install` in the checkout first"
+    )
 
 
 def not_run_reason(words: list[str]) -> str | None:
@@ -174,9 +181,13 @@ def server_kind(words: list[str], repo: Repo) -> Server | None:
     """Whether a command starts a Dagster webserver or daemon (``make`` targets by recipe)."""
     if words[:1] == ["make"] and len(words) == 2:
         recipe = subprocess.run(  # noqa: S603 (the docs' own commands, in a temporary copy)
-            ["make", "-n", words[1]], cwd=repo.root, env=fresh_env(repo),  # noqa: S607
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            ["make", "-n", words[1]],  # noqa: S607
+            cwd=repo.root,
+            env=fresh_env(repo),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         lines = [line for line in recipe.stdout.splitlines() if "dagster" in line]
         return _server_of(command_words(lines[-1])) if lines else None
     return _server_of(words)
@@ -210,42 +221,70 @@ def run_command(text: str, repo: Repo, env: Mapping[str, str], timeout: float) -
     """
     started = time.monotonic()
     process = subprocess.Popen(  # noqa: S603 (the docs' own commands, in a temporary copy)
-        ["bash", "-c", text], cwd=repo.root, env=dict(env),  # noqa: S607
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        ["bash", "-c", text],  # noqa: S607
+        cwd=repo.root,
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _stop(process)
         stdout, stderr = process.communicate()
-        return Outcome("failed", None, stdout + stderr, time.monotonic() - started,
-                       f"still running after {timeout:.0f} s: stopped")  # fmt: skip
-    return Outcome("passed" if process.returncode == 0 else "failed", process.returncode,
-                   stdout + stderr, time.monotonic() - started)  # fmt: skip
+        return Outcome(
+            "failed",
+            None,
+            stdout + stderr,
+            time.monotonic() - started,
+            f"still running after {timeout:.0f} s: stopped",
+        )
+    return Outcome(
+        "passed" if process.returncode == 0 else "failed",
+        process.returncode,
+        stdout + stderr,
+        time.monotonic() - started,
+    )
 
 
 def run_server(text: str, server: Server, repo: Repo, env: Mapping[str, str]) -> Outcome:
     """Start a long-running command, wait until it serves, stop its whole process group."""
     if server.http is not None and not _port_free(*server.http):
         host, port = server.http
-        return Outcome("not run", None, "", 0.0, f"{host}:{port} is in use by another process "
-                       "(someone else's dagster dev?): not a fault of the docs")  # fmt: skip
+        return Outcome(
+            "not run",
+            None,
+            "",
+            0.0,
+            f"{host}:{port} is in use by another process "
+            "(someone else's dagster dev?): not a fault of the docs",
+        )
     started = time.monotonic()
     wall_start = time.time()
     log = repo.home / f"server-{int(wall_start * 1000)}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(  # noqa: S603 (the docs' own commands, in a temporary copy)
-            ["bash", "-c", text], cwd=repo.root, env=dict(env),  # noqa: S607
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            ["bash", "-c", text],  # noqa: S607
+            cwd=repo.root,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     probes: list[tuple[str, Callable[[], bool]]] = []
     if server.http is not None:
         host, port = server.http
         probes.append((f"http://{host}:{port}/server_info", lambda: _http_ok(host, port)))
         probes.append(("the code location loaded", lambda: _location_loaded(host, port)))
     if server.daemon:
-        probes.append(("the daemon's heartbeat in .dagster",
-                       lambda: _heartbeat_since(repo.dagster_home, wall_start)))  # fmt: skip
+        probes.append(
+            (
+                "the daemon's heartbeat in .dagster",
+                lambda: _heartbeat_since(repo.dagster_home, wall_start),
+            )
+        )
     try:
         detail = _wait(process, probes, started + SERVER_START_TIMEOUT_SECONDS)
     finally:
@@ -258,9 +297,10 @@ def run_server(text: str, server: Server, repo: Repo, env: Mapping[str, str]) ->
 
 
 def _wait(
-    process: subprocess.Popen[bytes], probes: list[tuple[str, Callable[[], bool]]],
+    process: subprocess.Popen[bytes],
+    probes: list[tuple[str, Callable[[], bool]]],
     deadline: float,
-) -> str:  # fmt: skip
+) -> str:
     """Empty when every probe passed in turn, else what was not reached."""
     for name, probe in probes:
         while True:
@@ -327,17 +367,19 @@ _LOCATIONS = (
 def _location_loaded(host: str, port: int) -> bool:
     """Every code location of the webserver loaded; a load error is a failure, not a wait."""
     request = urllib.request.Request(
-        f"http://{host}:{port}/graphql", data=json.dumps({"query": _LOCATIONS}).encode(),
+        f"http://{host}:{port}/graphql",
+        data=json.dumps({"query": _LOCATIONS}).encode(),
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
         entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
     if not entries or any(entry["loadStatus"] != "LOADED" for entry in entries):
         return False
     errors = [e for e in entries if e["locationOrLoadError"]["__typename"] != "RepositoryLocation"]
     if errors:
-        names = [f"{e['name']}: {_first_line(e['locationOrLoadError'].get('message'))}"
-                 for e in errors]  # fmt: skip
+        names = [
+            f"{e['name']}: {_first_line(e['locationOrLoadError'].get('message'))}" for e in errors
+        ]
         raise LocationLoadError("; ".join(names))
     return True
 

@@ -75,8 +75,10 @@ def test_documented_command_runs_as_written(command: DocCommand, docs_repo: Repo
     if outcome.status == "not run":
         pytest.skip(outcome.detail)
     directives = command.directives
-    shown = (f"{where}: `{command.one_line}` exited {outcome.exit_code} in "
-             f"{outcome.seconds:.1f} s {outcome.detail}\n{tail(outcome.output)}")  # fmt: skip
+    shown = (
+        f"{where}: `{command.one_line}` exited {outcome.exit_code} in "
+        f"{outcome.seconds:.1f} s {outcome.detail}\n{tail(outcome.output)}"
+    )
     if not directives.expect_fail:
         assert outcome.exit_code == 0, shown
         return

@@ -49,8 +49,11 @@ def test_commands_carry_their_file_and_line_and_markers(tmp_path: Path) -> None:
     ]
     marked = commands[1].directives
     assert (marked.expect_fail, marked.expect_exit, marked.expect_output, marked.timeout) == (
-        True, 2, "no such", 5.0,
-    )  # fmt: skip
+        True,
+        2,
+        "no such",
+        5.0,
+    )
     assert commands[0].directives.expect_fail is False
 
 
@@ -93,8 +96,10 @@ def test_an_inline_span_may_wrap_to_the_next_line(tmp_path: Path) -> None:
     ("span", "command"),
     [
         ("make daemon", "make daemon"),
-        (".venv/bin/dagster definitions validate -w workspace.yaml",
-         ".venv/bin/dagster definitions validate -w workspace.yaml"),
+        (
+            ".venv/bin/dagster definitions validate -w workspace.yaml",
+            ".venv/bin/dagster definitions validate -w workspace.yaml",
+        ),
         ("dagster dev", None),  # names a program in prose
         ("make", None),
         (".venv/bin/export-assets sample-data --out DIR", None),
@@ -102,7 +107,7 @@ def test_an_inline_span_may_wrap_to_the_next_line(tmp_path: Path) -> None:
         ("EXPORT_PASSWORD=… .venv/bin/x", None),
         ("sqlite3 -csv \\| gzip -6", None),
     ],
-)  # fmt: skip
+)
 def test_only_complete_commands_are_taken_from_inline_code(span: str, command: str | None) -> None:
     assert inline_command(span) == command
 

@@ -83,9 +83,13 @@ def start(name: str, args: Sequence[str], env: Mapping[str, str], logs: Path) ->
     log = logs / f"{name}.log"
     with log.open("ab") as out:
         popen = subprocess.Popen(  # noqa: S603 (fixed argument lists built by the suite)
-            list(args), cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT,
+            list(args),
+            cwd=ROOT,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
-        )  # fmt: skip
+        )
     return Process(name, popen, log)
 
 
@@ -127,8 +131,9 @@ def wait_for(
     while time.monotonic() < deadline:
         for process in watch:
             if not process.alive():
-                raise StackError(f"{process.name} exited while waiting for {what}:\n"
-                                 f"{process.tail()}")  # fmt: skip
+                raise StackError(
+                    f"{process.name} exited while waiting for {what}:\n{process.tail()}"
+                )
         value = probe()
         if value is not None:
             return value
@@ -149,10 +154,24 @@ def http_ok(url: str) -> bool | None:
 def write_sample(out: Path) -> Path:
     """A sample ProxyWhirl deployment (60 proxies, 5 days to SAMPLE_END); its database."""
     subprocess.run(  # noqa: S603
-        [str(BIN / "export-assets"), "sample-data", "--out", str(out), "--proxies", "60",
-         "--days", "5", "--end-date", SAMPLE_END, "--validations-per-day", "400"],
-        check=True, capture_output=True, cwd=ROOT,
-    )  # fmt: skip
+        [
+            str(BIN / "export-assets"),
+            "sample-data",
+            "--out",
+            str(out),
+            "--proxies",
+            "60",
+            "--days",
+            "5",
+            "--end-date",
+            SAMPLE_END,
+            "--validations-per-day",
+            "400",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=ROOT,
+    )
     return out / "proxies.db"
 
 

@@ -104,30 +104,66 @@ def deployment(
     env = base_env(home, write_sample(base / "proxywhirl"), exports) | services
     logs = base / "logs"
     # Create the schema once, before several processes would race to create it.
-    subprocess.run([str(BIN / "dagster"), "instance", "migrate"],  # noqa: S603
-                   cwd=ROOT, env=env, check=True, capture_output=True)  # fmt: skip
+    subprocess.run(  # noqa: S603
+        [str(BIN / "dagster"), "instance", "migrate"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     with running([]) as processes:
         deployment = Deployment(env, home, exports, processes, logs)
         suffix = uuid.uuid4().hex[:6]
         for number in range(1, WORKERS + 1):
             name = f"e2e-worker{number}-{suffix}"
-            worker = start(name, [str(BIN / "dagster-celery"), "worker", "start",
-                                  "-A", "dagster_celery.app", "-y", CELERY_CONFIG, "-n", name],
-                           env, logs)  # fmt: skip
+            worker = start(
+                name,
+                [
+                    str(BIN / "dagster-celery"),
+                    "worker",
+                    "start",
+                    "-A",
+                    "dagster_celery.app",
+                    "-y",
+                    CELERY_CONFIG,
+                    "-n",
+                    name,
+                ],
+                env,
+                logs,
+            )
             processes.append(worker)
             deployment.workers[name] = worker
         for name, worker in deployment.workers.items():
             wait_for(f"celery worker {name}", partial(_worker_ready, worker, name), 120, [worker])
-        daemon = start("dagster-daemon", [str(BIN / "dagster-daemon"), "run", "-w", WORKSPACE],
-                       env, logs)  # fmt: skip
+        daemon = start(
+            "dagster-daemon", [str(BIN / "dagster-daemon"), "run", "-w", WORKSPACE], env, logs
+        )
         processes.append(daemon)
 
         launched = subprocess.run(  # noqa: S603
-            [str(BIN / "dagster"), "job", "backfill", "-w", WORKSPACE, "-j", JOB,
-             "--from", BACKFILL_DAYS[0], "--to", BACKFILL_DAYS[-1], "--noprompt",
-             "--tags", json.dumps({REQUESTED_BY_TAG: REQUESTED_BY})],
-            cwd=ROOT, env=env, capture_output=True, text=True, check=True,
-        )  # fmt: skip
+            [
+                str(BIN / "dagster"),
+                "job",
+                "backfill",
+                "-w",
+                WORKSPACE,
+                "-j",
+                JOB,
+                "--from",
+                BACKFILL_DAYS[0],
+                "--to",
+                BACKFILL_DAYS[-1],
+                "--noprompt",
+                "--tags",
+                json.dumps({REQUESTED_BY_TAG: REQUESTED_BY}),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         found = re.search(r"Launched backfill job `(\w+)`", launched.stdout)
         assert found, f"no backfill id in: {launched.stdout}\n{launched.stderr}"
         deployment.backfill_id = found.group(1)
@@ -148,8 +184,9 @@ def deployment(
                 )
                 return True if done else None
 
-            wait_for(f"backfill {deployment.backfill_id}", finished, BACKFILL_TIMEOUT_SECONDS,
-                     processes)  # fmt: skip
+            wait_for(
+                f"backfill {deployment.backfill_id}", finished, BACKFILL_TIMEOUT_SECONDS, processes
+            )
         yield deployment
 
 
@@ -264,10 +301,12 @@ def test_run_history_lives_in_postgresql(deployment: Deployment) -> None:
 
     env = deployment.env
     connection = psycopg2.connect(
-        host=env["DAGSTER_PG_HOST"], port=int(env["DAGSTER_PG_PORT"]),
-        dbname=env["DAGSTER_PG_DB"], user=env["DAGSTER_PG_USERNAME"],
+        host=env["DAGSTER_PG_HOST"],
+        port=int(env["DAGSTER_PG_PORT"]),
+        dbname=env["DAGSTER_PG_DB"],
+        user=env["DAGSTER_PG_USERNAME"],
         password=env["DAGSTER_PG_PASSWORD"],
-    )  # fmt: skip
+    )
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -318,13 +357,20 @@ def test_services_refuse_a_second_start_and_explain(services_state: Path) -> Non
 
 
 def test_services_name_their_usage_and_stop_nothing_quietly(tmp_path: Path) -> None:
-    wrong = subprocess.run([str(SERVICES), "restart", str(tmp_path)],  # noqa: S603
-                           capture_output=True, text=True)  # fmt: skip
+    wrong = subprocess.run(  # noqa: S603
+        [str(SERVICES), "restart", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert wrong.returncode == 2
     assert "usage:" in wrong.stderr
     assert "start|stop STATE_DIR" in wrong.stderr
-    nothing = subprocess.run([str(SERVICES), "stop", str(tmp_path)],  # noqa: S603
-                             capture_output=True, text=True, check=True)  # fmt: skip
+    nothing = subprocess.run(  # noqa: S603
+        [str(SERVICES), "stop", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert f"nothing to stop: no {tmp_path}/env" in nothing.stderr
 
 
@@ -336,8 +382,12 @@ def test_a_failed_start_stops_what_it_started(tmp_path: Path) -> None:
     state = tmp_path / "state"
     before = set(PG_DATA_PARENT.glob("export-assets-pg.*"))
     env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
-    failed = subprocess.run([str(SERVICES), "start", str(state)],  # noqa: S603
-                            env=env, capture_output=True, text=True)  # fmt: skip
+    failed = subprocess.run(  # noqa: S603
+        [str(SERVICES), "start", str(state)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert failed.returncode != 0
     assert "redis-server: cannot bind" in failed.stderr
     assert "start failed: stopping what was started" in failed.stderr

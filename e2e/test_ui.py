@@ -123,11 +123,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         dev = start(
             "dagster-dev",
             [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", HOST, "-p", str(port)],
-            env, base / "logs",
-        )  # fmt: skip
+            env,
+            base / "logs",
+        )
         processes.append(dev)
-        wait_for("the webserver", lambda: http_ok(f"http://{HOST}:{port}/server_info"), 180,
-                 [dev])  # fmt: skip
+        wait_for("the webserver", lambda: http_ok(f"http://{HOST}:{port}/server_info"), 180, [dev])
         client = DagsterGraphQLClient(HOST, port_number=port)
         stack = Stack(port, home, exports, client, processes)
         wait_for("the code location", lambda: _location_loaded(stack), 180, [dev])
@@ -147,16 +147,23 @@ def _location_loaded(stack: Stack) -> bool | None:
 @pytest.fixture(scope="module")
 def launched(stack: Stack) -> Launched:
     """The backfill and the single run, launched through GraphQL and waited for."""
-    result = stack.query(LAUNCH_BACKFILL, {"params": {
-        "selector": {
-            "partitionSetName": f"{JOB}_partition_set",
-            "repositorySelector": {"repositoryLocationName": LOCATION,
-                                   "repositoryName": REPOSITORY},
+    result = stack.query(
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "selector": {
+                    "partitionSetName": f"{JOB}_partition_set",
+                    "repositorySelector": {
+                        "repositoryLocationName": LOCATION,
+                        "repositoryName": REPOSITORY,
+                    },
+                },
+                "partitionNames": list(BACKFILL_DAYS),
+                "tags": [{"key": REQUESTED_BY_TAG, "value": REQUESTED_BY}],
+                "runConfigData": {},  # as the UI sends it: the jobs' own default executor
+            }
         },
-        "partitionNames": list(BACKFILL_DAYS),
-        "tags": [{"key": REQUESTED_BY_TAG, "value": REQUESTED_BY}],
-        "runConfigData": {},  # as the UI sends it: the jobs' own default executor
-    }})["launchPartitionBackfill"]  # fmt: skip
+    )["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result
     backfill_id = result["backfillId"]
 
@@ -164,11 +171,16 @@ def launched(stack: Stack) -> Launched:
         ASSET_JOB,
         repository_location_name=LOCATION,
         repository_name=REPOSITORY,
-        run_config={"ops": {"requests__proxy_list": {"config": {
-            "request": REQUEST, "format": "xlsx", "protocols": SINGLE_PROTOCOLS}}}},
+        run_config={
+            "ops": {
+                "requests__proxy_list": {
+                    "config": {"request": REQUEST, "format": "xlsx", "protocols": SINGLE_PROTOCOLS}
+                }
+            }
+        },
         tags={"dagster/partition": SINGLE_PARTITION, REQUESTED_BY_TAG: REQUESTED_BY},
         asset_selection=[["requests", "proxy_list"]],
-    )  # fmt: skip
+    )
 
     def backfill_done() -> list[dict[str, Any]] | None:
         backfill = stack.query(BACKFILL, {"id": backfill_id})["partitionBackfillOrError"]
@@ -181,9 +193,10 @@ def launched(stack: Stack) -> Launched:
     runs = wait_for(f"backfill {backfill_id}", backfill_done, RUN_TIMEOUT_SECONDS, stack.processes)
     status = wait_for(
         f"run {single_run_id}",
-        lambda: (s if (s := stack.client.get_run_status(single_run_id)) in TERMINAL else None),
-        RUN_TIMEOUT_SECONDS, stack.processes,
-    )  # fmt: skip
+        lambda: s if (s := stack.client.get_run_status(single_run_id)) in TERMINAL else None,
+        RUN_TIMEOUT_SECONDS,
+        stack.processes,
+    )
     assert status == DagsterRunStatus.SUCCESS, f"single run {single_run_id} ended {status}"
     job_assets = sorted(
         "/".join(node["assetKey"]["path"])

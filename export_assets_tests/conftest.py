@@ -28,8 +28,12 @@ def sample_deployment(tmp_path_factory: pytest.TempPathFactory) -> SampleDeploym
     """A small deterministic sample deployment, shared read-only by the whole session."""
     return write_sample_deployment(
         tmp_path_factory.mktemp("sample") / "proxywhirl",
-        proxies=80, days=SAMPLE_DAYS, end_date=SAMPLE_END, validations_per_day=600, seed=11,
-    )  # fmt: skip
+        proxies=80,
+        days=SAMPLE_DAYS,
+        end_date=SAMPLE_END,
+        validations_per_day=600,
+        seed=11,
+    )
 
 
 @pytest.fixture(autouse=True)

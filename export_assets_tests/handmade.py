@@ -23,9 +23,11 @@ class HandmadeDatabase:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None,
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
         traceback: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -38,10 +40,15 @@ class HandmadeDatabase:
         protocol, rest = url.split("://", 1)
         host, port = rest.rsplit(":", 1)
         row: dict[str, Any] = {
-            "url": url, "protocol": protocol, "host": host, "port": int(port),
-            "is_residential": 0, "is_datacenter": 1, "source": "fetched",
+            "url": url,
+            "protocol": protocol,
+            "host": host,
+            "port": int(port),
+            "is_residential": 0,
+            "is_datacenter": 1,
+            "source": "fetched",
             "discovered_at": discovered_at,
-        }  # fmt: skip
+        }
         row.update(fields)
         names = ", ".join(row)
         marks = ", ".join("?" for _ in row)
@@ -50,9 +57,14 @@ class HandmadeDatabase:
         )
 
     def add_check(
-        self, url: str, validated_at: str, is_valid: bool, response_time_ms: float | None = None,
-        error_type: str | None = None, error_message: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        url: str,
+        validated_at: str,
+        is_valid: bool,
+        response_time_ms: float | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+    ) -> None:
         self.connection.execute(
             "INSERT INTO validation_results (proxy_url, validated_at, is_valid, response_time_ms,"
             " error_type, error_message) VALUES (?, ?, ?, ?, ?, ?)",
@@ -61,10 +73,15 @@ class HandmadeDatabase:
 
     def add_status(self, url: str, **fields: Any) -> None:
         row: dict[str, Any] = {
-            "proxy_url": url, "health_status": "healthy", "consecutive_successes": 1,
-            "consecutive_failures": 0, "total_checks": 1, "total_successes": 1,
-            "avg_response_time_ms": 150.0, "updated_at": "2026-10-01 00:00:00.000000",
-        }  # fmt: skip
+            "proxy_url": url,
+            "health_status": "healthy",
+            "consecutive_successes": 1,
+            "consecutive_failures": 0,
+            "total_checks": 1,
+            "total_successes": 1,
+            "avg_response_time_ms": 150.0,
+            "updated_at": "2026-10-01 00:00:00.000000",
+        }
         row.update(fields)
         names = ", ".join(row)
         marks = ", ".join("?" for _ in row)

@@ -40,10 +40,16 @@ def run(database: Path, day: date, stats: Path) -> None:
         stamp += timedelta(microseconds=1000)
         text = stamp.strftime("%Y-%m-%d %H:%M:%S.%f")
         rows = [
-            (urls[(n + i) % len(urls)], text, (n + i) % 4 != 0, 100.0 + (n + i) % 900,
-             None if (n + i) % 4 else "timeout", None if (n + i) % 4 else "timed out")
+            (
+                urls[(n + i) % len(urls)],
+                text,
+                (n + i) % 4 != 0,
+                100.0 + (n + i) % 900,
+                None if (n + i) % 4 else "timeout",
+                None if (n + i) % 4 else "timed out",
+            )
             for i in range(ROWS_PER_COMMIT)
-        ]  # fmt: skip
+        ]
         started = time.perf_counter()
         try:
             connection.execute("BEGIN IMMEDIATE")

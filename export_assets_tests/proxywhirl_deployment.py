@@ -139,8 +139,12 @@ def _plan(
         if index % 4 == 0:  # a run of failures: unhealthy, then dead from the third on
             streak = rng.uniform(max(added, 0), span)
             for step in range(4):
-                add(moment(streak + step, streak + step), "check", url,
-                    payload=(False, None, "timeout"))  # fmt: skip
+                add(
+                    moment(streak + step, streak + step),
+                    "check",
+                    url,
+                    payload=(False, None, "timeout"),
+                )
         if index % 11 == 5:  # deleted later; some come back, checked meanwhile
             gone = rng.uniform(max(added, 0) + 60, span * 0.8)
             add(moment(gone, gone), "delete", url)
@@ -208,14 +212,19 @@ async def _run(deployment: LibraryDeployment, events: list[_Event]) -> None:
             elif event.kind == "check":
                 valid, latency, error = event.payload
                 await storage.record_validation(
-                    event.urls[0], valid, latency if valid else None,
-                    None if valid else error, None if valid else f"{error} via {event.urls[0]}",
-                )  # fmt: skip
+                    event.urls[0],
+                    valid,
+                    latency if valid else None,
+                    None if valid else error,
+                    None if valid else f"{error} via {event.urls[0]}",
+                )
             elif event.kind == "batch":
                 await storage.record_validations_batch(
-                    [(url, valid, latency if valid else None, None if valid else "timeout")
-                     for url, valid, latency in event.payload]
-                )  # fmt: skip
+                    [
+                        (url, valid, latency if valid else None, None if valid else "timeout")
+                        for url, valid, latency in event.payload
+                    ]
+                )
             elif event.kind == "delete":
                 await storage.delete(event.urls[0])
         for day in pending:

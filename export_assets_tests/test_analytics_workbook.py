@@ -37,9 +37,13 @@ def test_workbook_is_published_like_every_export(published_week: PublishedWeek) 
     assert manifest["format"] == "xlsx"
     assert manifest["compression"] == "none"
     assert manifest["files"] == [
-        {"path": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-         "rows": count_rows("xlsx", "none", io.BytesIO(data))}
-    ]  # fmt: skip
+        {
+            "path": path.name,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "rows": count_rows("xlsx", "none", io.BytesIO(data)),
+        }
+    ]
     assert published_week.result_checks
     assert all(published_week.result_checks)
 
@@ -132,9 +136,11 @@ def test_hostile_strings_stay_text(tmp_path: Path, instance: DagsterInstance) ->
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [analytics_workbook], partition_key="2026-11-20",
-        instance=instance, resources=handmade_resources(database, exports),
-    )  # fmt: skip
+        [analytics_workbook],
+        partition_key="2026-11-20",
+        instance=instance,
+        resources=handmade_resources(database, exports),
+    )
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
     path = exports / "analytics_workbook" / "dt=2026-11-20" / "analytics_workbook-2026-11-20.xlsx"
@@ -156,10 +162,13 @@ def test_bad_accent_colour_is_a_clear_error(tmp_path: Path, instance: DagsterIns
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [requested(analytics_workbook)], partition_key="2026-11-20", instance=instance,
-        resources=handmade_resources(database, exports), raise_on_error=False,
+        [requested(analytics_workbook)],
+        partition_key="2026-11-20",
+        instance=instance,
+        resources=handmade_resources(database, exports),
+        raise_on_error=False,
         run_config=request_config(analytics_workbook, {"accent_color": "#12345"}),
-    )  # fmt: skip
+    )
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert failure is not None

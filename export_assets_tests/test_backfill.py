@@ -26,9 +26,13 @@ DAYS = 30
 @pytest.mark.slow
 def test_a_30_day_backfill_exports_every_asset_every_day_reproducibly(tmp_path: Path) -> None:
     sample = write_sample_deployment(
-        tmp_path / "deployment", proxies=40, days=DAYS, end_date=END, validations_per_day=120,
+        tmp_path / "deployment",
+        proxies=40,
+        days=DAYS,
+        end_date=END,
+        validations_per_day=120,
         seed=3,
-    )  # fmt: skip
+    )
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")

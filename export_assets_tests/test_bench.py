@@ -40,18 +40,32 @@ def measures(bench: Any, rows: int, *, cli: bool, peak: float) -> list[Any]:
     """One size's contenders as the driver records them (figures chosen, not measured)."""
     made = [
         bench.Measure(rows, bench.ANCHOR, "", 2.0, 2.0, 100.0, 0, None),
-        bench.Measure(rows, "floor: sqlite3 -csv piped to gzip -6", "floor.csv.gz", 4.0, 5.0,
-                      20.0, 250, 1000),
-        bench.Measure(rows, "pandas: read_sql + to_csv", "pandas.csv.gz", 10.0, 10.0, 700.0,
-                      260, 1000),
-        bench.Measure(rows, bench.CSV_GZ, "validation_events-2026-11-20.csv.gz", 5.0, 6.0, peak,
-                      240, 1000),
-        bench.Measure(rows, "export_assets proxy_metrics csv.gz", "proxy_metrics.csv.gz", 6.0,
-                      6.0, 150.0, 40, 100),
-    ]  # fmt: skip
+        bench.Measure(
+            rows, "floor: sqlite3 -csv piped to gzip -6", "floor.csv.gz", 4.0, 5.0, 20.0, 250, 1000
+        ),
+        bench.Measure(
+            rows, "pandas: read_sql + to_csv", "pandas.csv.gz", 10.0, 10.0, 700.0, 260, 1000
+        ),
+        bench.Measure(
+            rows, bench.CSV_GZ, "validation_events-2026-11-20.csv.gz", 5.0, 6.0, peak, 240, 1000
+        ),
+        bench.Measure(
+            rows,
+            "export_assets proxy_metrics csv.gz",
+            "proxy_metrics.csv.gz",
+            6.0,
+            6.0,
+            150.0,
+            40,
+            100,
+        ),
+    ]
     if cli:
-        made.append(bench.Measure(rows, bench.CLI, "validation_events-2026-11-20.csv.gz", 9.0,
-                                  10.0, 250.0, 240, 1000))  # fmt: skip
+        made.append(
+            bench.Measure(
+                rows, bench.CLI, "validation_events-2026-11-20.csv.gz", 9.0, 10.0, 250.0, 240, 1000
+            )
+        )
     return made
 
 
@@ -62,21 +76,30 @@ def test_each_target_is_judged_from_the_figures_of_the_same_run(bench: Any) -> N
     assert verdicts == {
         "T3 `dagster asset materialize --select validation_events` csv.gz, checks included, "
         "≤ 2.0× floor wall (1,000,000 rows)": (
-            "MISS", "9.00 s vs floor 4.00 s = 2.25× (CPU 10.00 s vs 5.00 s = 2.00×)"),
-        "T4 in-process materialize() validation_events csv.gz ≤ 1.3× floor wall "
-        "(1,000,000 rows)": (
-            "PASS", "5.00 s vs floor 4.00 s = 1.25× (CPU 6.00 s vs 5.00 s = 1.20×)"),
+            "MISS",
+            "9.00 s vs floor 4.00 s = 2.25× (CPU 10.00 s vs 5.00 s = 2.00×)",
+        ),
+        "T4 in-process materialize() validation_events csv.gz ≤ 1.3× floor wall (1,000,000 rows)": (
+            "PASS",
+            "5.00 s vs floor 4.00 s = 1.25× (CPU 6.00 s vs 5.00 s = 1.20×)",
+        ),
         "T4 in-process materialize() validation_events csv.gz ≥ 2.0× faster than pandas "
         "(1,000,000 rows)": (
-            "PASS", "pandas 10.00 s / 5.00 s = 2.00× (CPU 10.00 s vs 6.00 s = 1.67×)"),
+            "PASS",
+            "pandas 10.00 s / 5.00 s = 2.00× (CPU 10.00 s vs 6.00 s = 1.67×)",
+        ),
         # The bound is the anchor's peak (100 MiB) + 96 MiB, at every size.
         "T5 peak RSS of validation_events csv.gz ≤ anchor + 96 MiB (1,000,000 rows)": (
-            "PASS", "196 MiB vs anchor 100 + 96 = 196 MiB (+96 MiB over the anchor)"),
+            "PASS",
+            "196 MiB vs anchor 100 + 96 = 196 MiB (+96 MiB over the anchor)",
+        ),
         "T5 peak RSS of validation_events csv.gz ≤ anchor + 96 MiB (10,000,000 rows)": (
-            "MISS", "197 MiB vs anchor 100 + 96 = 196 MiB (+97 MiB over the anchor)"),
+            "MISS",
+            "197 MiB vs anchor 100 + 96 = 196 MiB (+97 MiB over the anchor)",
+        ),
         "compression ratio csv.gz ≥ 75%": ("PASS", "76.0%"),
         "proxy_metrics ≤ 2.0× validation_events csv.gz": ("PASS", "6.00 s vs 5.00 s = 1.20×"),
-    }  # fmt: skip
+    }
 
 
 def test_a_target_whose_contender_was_not_run_is_skipped_not_passed(bench: Any) -> None:
@@ -118,11 +141,26 @@ def test_the_driver_measures_every_contender_and_writes_the_table(tmp_path: Path
     results.parent.mkdir()
     results.write_text(f"# old\n\n{start}\n## UI path, kept\n{end}\n")
     completed = subprocess.run(
-        [sys.executable, str(DRIVER), "--rows", "2000", "--data", str(tmp_path / "data"),
-         "--results", str(results), "--formats", "csv.gz", "--no-startup",
-         "--backfill-days", "0"],
-        capture_output=True, text=True, check=False, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(DRIVER),
+            "--rows",
+            "2000",
+            "--data",
+            str(tmp_path / "data"),
+            "--results",
+            str(results),
+            "--formats",
+            "csv.gz",
+            "--no-startup",
+            "--backfill-days",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     table = results.read_text()
     assert table in completed.stdout  # printed as written
@@ -141,8 +179,13 @@ def test_the_driver_measures_every_contender_and_writes_the_table(tmp_path: Path
     }
     verdicts = VERDICT.findall(table)
     assert [what.split(" ")[0] for what, _, _ in verdicts] == [
-        "T3", "T4", "T4", "T5", "compression", "proxy_metrics",
-    ]  # fmt: skip
+        "T3",
+        "T4",
+        "T4",
+        "T5",
+        "compression",
+        "proxy_metrics",
+    ]
     # The cached day is reused, not generated again, and holds what was asked for.
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["rows-2000"]
     assert (tmp_path / "data" / "rows-2000" / "proxies.db").is_file()
@@ -152,10 +195,21 @@ def test_a_run_without_the_measured_format_is_refused_before_anything_runs(
     tmp_path: Path,
 ) -> None:
     completed = subprocess.run(
-        [sys.executable, str(DRIVER), "--rows", "20000", "--data", str(tmp_path / "data"),
-         "--formats", "parquet"],
-        capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(DRIVER),
+            "--rows",
+            "20000",
+            "--data",
+            str(tmp_path / "data"),
+            "--formats",
+            "parquet",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
     assert completed.returncode == 2
     assert "--formats must include csv.gz: the targets are measured on it" in completed.stderr
     assert not (tmp_path / "data").exists()

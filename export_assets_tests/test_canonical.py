@@ -29,9 +29,11 @@ DAY = SAMPLE_END.isoformat()
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 FILTERED = {
-    "format": "parquet", "protocols": ["http", "socks5"], "countries": ["us", "de"],
+    "format": "parquet",
+    "protocols": ["http", "socks5"],
+    "countries": ["us", "de"],
     "min_success_rate": 0.5,
-}  # fmt: skip
+}
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -47,9 +49,11 @@ def test_no_template_or_request_changes_the_daily_record(
 ) -> None:
     exports = tmp_path / "exports"
     resources = export_resources(
-        sample_deployment.database, exports, log_dir=str(sample_deployment.log_dir),
+        sample_deployment.database,
+        exports,
+        log_dir=str(sample_deployment.log_dir),
         config_path=str(sample_deployment.config_path),
-    )  # fmt: skip
+    )
     assert materialize(
         EXPORT_ASSETS, partition_key=DAY, instance=instance, resources=resources
     ).success
@@ -57,9 +61,12 @@ def test_no_template_or_request_changes_the_daily_record(
 
     # An ad-hoc filtered Parquet export of the same asset and day.
     adhoc = materialize(
-        [requested(proxy_list)], partition_key=DAY, instance=instance, resources=resources,
+        [requested(proxy_list)],
+        partition_key=DAY,
+        instance=instance,
+        resources=resources,
         run_config=request_config(proxy_list, FILTERED, request="us-de-good"),
-    )  # fmt: skip
+    )
     assert adhoc.success
     # Every template job.
     defs = Definitions(
@@ -75,9 +82,12 @@ def test_no_template_or_request_changes_the_daily_record(
     runs = len(instance.get_runs())
     with pytest.raises(DagsterInvalidConfigError, match="unexpected config entries"):
         materialize(
-            [proxy_list], partition_key=DAY, instance=instance, resources=resources,
+            [proxy_list],
+            partition_key=DAY,
+            instance=instance,
+            resources=resources,
             run_config={"ops": {"proxy_list": {"config": FILTERED}}},
-        )  # fmt: skip
+        )
     assert len(instance.get_runs()) == runs
 
     for name, before in records.items():
@@ -106,9 +116,14 @@ def test_no_template_or_request_changes_the_daily_record(
     found, skipped = published_partitions(LocalDestination(exports))
     assert skipped == []
     assert {p.asset for p in found} == {
-        *records, "requests/us-de-good/proxy_list", "backup/proxy_list", "backup/pool_config",
-        "analytics/validation_events", "analytics/proxy_metrics", "compliance/proxy_logs",
-    }  # fmt: skip
+        *records,
+        "requests/us-de-good/proxy_list",
+        "backup/proxy_list",
+        "backup/pool_config",
+        "analytics/validation_events",
+        "analytics/proxy_metrics",
+        "compliance/proxy_logs",
+    }
 
 
 def test_the_daily_record_takes_no_run_config_and_a_request_needs_its_name(
@@ -120,10 +135,12 @@ def test_the_daily_record_takes_no_run_config_and_a_request_needs_its_name(
         fields = asset.op.config_schema.as_field().config_type.fields  # type: ignore[attr-defined]
         assert fields["request"].is_required, asset.key
     refused = materialize(
-        [requested(validation_events)], partition_key=DAY, raise_on_error=False,
+        [requested(validation_events)],
+        partition_key=DAY,
+        raise_on_error=False,
         resources=export_resources(tmp_path / "proxies.db", tmp_path / "exports"),
         run_config=request_config(validation_events, {}, request="../escape"),
-    )  # fmt: skip
+    )
     [failure] = refused.get_step_failure_events()
     assert failure.step_failure_data.user_failure_data is not None
     assert failure.step_failure_data.user_failure_data.description == (
@@ -144,11 +161,21 @@ def test_dagster_asset_materialize_with_options_leaves_the_daily_record(
     home = tmp_path / "home"
     home.mkdir()
     env = {
-        **os.environ, "DAGSTER_HOME": str(home), "EXPORT_DESTINATION": str(exports),
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "EXPORT_DESTINATION": str(exports),
         "PROXYWHIRL_DB": str(sample_deployment.database),
-    }  # fmt: skip
-    base = [str(BIN / "dagster"), "asset", "materialize", "-m", "export_assets.definitions",
-            "--partition", DAY, "--select"]  # fmt: skip
+    }
+    base = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "export_assets.definitions",
+        "--partition",
+        DAY,
+        "--select",
+    ]
     first = subprocess.run([*base, "proxy_list"], env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr[-2000:]
     before = digests(exports)

@@ -42,9 +42,11 @@ def export_partition(
 ) -> ExecuteInProcessResult:
     """Materialize proxy_list for DAY; the check its step reports passes on a fresh export."""
     result = materialize(
-        [configured(proxy_list, {"format": fmt})], partition_key=DAY, resources=resources,
+        [configured(proxy_list, {"format": fmt})],
+        partition_key=DAY,
+        resources=resources,
         instance=instance,
-    )  # fmt: skip
+    )
     [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == INTACT]
     assert evaluation.passed
     return result
@@ -53,11 +55,21 @@ def export_partition(
 def run_check_only(resources: dict[str, Any], instance: DagsterInstance) -> AssetCheckEvaluation:
     """Run the deep re-read of proxy_list for DAY alone; its export_is_intact evaluation."""
     result = verify_exports_job.execute_in_process(
-        run_config={"ops": {"verify_published_exports": {"config": {
-            "assets": ["proxy_list"], "last_days": 1, "end_date": DAY,
-        }}}},
-        resources=resources, instance=instance, raise_on_error=False,
-    )  # fmt: skip
+        run_config={
+            "ops": {
+                "verify_published_exports": {
+                    "config": {
+                        "assets": ["proxy_list"],
+                        "last_days": 1,
+                        "end_date": DAY,
+                    }
+                }
+            }
+        },
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
     assert result.get_asset_materialization_events() == []  # nothing was exported again
     evaluations = [e for e in result.get_asset_check_evaluations() if e.check_name == INTACT]
     assert len(evaluations) == 1, f"no evaluation recorded: {step_errors(result)}"
@@ -234,10 +246,13 @@ def test_executing_only_the_checks_re_reads_the_partition(
     path.write_bytes(flip_a_byte(path.read_bytes()))
 
     result = materialize(
-        [proxy_list], selection=AssetSelection.checks_for_assets(proxy_list),
-        tags={"dagster/partition": DAY}, resources=resources, instance=instance,
+        [proxy_list],
+        selection=AssetSelection.checks_for_assets(proxy_list),
+        tags={"dagster/partition": DAY},
+        resources=resources,
+        instance=instance,
         raise_on_error=False,
-    )  # fmt: skip
+    )
 
     assert result.get_asset_materialization_events() == []  # nothing was exported again
     [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == INTACT]

@@ -26,9 +26,14 @@ CLI = Path(sys.executable).with_name("export-assets")
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CLI), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+        [str(CLI), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
-    )  # fmt: skip
+    )
 
 
 def dagster_home(tmp_path: Path) -> Path:
@@ -54,9 +59,20 @@ def test_sample_data_then_materialize_twice_is_reproducible(
         "EXPORT_DESTINATION": str(exports),
     }
     made = cli(
-        "sample-data", "--out", str(deployment), "--proxies", "40", "--days", "4",
-        "--end-date", "2026-11-10", "--validations-per-day", "300", env=env, cwd=ROOT,
-    )  # fmt: skip
+        "sample-data",
+        "--out",
+        str(deployment),
+        "--proxies",
+        "40",
+        "--days",
+        "4",
+        "--end-date",
+        "2026-11-10",
+        "--validations-per-day",
+        "300",
+        env=env,
+        cwd=ROOT,
+    )
     assert made.returncode == 0, made.stderr
     assert "40 proxies" in made.stdout
 
@@ -103,18 +119,27 @@ def test_sample_data_then_materialize_twice_is_reproducible(
         assert len(runs) == 2  # one run of the 3 days a pass, as a UI backfill
         assert {run.status for run in runs} == {DagsterRunStatus.SUCCESS}
         assert {
-            (run.tags["dagster/asset_partition_range_start"],
-             run.tags["dagster/asset_partition_range_end"])
+            (
+                run.tags["dagster/asset_partition_range_start"],
+                run.tags["dagster/asset_partition_range_end"],
+            )
             for run in runs
-        } == {("2026-11-08", "2026-11-10")}  # fmt: skip
+        } == {("2026-11-08", "2026-11-10")}
         assert all(run.tags.get("export/requested_by") for run in runs)
         assert {run.tags.get("export/template") for run in runs} == {"daily_export_job"}
 
     # An export template through the CLI writes in the template's own formats.
     analytics = cli(
-        "materialize", "--job", "analytics_job", "--last-days", "1", "--end-date", "2026-11-10",
-        env=env, cwd=ROOT,
-    )  # fmt: skip
+        "materialize",
+        "--job",
+        "analytics_job",
+        "--last-days",
+        "1",
+        "--end-date",
+        "2026-11-10",
+        env=env,
+        cwd=ROOT,
+    )
     assert analytics.returncode == 0, analytics.stderr
     for asset in ("validation_events", "proxy_metrics"):
         folder = exports / "analytics" / asset / "dt=2026-11-10"
@@ -184,9 +209,20 @@ def test_a_failed_step_is_said_once_and_its_traceback_only_with_verbose(
         "EXPORT_DESTINATION": str(exports),
     }
     made = cli(
-        "sample-data", "--out", str(deployment), "--proxies", "20", "--days", "2",
-        "--end-date", "2026-11-10", "--validations-per-day", "50", env=env, cwd=ROOT,
-    )  # fmt: skip
+        "sample-data",
+        "--out",
+        str(deployment),
+        "--proxies",
+        "20",
+        "--days",
+        "2",
+        "--end-date",
+        "2026-11-10",
+        "--validations-per-day",
+        "50",
+        env=env,
+        cwd=ROOT,
+    )
     assert made.returncode == 0, made.stderr
     config = deployment / "proxywhirl.toml"
     config.unlink()
@@ -210,9 +246,15 @@ def test_a_failed_step_is_said_once_and_its_traceback_only_with_verbose(
     assert (exports / "proxy_list" / "dt=2026-11-10" / "_manifest.json").is_file()
 
     verbose = cli(
-        "materialize", "--last-days", "1", "--end-date", "2026-11-10", "--verbose",
-        env=env, cwd=ROOT,
-    )  # fmt: skip
+        "materialize",
+        "--last-days",
+        "1",
+        "--end-date",
+        "2026-11-10",
+        "--verbose",
+        env=env,
+        cwd=ROOT,
+    )
     assert verbose.returncode == 1
     assert "Stack Trace" in verbose.stderr  # Dagster's own log, with the step's traceback
     assert expected in verbose.stderr.splitlines()

@@ -57,8 +57,13 @@ def test_dagster_validates_the_workspace(tmp_path: Path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     result = subprocess.run(
         [str(DAGSTER), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -66,8 +71,13 @@ def test_a_malformed_partition_start_is_named(tmp_path: Path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "EXPORT_PARTITION_START": "01/02/2025"}
     result = subprocess.run(
         [sys.executable, "-c", "import export_assets.definitions"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode != 0
     assert "EXPORT_PARTITION_START='01/02/2025' is not a date: write it as YYYY-MM-DD" in (
         result.stderr

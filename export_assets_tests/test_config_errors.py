@@ -36,18 +36,26 @@ DAY = "2026-11-19"
 
 
 def run(
-    asset: AssetsDefinition, config: dict[str, Any], sample: SampleDeployment, exports: Path,
+    asset: AssetsDefinition,
+    config: dict[str, Any],
+    sample: SampleDeployment,
+    exports: Path,
     instance: DagsterInstance,
-) -> ExecuteInProcessResult:  # fmt: skip
+) -> ExecuteInProcessResult:
     # Options are run config of the on-demand asset only (the daily record's are fixed).
     return materialize(
-        [requested(asset)], partition_key=DAY, instance=instance,
+        [requested(asset)],
+        partition_key=DAY,
+        instance=instance,
         resources=export_resources(
-            sample.database, exports, log_dir=str(sample.log_dir),
+            sample.database,
+            exports,
+            log_dir=str(sample.log_dir),
             config_path=str(sample.config_path),
         ),
-        run_config=request_config(asset, config), raise_on_error=False,
-    )  # fmt: skip
+        run_config=request_config(asset, config),
+        raise_on_error=False,
+    )
 
 
 def final_failure(result: ExecuteInProcessResult) -> str:
@@ -66,48 +74,66 @@ def final_failure(result: ExecuteInProcessResult) -> str:
     ("asset", "config", "message"),
     [
         (
-            validation_events, {"error_types": []},
+            validation_events,
+            {"error_types": []},
             "invalid run config (ValidationEventsRequest): error_types=[]: an empty list "
             "matches nothing: list values, or leave it unset",
         ),
         (
-            proxy_changes, {"changes": []},
+            proxy_changes,
+            {"changes": []},
             "invalid run config (ProxyChangesRequest): changes=[]: changes is empty: list the "
             "kinds to export (added, removed, status_changed), or leave it unset for all",
         ),
         (
-            proxy_list, {"gzip_level": 42},
+            proxy_list,
+            {"gzip_level": 42},
             "invalid run config (ProxyListRequest): gzip_level=42 is out of range: use a value "
             "from 1 to 9",
         ),
         (
-            proxy_list, {"zstd_level": 0, "min_success_rate": 1.5},
+            proxy_list,
+            {"zstd_level": 0, "min_success_rate": 1.5},
             "invalid run config (ProxyListRequest): zstd_level=0 is out of range: use a value "
             "from 1 to 22; min_success_rate=1.5 is out of range: use a value from 0.0 to 1.0",
         ),
         (
-            proxy_list, {"format": "parquet", "compression": "gzip"},
+            proxy_list,
+            {"format": "parquet", "compression": "gzip"},
             "invalid run config (ProxyListRequest): parquet compresses internally "
             "(parquet_compression); set compression to none (or leave it unset), not 'gzip'",
         ),
         (
-            proxy_list, {"fields": ["url", "url"]},
+            proxy_list,
+            {"fields": ["url", "url"]},
             "invalid run config (ProxyListRequest): fields=['url', 'url']: fields lists 'url' "
             "twice: ['url', 'url']",
         ),
         (
-            pool_config, {"gzip_level": 10, "compression": "gzip"},
+            pool_config,
+            {"gzip_level": 10, "compression": "gzip"},
             "invalid run config (PoolConfigRequest): gzip_level=10 is out of range: use a value "
             "from 1 to 9",
         ),
     ],
-    ids=["empty-error-types", "empty-changes", "gzip-42", "two-ranges", "codec", "fields-twice",
-         "document-level"],
-)  # fmt: skip
+    ids=[
+        "empty-error-types",
+        "empty-changes",
+        "gzip-42",
+        "two-ranges",
+        "codec",
+        "fields-twice",
+        "document-level",
+    ],
+)
 def test_a_config_mistake_fails_at_once_with_one_line_and_publishes_nothing(
-    asset: AssetsDefinition, config: dict[str, Any], message: str,
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
-) -> None:  # fmt: skip
+    asset: AssetsDefinition,
+    config: dict[str, Any],
+    message: str,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
+) -> None:
     # The export policy retries with 10 s, 20 s, 40 s of backoff: a retried config error
     # would take over a minute; this one fails in its first attempt.
     result = run(asset, config, sample_deployment, tmp_path / "exports", instance)

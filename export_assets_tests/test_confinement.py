@@ -118,15 +118,31 @@ def test_publish_refuses_a_tampered_manifest_and_deletes_nothing(
 
 @pytest.mark.parametrize(
     "path",
-    ["/etc/passwd", "..", "dt=x/../../victim.txt", "..\\..\\victim.txt", "a\0b", ".hidden.tmp",
-     "_manifest.json"],
-)  # fmt: skip
+    [
+        "/etc/passwd",
+        "..",
+        "dt=x/../../victim.txt",
+        "..\\..\\victim.txt",
+        "a\0b",
+        ".hidden.tmp",
+        "_manifest.json",
+    ],
+)
 def test_the_manifest_parser_refuses_every_unsafe_name(path: str) -> None:
     manifest = ExportManifest(
-        asset=ASSET, partition=DAY, run_id="r", created_at="2026-11-21T00:00:00Z",
-        format="csv", compression="gzip", files=[ManifestFile(path, 1, "0" * 64, 1)],
-        total_rows=1, columns=[], source={}, credential_policy="redact", previous_manifest=None,
-    )  # fmt: skip
+        asset=ASSET,
+        partition=DAY,
+        run_id="r",
+        created_at="2026-11-21T00:00:00Z",
+        format="csv",
+        compression="gzip",
+        files=[ManifestFile(path, 1, "0" * 64, 1)],
+        total_rows=1,
+        columns=[],
+        source={},
+        credential_policy="redact",
+        previous_manifest=None,
+    )
     with pytest.raises(ManifestError) as caught:
         ExportManifest.from_json(manifest.to_json(), where="s3://b/x/_manifest.json")
     assert str(caught.value).startswith(
@@ -146,10 +162,19 @@ def test_the_manifest_parser_refuses_unsafe_asset_and_partition(
     field: str, value: Any, said: str
 ) -> None:
     manifest = ExportManifest(
-        asset=ASSET, partition=DAY, run_id="r", created_at="2026-11-21T00:00:00Z",
-        format="csv", compression="gzip", files=[], total_rows=0, columns=[], source={},
-        credential_policy="redact", previous_manifest=None,
-    )  # fmt: skip
+        asset=ASSET,
+        partition=DAY,
+        run_id="r",
+        created_at="2026-11-21T00:00:00Z",
+        format="csv",
+        compression="gzip",
+        files=[],
+        total_rows=0,
+        columns=[],
+        source={},
+        credential_policy="redact",
+        previous_manifest=None,
+    )
     raw = json.loads(manifest.to_json())
     raw[field] = value
     with pytest.raises(ManifestError, match="is refused") as caught:
@@ -163,12 +188,19 @@ def expired_partition(destination: Destination, day: str, files: dict[str, bytes
     for name, data in files.items():
         destination.write_bytes(f"{folder}/{name}", data)
     manifest = ExportManifest(
-        asset=ASSET, partition=day, run_id="r", created_at=f"{day}T01:00:00Z", format="csv",
+        asset=ASSET,
+        partition=day,
+        run_id="r",
+        created_at=f"{day}T01:00:00Z",
+        format="csv",
         compression="gzip",
         files=[ManifestFile(n, len(d), sha256_hex(d), 1) for n, d in files.items()],
-        total_rows=len(files), columns=[], source={}, credential_policy="redact",
+        total_rows=len(files),
+        columns=[],
+        source={},
+        credential_policy="redact",
         previous_manifest=None,
-    )  # fmt: skip
+    )
     destination.write_bytes(manifest_key(ASSET, day), manifest.to_json())
 
 
@@ -225,9 +257,12 @@ def test_restore_refuses_a_data_file_that_links_outside(tmp_path: Path) -> None:
 
 
 def test_link_refuses_a_tampered_manifest_and_bad_arguments(
-    store: ExportStore, tmp_path: Path, instance: DagsterInstance, moto_server: MotoServer,
+    store: ExportStore,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    moto_server: MotoServer,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     assert run(store, "csv", instance).success
     destination = store.open()
     tamper(destination, ASSET, DAY, TAMPERED)
@@ -281,18 +316,28 @@ def test_a_partition_folder_linking_outside_is_never_followed(
 
 @pytest.mark.parametrize(
     "key",
-    ["../victim.txt", "raced/../../victim.txt", "/etc/passwd", "raced//x", "raced/./x",
-     "raced\\..\\x", "raced/x\0y", ""],
-)  # fmt: skip
+    [
+        "../victim.txt",
+        "raced/../../victim.txt",
+        "/etc/passwd",
+        "raced//x",
+        "raced/./x",
+        "raced\\..\\x",
+        "raced/x\0y",
+        "",
+    ],
+)
 def test_destinations_refuse_keys_that_escape(
     key: str, tmp_path: Path, moto_server: MotoServer
 ) -> None:
     local = LocalDestination(tmp_path / "exports")
     s3 = S3Destination(moto_server.client(), "any-bucket", "team/exports")
     for attempt in (
-        lambda: local.path(key), lambda: local.delete(key), lambda: local.read_bytes(key),
+        lambda: local.path(key),
+        lambda: local.delete(key),
+        lambda: local.read_bytes(key),
         lambda: s3.object_key(key),
-    ):  # fmt: skip
+    ):
         with pytest.raises((UnsafePathError, ValueError)) as caught:
             attempt()
         assert repr(key) in str(caught.value) or key == ""

@@ -21,15 +21,20 @@ from export_assets_tests.test_round_trip import EXPORT_KEY, PARTITION, sample_ke
 
 
 def run(
-    sample: SampleDeployment, exports: Path, instance: DagsterInstance, asset: Any,
+    sample: SampleDeployment,
+    exports: Path,
+    instance: DagsterInstance,
+    asset: Any,
     config: dict[str, Any],
-) -> tuple[bool, str]:  # fmt: skip
+) -> tuple[bool, str]:
     """Materialize one asset; (success, the user's error message)."""
     result = materialize(
-        [configured(asset, config)], partition_key=PARTITION, instance=instance,
+        [configured(asset, config)],
+        partition_key=PARTITION,
+        instance=instance,
         raise_on_error=False,
         resources=export_resources(sample.database, exports, config_path=str(sample.config_path)),
-    )  # fmt: skip
+    )
     failures = result.get_step_failure_events()
     if not failures:
         return True, ""
@@ -52,14 +57,21 @@ def env(monkeypatch: pytest.MonkeyPatch, sample_deployment: SampleDeployment) ->
 
 
 def test_redact_is_the_default_and_selected_fields_stay_empty(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     env: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     ok, _ = run(sample_deployment, tmp_path / "a", instance, proxy_list, {})
     assert ok
     assert "username" not in pool_rows(tmp_path / "a")[0]
-    ok, _ = run(sample_deployment, tmp_path / "b", instance, proxy_list,
-                {"fields": ["url", "username", "password"]})  # fmt: skip
+    ok, _ = run(
+        sample_deployment,
+        tmp_path / "b",
+        instance,
+        proxy_list,
+        {"fields": ["url", "username", "password"]},
+    )
     rows = pool_rows(tmp_path / "b")
     assert ok
     assert len(rows) == 80
@@ -67,9 +79,11 @@ def test_redact_is_the_default_and_selected_fields_stay_empty(
 
 
 def test_encrypt_reencrypts_with_the_export_key(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     env: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     ok, message = run(sample_deployment, tmp_path, instance, proxy_list, {"credentials": "encrypt"})
     assert ok, message
     fernet = Fernet(EXPORT_KEY)
@@ -92,9 +106,11 @@ def test_encrypt_reencrypts_with_the_export_key(
 
 
 def test_encrypt_reads_rotated_proxywhirl_keys(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     env: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     env.setenv("PROXYWHIRL_CACHE_ENCRYPTION_KEY", Fernet.generate_key().decode())
     env.setenv("PROXYWHIRL_CACHE_KEY_PREVIOUS", sample_deployment.cache_encryption_key)
     ok, message = run(sample_deployment, tmp_path, instance, proxy_list, {"credentials": "encrypt"})
@@ -106,15 +122,22 @@ def test_encrypt_reads_rotated_proxywhirl_keys(
     [
         ("unset_proxywhirl", "is encrypted but PROXYWHIRL_CACHE_ENCRYPTION_KEY is not set"),
         ("wrong_proxywhirl", "does not decrypt with PROXYWHIRL_CACHE_ENCRYPTION_KEY"),
-        ("unset_export", "credentials policy encrypt needs EXPORT_ENCRYPTION_KEY (a Fernet key) or "
-                         "EXPORT_PASSWORD"),
+        (
+            "unset_export",
+            "credentials policy encrypt needs EXPORT_ENCRYPTION_KEY (a Fernet key) or "
+            "EXPORT_PASSWORD",
+        ),
         ("bad_export", "EXPORT_ENCRYPTION_KEY is not a Fernet key"),
     ],
-)  # fmt: skip
+)
 def test_encrypt_fails_clearly_without_the_right_keys(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
-    env: pytest.MonkeyPatch, change: str, expected: str,
-) -> None:  # fmt: skip
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    env: pytest.MonkeyPatch,
+    change: str,
+    expected: str,
+) -> None:
     wrong = Fernet.generate_key().decode()
     if change == "unset_proxywhirl":
         env.delenv("PROXYWHIRL_CACHE_ENCRYPTION_KEY")
@@ -133,12 +156,15 @@ def test_encrypt_fails_clearly_without_the_right_keys(
 
 
 def test_reference_placeholders_are_stable(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     env: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     for name in ("a", "b"):
-        ok, _ = run(sample_deployment, tmp_path / name, instance, proxy_list,
-                    {"credentials": "reference"})  # fmt: skip
+        ok, _ = run(
+            sample_deployment, tmp_path / name, instance, proxy_list, {"credentials": "reference"}
+        )
         assert ok
     first, second = pool_rows(tmp_path / "a"), pool_rows(tmp_path / "b")
     assert first == second
@@ -148,11 +174,18 @@ def test_reference_placeholders_are_stable(
 
 
 def test_pool_config_encrypt_and_missing_config_key(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     env: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
-    ok, message = run(sample_deployment, tmp_path / "a", instance, pool_config,
-                      {"credentials": "encrypt", "format": "json"})  # fmt: skip
+) -> None:
+    ok, message = run(
+        sample_deployment,
+        tmp_path / "a",
+        instance,
+        pool_config,
+        {"credentials": "encrypt", "format": "json"},
+    )
     assert ok, message
     folder = tmp_path / "a" / "pool_config" / f"dt={PARTITION}"
     document = json.loads(next(folder.glob("pool_config-*")).read_bytes())
@@ -163,8 +196,9 @@ def test_pool_config_encrypt_and_missing_config_key(
     assert any(e.get("credentials") == "not recoverable from the file" for e in document["proxies"])
 
     env.delenv("PROXYWHIRL_KEY")
-    ok, message = run(sample_deployment, tmp_path / "b", instance, pool_config,
-                      {"credentials": "encrypt"})  # fmt: skip
+    ok, message = run(
+        sample_deployment, tmp_path / "b", instance, pool_config, {"credentials": "encrypt"}
+    )
     assert not ok
     assert "encrypted under PROXYWHIRL_KEY (its encryption_key_env), which is not set" in message
     assert not (tmp_path / "b" / "pool_config").exists()

@@ -42,9 +42,13 @@ def daemon(
     log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [str(DAEMON), "run", "-w", "workspace.yaml"],
-        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: the code server and runs die with it
-    )  # fmt: skip
+    )
     try:
         yield home, process
     finally:

@@ -216,9 +216,11 @@ def test_killed_runs_are_failed_and_free_the_pool_for_the_next_export(
         _assert_all_ended_and_freed(instance, [*holding, *waiting])
         # The next export claims a slot of the pool and succeeds.
         result = materialize(
-            [quick_export], instance=instance, partition_key=PARTITION,
+            [quick_export],
+            instance=instance,
+            partition_key=PARTITION,
             resources=writer(dagster_home),
-        )  # fmt: skip
+        )
         assert result.success
         assert _pool(instance) == ([], [])
         # A second sweep finds nothing left to do.
@@ -241,10 +243,23 @@ def test_after_killed_runs_the_next_cli_export_runs_without_manual_steps(
         "EXPORT_DESTINATION": str(exports),
     }
     result = subprocess.run(
-        [str(BIN / "export-assets"), "materialize", "--job", "backup_job", "--last-days", "1",
-         "--end-date", PARTITION],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            str(BIN / "export-assets"),
+            "materialize",
+            "--job",
+            "backup_job",
+            "--last-days",
+            "1",
+            "--end-date",
+            PARTITION,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"dead-run sweep: marked {POOL_LIMIT + 1} dead run(s) failed" in result.stderr
     # The backup template's copies, under its own folder.
@@ -309,9 +324,11 @@ def test_a_run_process_tag_from_another_run_or_malformed_is_ignored_with_a_warni
 def test_an_export_step_records_the_process_executing_its_run(dagster_home: Path) -> None:
     with DagsterInstance.get() as instance:
         result = materialize(
-            [quick_export], instance=instance, partition_key=PARTITION,
+            [quick_export],
+            instance=instance,
+            partition_key=PARTITION,
             resources=writer(dagster_home),
-        )  # fmt: skip
+        )
         run = instance.get_run_by_id(result.run_id)
         assert run is not None
         recorded = RunProcess.from_tag(run.tags[RUN_PROCESS_TAG], run.run_id)
@@ -350,8 +367,11 @@ def test_sigterm_stops_an_export_at_once_without_a_retry_and_frees_its_slot(
     script.write_text(STOPPABLE_EXPORT)
     process = subprocess.Popen(
         [sys.executable, str(script), PARTITION, str(tmp_path / "out")],
-        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         with DagsterInstance.get() as instance:
             _wait_for(lambda: len(_pool(instance)[0]) == 1, "the export's slot", [process])
@@ -433,9 +453,13 @@ class Daemon:
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [str(BIN / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
-            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]

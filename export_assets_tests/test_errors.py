@@ -92,13 +92,16 @@ def test_locked_databases_and_s3_hiccups_are_transient(locked_database: Path) ->
     wrapped = SourceError(f"ProxyWhirl database {locked_database} stayed locked")
     wrapped.__cause__ = locked
     for error in [
-        locked, wrapped,
-        s3_error("InternalError", 500), s3_error("ServiceUnavailable", 503),
-        s3_error("SlowDown", 503), s3_error("RequestTimeout", 400),
+        locked,
+        wrapped,
+        s3_error("InternalError", 500),
+        s3_error("ServiceUnavailable", 503),
+        s3_error("SlowDown", 503),
+        s3_error("RequestTimeout", 400),
         ReadTimeoutError(endpoint_url="http://127.0.0.1:9/b"),
         ConnectTimeoutError(endpoint_url="http://127.0.0.1:9/b"),
         TimeoutError("timed out"),
-    ]:  # fmt: skip
+    ]:
         assert is_transient(error), error
         # Let through, as it is, for the retry policy.
         with pytest.raises(type(error)), fail_fast_on_permanent_errors():
@@ -138,13 +141,19 @@ def test_source_config_destination_and_key_errors_are_permanent(tmp_path: Path) 
 
 
 def run_proxy_list(
-    sample: SampleDeployment, exports: Path, instance: DagsterInstance,
-    database: Path | None = None, **config: object,
-) -> ExecuteInProcessResult:  # fmt: skip
+    sample: SampleDeployment,
+    exports: Path,
+    instance: DagsterInstance,
+    database: Path | None = None,
+    **config: object,
+) -> ExecuteInProcessResult:
     return materialize(
-        [configured(proxy_list, config)], partition_key=DAY, instance=instance,
-        resources=export_resources(database or sample.database, exports), raise_on_error=False,
-    )  # fmt: skip
+        [configured(proxy_list, config)],
+        partition_key=DAY,
+        instance=instance,
+        resources=export_resources(database or sample.database, exports),
+        raise_on_error=False,
+    )
 
 
 def final_failure(result: ExecuteInProcessResult) -> str:
@@ -173,9 +182,11 @@ def test_a_missing_database_is_a_final_failure_naming_it(
 
 
 def test_a_missing_export_key_is_a_final_failure(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.delenv("EXPORT_ENCRYPTION_KEY", raising=False)
     monkeypatch.delenv("EXPORT_PASSWORD", raising=False)
     result = run_proxy_list(sample_deployment, tmp_path / "out", instance, credentials="encrypt")
@@ -206,9 +217,10 @@ def test_the_retry_policy_retries_a_locked_database_and_nothing_else(
         # An export step's shape: its work inside fail_fast_on_permanent_errors, under a
         # retry policy (no delay between tries here).
         @asset(
-            name=f"reads_{database.stem}", partitions_def=daily_partitions,
+            name=f"reads_{database.stem}",
+            partitions_def=daily_partitions,
             retry_policy=RetryPolicy(max_retries=2, delay=0),
-        )  # fmt: skip
+        )
         def reads(context) -> None:  # type: ignore[no-untyped-def]  # Dagster reads it
             attempts.append(context.partition_key)
             with fail_fast_on_permanent_errors():
@@ -223,8 +235,10 @@ def test_the_retry_policy_retries_a_locked_database_and_nothing_else(
     assert len(attempts) == 3  # the first try and two retries
     attempts.clear()
     missing = materialize(
-        [reading(tmp_path / "absent.db")], partition_key=DAY, instance=instance,
+        [reading(tmp_path / "absent.db")],
+        partition_key=DAY,
+        instance=instance,
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert final_failure(missing).startswith(f"ProxyWhirl database {tmp_path / 'absent.db'} ")
     assert len(attempts) == 1

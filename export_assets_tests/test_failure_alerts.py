@@ -114,10 +114,13 @@ class Ticks:
 def failed_materialization(instance: DagsterInstance, tmp_path: Path, who: str) -> str:
     """A failed export run executed in process (as `dagster asset materialize`): no database."""
     result = materialize(
-        [proxy_list], partition_key=PARTITION, instance=instance, raise_on_error=False,
+        [proxy_list],
+        partition_key=PARTITION,
+        instance=instance,
+        raise_on_error=False,
         resources=export_resources(tmp_path / "missing" / "proxies.db", tmp_path / "exports"),
         tags={"export/requested_by": who},
-    )  # fmt: skip
+    )
     assert not result.success
     return result.run_id
 
@@ -336,9 +339,13 @@ def test_the_daemon_notifies_a_failed_cli_run_and_a_failed_launched_run_once_eac
         with open(daemon_log, "wb") as log:
             daemon = subprocess.Popen(
                 [str(CLI.parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
             # Both sensors' first ticks set their cursors ("from now") before anything fails.
             for first in (
@@ -348,15 +355,28 @@ def test_the_daemon_notifies_a_failed_cli_run_and_a_failed_launched_run_once_eac
                 _wait_for(first, lambda f=first: f in daemon_log.read_text(), 240, daemon_log)  # type: ignore[misc]
             launch = subprocess.Popen(
                 [
-                    str(CLI.parent / "dagster"), "job", "launch", "-w", "workspace.yaml",
-                    "-j", "daily_export_job", "--tags", json.dumps({PARTITION_TAG: PARTITION}),
+                    str(CLI.parent / "dagster"),
+                    "job",
+                    "launch",
+                    "-w",
+                    "workspace.yaml",
+                    "-j",
+                    "daily_export_job",
+                    "--tags",
+                    json.dumps({PARTITION_TAG: PARTITION}),
                 ],
-                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
             cli = subprocess.run(
                 [str(CLI), "materialize", "--last-days", "1", "--end-date", PARTITION],
-                cwd=ROOT, env=env, capture_output=True, timeout=300,
-            )  # fmt: skip
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                timeout=300,
+            )
             assert cli.returncode == 1, cli.stderr.decode()[-2000:]
             launched_output = launch.communicate(timeout=300)[0].decode()
             assert launch.returncode == 0, launched_output[-2000:]

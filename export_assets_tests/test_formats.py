@@ -315,11 +315,21 @@ def test_an_empty_export_is_a_valid_file_of_its_format(fmt: Format) -> None:
 
 def test_json_and_jsonl_text_is_exact() -> None:
     row = {
-        "url": "http://a:1", "note": 'é "q" \\ \n\x01 😀', "count": -3, "ratio": 1.0,
-        "ok": False, "at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
-    }  # fmt: skip
-    nulls = {"url": "http://b:2", "note": None, "count": None, "ratio": math.nan, "ok": None,
-             "at": None}  # fmt: skip
+        "url": "http://a:1",
+        "note": 'é "q" \\ \n\x01 😀',
+        "count": -3,
+        "ratio": 1.0,
+        "ok": False,
+        "at": datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+    }
+    nulls = {
+        "url": "http://b:2",
+        "note": None,
+        "count": None,
+        "ratio": math.nan,
+        "ok": None,
+        "at": None,
+    }
     line = (
         '{"url":"http://a:1","note":"é \\"q\\" \\\\ \\n\\u0001 😀","count":-3,"ratio":1.0,'
         '"ok":false,"at":"2026-01-02T03:04:05.000006Z"}'
@@ -455,17 +465,21 @@ def test_txt_needs_a_url_column() -> None:
 
 @pytest.mark.parametrize(
     ("url", "message"),
-    [(None, "1 row\\(s\\) have no url"), ("http://a\n:1", "contains a line break"),
-     ("http://a\u2028:1", "contains a line break")],
-)  # fmt: skip
+    [
+        (None, "1 row\\(s\\) have no url"),
+        ("http://a\n:1", "contains a line break"),
+        ("http://a\u2028:1", "contains a line break"),
+    ],
+)
 def test_txt_refuses_what_is_not_one_url_per_line(url: str | None, message: str) -> None:
     batch = pa.RecordBatch.from_pylist([{"url": url}], schema=pa.schema([("url", pa.string())]))
     with pytest.raises(ValueError, match=message):
         write("txt", "none", iter([batch]), schema=batch.schema)
 
 
-@pytest.mark.parametrize(("fmt", "compression"), [("parquet", "gzip"), ("xlsx", "zip"),
-                                                  ("parquet", "zstd")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("fmt", "compression"), [("parquet", "gzip"), ("xlsx", "zip"), ("parquet", "zstd")]
+)
 def test_an_outer_codec_on_parquet_or_xlsx_is_a_config_error(
     fmt: Format, compression: Compression
 ) -> None:
@@ -505,13 +519,23 @@ def test_config_resolves_the_format_default_codec_and_carries_every_option() -> 
     assert ExportConfig(format="parquet").options().compression == "none"
     assert ExportConfig(format="xlsx", compression="none").options().compression == "none"
     options = ExportConfig(
-        format="jsonl", compression="zstd", zstd_level=9, gzip_level=1,
-        parquet_compression="snappy", neutralize_formulas=False, fields=["url", "host"],
-    ).options()  # fmt: skip
+        format="jsonl",
+        compression="zstd",
+        zstd_level=9,
+        gzip_level=1,
+        parquet_compression="snappy",
+        neutralize_formulas=False,
+        fields=["url", "host"],
+    ).options()
     assert options == ExportOptions(
-        format="jsonl", compression="zstd", zstd_level=9, gzip_level=1,
-        parquet_compression="snappy", neutralize_formulas=False, fields=("url", "host"),
-    )  # fmt: skip
+        format="jsonl",
+        compression="zstd",
+        zstd_level=9,
+        gzip_level=1,
+        parquet_compression="snappy",
+        neutralize_formulas=False,
+        fields=("url", "host"),
+    )
     assert [c.value for c in CompressionChoice] == list(COMPRESSIONS)
     with pytest.raises(pydantic.ValidationError, match="fields lists 'url' twice"):
         ExportConfig(fields=["url", "url"])

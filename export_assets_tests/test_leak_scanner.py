@@ -131,31 +131,47 @@ def published(exports: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize(
     ("fmt", "compression", "where"),
-    [("csv", "none", ":2:"), ("jsonl", "gzip", ":1:"), ("parquet", "none", ":row 1 column source:"),
-     ("xlsx", "none", ":row 1 column source:")],
-)  # fmt: skip
+    [
+        ("csv", "none", ":2:"),
+        ("jsonl", "gzip", ":1:"),
+        ("parquet", "none", ":row 1 column source:"),
+        ("xlsx", "none", ":row 1 column source:"),
+    ],
+)
 def test_a_planted_credential_stops_the_publish_in_every_format(
-    sample_deployment: SampleDeployment, planted: tuple[Path, str], tmp_path: Path,
-    instance: DagsterInstance, env: pytest.MonkeyPatch, fmt: str, compression: str, where: str,
-) -> None:  # fmt: skip
+    sample_deployment: SampleDeployment,
+    planted: tuple[Path, str],
+    tmp_path: Path,
+    instance: DagsterInstance,
+    env: pytest.MonkeyPatch,
+    fmt: str,
+    compression: str,
+    where: str,
+) -> None:
     root, secret = planted
     exports = tmp_path / "exports"
     asset = configured(proxy_list, {"format": fmt, "compression": compression})
     # The clean deployment's export of the day, then the same day with the planted secret.
     clean = materialize(
-        [asset], partition_key=PARTITION, instance=instance,
-        resources=export_resources(sample_deployment.database, exports,
-                                   config_path=str(sample_deployment.config_path)),
-    )  # fmt: skip
+        [asset],
+        partition_key=PARTITION,
+        instance=instance,
+        resources=export_resources(
+            sample_deployment.database, exports, config_path=str(sample_deployment.config_path)
+        ),
+    )
     assert clean.success
     before = published(exports)
 
     result = materialize(
-        [asset], partition_key=PARTITION, instance=instance,
-        resources=export_resources(root / "proxies.db", exports,
-                                   config_path=str(root / "proxywhirl.toml")),
+        [asset],
+        partition_key=PARTITION,
+        instance=instance,
+        resources=export_resources(
+            root / "proxies.db", exports, config_path=str(root / "proxywhirl.toml")
+        ),
         raise_on_error=False,
-    )  # fmt: skip
+    )
 
     message = failure_of(result)
     assert f"proxy_list {PARTITION}: 1 credential leak(s)" in message
@@ -182,18 +198,23 @@ def chatty(secret: str) -> AssetsDefinition:
 
 
 def test_the_run_event_log_is_scanned(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     env: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     secret = a_password(sample_deployment)
 
     chatty_export = chatty(secret)
     result = materialize(
-        [chatty_export], partition_key=PARTITION,
-        instance=instance, raise_on_error=False,
-        resources=export_resources(sample_deployment.database, tmp_path,
-                                   config_path=str(sample_deployment.config_path)),
-    )  # fmt: skip
+        [chatty_export],
+        partition_key=PARTITION,
+        instance=instance,
+        raise_on_error=False,
+        resources=export_resources(
+            sample_deployment.database, tmp_path, config_path=str(sample_deployment.config_path)
+        ),
+    )
     (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == NO_LEAK]
     assert not evaluation.passed
     assert not result.success  # blocking
@@ -201,20 +222,27 @@ def test_the_run_event_log_is_scanned(
 
 
 def test_a_leak_in_the_event_log_of_a_ranged_run_blocks_and_is_recorded_per_day(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     env: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     secret = a_password(sample_deployment)
 
     chatty_export = chatty(secret)
     days = ["2026-11-19", PARTITION]
     result = materialize(
-        [chatty_export], instance=instance, raise_on_error=False,
-        tags={"dagster/asset_partition_range_start": days[0],
-              "dagster/asset_partition_range_end": days[-1]},
-        resources=export_resources(sample_deployment.database, tmp_path,
-                                   config_path=str(sample_deployment.config_path)),
-    )  # fmt: skip
+        [chatty_export],
+        instance=instance,
+        raise_on_error=False,
+        tags={
+            "dagster/asset_partition_range_start": days[0],
+            "dagster/asset_partition_range_end": days[-1],
+        },
+        resources=export_resources(
+            sample_deployment.database, tmp_path, config_path=str(sample_deployment.config_path)
+        ),
+    )
     # Blocking as in a one-day run: the step fails once, never retried, naming the check.
     assert not result.success
     [failure] = result.get_step_failure_events()
@@ -237,44 +265,71 @@ def test_a_leak_in_the_event_log_of_a_ranged_run_blocks_and_is_recorded_per_day(
 
 @pytest.mark.parametrize("policy", ["redact", "encrypt", "reference"])
 def test_every_export_of_the_sample_passes(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
-    env: pytest.MonkeyPatch, policy: str,
-) -> None:  # fmt: skip
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    env: pytest.MonkeyPatch,
+    policy: str,
+) -> None:
     result = materialize(
-        [configured(a, {"credentials": policy}) if a.key.path[-1] in ("proxy_list", "pool_config")
-         else a for a in EXPORT_ASSETS],
-        partition_key=PARTITION, instance=instance,
-        resources=export_resources(sample_deployment.database, tmp_path,
-                                   config_path=str(sample_deployment.config_path),
-                                   log_dir=str(sample_deployment.log_dir)),
-    )  # fmt: skip
+        [
+            configured(a, {"credentials": policy})
+            if a.key.path[-1] in ("proxy_list", "pool_config")
+            else a
+            for a in EXPORT_ASSETS
+        ],
+        partition_key=PARTITION,
+        instance=instance,
+        resources=export_resources(
+            sample_deployment.database,
+            tmp_path,
+            config_path=str(sample_deployment.config_path),
+            log_dir=str(sample_deployment.log_dir),
+        ),
+    )
     assert result.success
     evaluations = result.get_asset_check_evaluations()
     leaks = [e for e in evaluations if e.check_name == NO_LEAK]
     assert len(leaks) == len(EXPORT_ASSETS)
     assert all(e.passed for e in leaks)
     assert all(int(str(e.metadata["known_credentials"].value)) > 20 for e in leaks)
-    cli = CliRunner().invoke(main, ["scan", str(tmp_path), "--db", str(sample_deployment.database),
-                                    "--config", str(sample_deployment.config_path)])  # fmt: skip
+    cli = CliRunner().invoke(
+        main,
+        [
+            "scan",
+            str(tmp_path),
+            "--db",
+            str(sample_deployment.database),
+            "--config",
+            str(sample_deployment.config_path),
+        ],
+    )
     assert cli.exit_code == 0, cli.output
     assert "0 finding(s)" in cli.output
 
 
 @pytest.mark.parametrize(("fmt", "where"), [("parquet", "column source"), ("csv", ".csv.gz:2:")])
 def test_a_leak_reaches_no_s3_object(
-    planted: tuple[Path, str], instance: DagsterInstance, env: pytest.MonkeyPatch,
-    moto_server: s3_server.MotoServer, fmt: str, where: str,
-) -> None:  # fmt: skip
+    planted: tuple[Path, str],
+    instance: DagsterInstance,
+    env: pytest.MonkeyPatch,
+    moto_server: s3_server.MotoServer,
+    fmt: str,
+    where: str,
+) -> None:
     root, secret = planted
     client = moto_server.client()
     client.create_bucket(Bucket=f"leaks-{fmt}")
     store = ExportStore(destination=f"s3://leaks-{fmt}/exports", s3=moto_server.resource())
     result = materialize(
-        [configured(proxy_list, {"format": fmt})], partition_key=PARTITION, instance=instance,
-        resources=export_resources(root / "proxies.db", "unused", store=store,
-                                   config_path=str(root / "proxywhirl.toml")),
+        [configured(proxy_list, {"format": fmt})],
+        partition_key=PARTITION,
+        instance=instance,
+        resources=export_resources(
+            root / "proxies.db", "unused", store=store, config_path=str(root / "proxywhirl.toml")
+        ),
         raise_on_error=False,
-    )  # fmt: skip
+    )
     message = failure_of(result)
     assert where in message
     assert mask_secret(secret) in message

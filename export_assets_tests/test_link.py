@@ -34,9 +34,13 @@ def link(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def real_link(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CLI), "link", *args], env=env, capture_output=True, text=True, timeout=120,
+        [str(CLI), "link", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture

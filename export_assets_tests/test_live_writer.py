@@ -74,8 +74,12 @@ def busy_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A sample deployment with DAY_ROWS more checks on each of the two days."""
     deployment = write_sample_deployment(
         tmp_path_factory.mktemp("live") / "proxywhirl",
-        proxies=300, days=3, end_date=OPEN_DAY, validations_per_day=200, seed=5,
-    )  # fmt: skip
+        proxies=300,
+        days=3,
+        end_date=OPEN_DAY,
+        validations_per_day=200,
+        seed=5,
+    )
     database = deployment.database
     with sqlite3.connect(database) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
@@ -96,10 +100,16 @@ class Writer:
     def __init__(self, database: Path, stats: Path) -> None:
         self.stats = stats
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "export_assets_tests.live_writer", str(database),
-             OPEN_DAY.isoformat(), str(stats)],
+            [
+                sys.executable,
+                "-m",
+                "export_assets_tests.live_writer",
+                str(database),
+                OPEN_DAY.isoformat(),
+                str(stats),
+            ],
             cwd=REPO,
-        )  # fmt: skip
+        )
         deadline = time.monotonic() + 30
         while not stats.with_suffix(".ready").exists():
             assert self.process.poll() is None, "the writer died before its first commit"
@@ -118,7 +128,8 @@ class Writer:
             self.process.wait()
 
 
-@pytest.fixture(params=["delete", "wal"])
+# ProxyWhirl's default (rollback journal) in make test; WAL as well in make test-slow.
+@pytest.fixture(params=["delete", pytest.param("wal", marks=pytest.mark.slow)])
 def live(request: pytest.FixtureRequest, busy_database: Path, tmp_path: Path) -> Path:
     """A copy of the busy database in the journal mode ProxyWhirl runs it in."""
     database = tmp_path / "data" / "proxies.db"
@@ -153,9 +164,11 @@ def _day_ids(database: Path, day: date, up_to: int) -> list[int]:
 
 
 def _export_under_writer(
-    database: Path, tmp_path: Path, instance: DagsterInstance,
+    database: Path,
+    tmp_path: Path,
+    instance: DagsterInstance,
     runs: list[tuple[list[AssetsDefinition], date]],
-) -> tuple[Path, dict[str, Any]]:  # fmt: skip
+) -> tuple[Path, dict[str, Any]]:
     """Materialize ``runs`` while the writer writes; the exports folder and what the writer
     saw, after checking it saw no error, no slow transaction, and wrote meanwhile."""
     exports = tmp_path / "exports"
@@ -244,8 +257,12 @@ def untidy_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     successful checks, an error type ProxyWhirl does not list, deleted proxies."""
     database = write_sample_deployment(
         tmp_path_factory.mktemp("untidy") / "proxywhirl",
-        proxies=60, days=9, end_date=OPEN_DAY, validations_per_day=400, seed=3,
-    ).database  # fmt: skip
+        proxies=60,
+        days=9,
+        end_date=OPEN_DAY,
+        validations_per_day=400,
+        seed=3,
+    ).database
     with sqlite3.connect(database) as connection:
         connection.execute(
             "UPDATE validation_results SET validated_at = ? WHERE id IN (SELECT id FROM"
@@ -281,8 +298,10 @@ def _everything(database: Path, chunk_rows: int) -> dict[str, Any]:
                 ids = v.validation_id_range(snapshot, day, filters)
                 batches = list(v.validation_events(snapshot, day, ids, filters))
                 found[f"events {day} {name}"] = (
-                    ids, [b.num_rows for b in batches], pa.Table.from_batches(batches).to_pylist()
-                )  # fmt: skip
+                    ids,
+                    [b.num_rows for b in batches],
+                    pa.Table.from_batches(batches).to_pylist(),
+                )
             ids = v.validation_id_range(snapshot, day)
             day_metrics = metrics.proxy_metrics(snapshot, day, ids)
             found[f"metrics {day}"] = [b.to_pylist() for b in day_metrics]
@@ -308,9 +327,13 @@ def test_short_reads_give_exactly_what_one_read_gives(untidy_database: Path) -> 
 def test_rank_picker_finds_the_values_a_sort_finds() -> None:
     numbers = np.random.default_rng(7)
     values = np.concatenate(
-        [numbers.lognormal(5, 1.5, 20_000), np.round(numbers.uniform(-5, 5, 5_000)),
-         np.full(3_000, 250.0), [0.0, -0.0, 1e-300, 1e300, -1e300]]
-    )  # fmt: skip
+        [
+            numbers.lognormal(5, 1.5, 20_000),
+            np.round(numbers.uniform(-5, 5, 5_000)),
+            np.full(3_000, 250.0),
+            [0.0, -0.0, 1e-300, 1e300, -1e300],
+        ]
+    )
     groups = 40
     codes = numbers.integers(0, groups - 2, len(values))  # the last two groups stay empty
     codes[:1] = groups - 3  # a group that may hold one value only

@@ -66,9 +66,13 @@ def running_smtp_server() -> Iterator[tuple[int, _Mailbox]]:
     mailbox = _Mailbox()
     port = free_port()
     controller = Controller(
-        mailbox, hostname=HOST, port=port, authenticator=mailbox.authenticate,
-        auth_required=True, auth_require_tls=False,
-    )  # fmt: skip
+        mailbox,
+        hostname=HOST,
+        port=port,
+        authenticator=mailbox.authenticate,
+        auth_required=True,
+        auth_require_tls=False,
+    )
     controller.start()
     try:
         yield port, mailbox
@@ -123,20 +127,29 @@ def webhook_server() -> Iterator[tuple[str, _Received]]:
 
 def notifier(smtp_port: int, webhook_url: str) -> Notifier:
     return Notifier(
-        smtp_host=HOST, smtp_port=smtp_port, smtp_starttls=False, smtp_user=SMTP_USER,
-        smtp_password=SMTP_PASSWORD, email_from="exports@example.test",
-        email_to=["ops@example.test"], webhook_url=webhook_url, webhook_secret=WEBHOOK_KEY,
+        smtp_host=HOST,
+        smtp_port=smtp_port,
+        smtp_starttls=False,
+        smtp_user=SMTP_USER,
+        smtp_password=SMTP_PASSWORD,
+        email_from="exports@example.test",
+        email_to=["ops@example.test"],
+        webhook_url=webhook_url,
+        webhook_secret=WEBHOOK_KEY,
         webserver_url="http://dagster.example.test:3000/",
-    )  # fmt: skip
+    )
 
 
 def failed_run(instance: DagsterInstance, tmp_path: Path) -> str:
     """A real export run that fails: PROXYWHIRL_DB points at no file."""
     result = materialize(
-        [proxy_list], partition_key=PARTITION, instance=instance, raise_on_error=False,
+        [proxy_list],
+        partition_key=PARTITION,
+        instance=instance,
+        raise_on_error=False,
         resources=export_resources(tmp_path / "missing" / "proxies.db", tmp_path / "exports"),
         tags={"export/requested_by": "alice"},
-    )  # fmt: skip
+    )
     assert not result.success
     return result.run_id
 
@@ -220,11 +233,16 @@ def test_unreachable_servers_log_a_warning_and_never_raise() -> None:
     closed = free_port()  # nothing listens there
     log = _Log()
     unreachable = Notifier(
-        smtp_host=HOST, smtp_port=closed, smtp_starttls=False, smtp_user=SMTP_USER,
-        smtp_password=SMTP_PASSWORD, email_to=["ops@example.test"],
+        smtp_host=HOST,
+        smtp_port=closed,
+        smtp_starttls=False,
+        smtp_user=SMTP_USER,
+        smtp_password=SMTP_PASSWORD,
+        email_to=["ops@example.test"],
         webhook_url=f"http://{SMTP_USER}:{SMTP_PASSWORD}@{HOST}:{closed}/hook",
-        webhook_secret=WEBHOOK_KEY, timeout_seconds=2,
-    )  # fmt: skip
+        webhook_secret=WEBHOOK_KEY,
+        timeout_seconds=2,
+    )
     assert unreachable.send(Notification("s", "t"), log) == []
     [email, webhook] = log.warnings
     assert f"notification email to {HOST}:{closed} failed" in email
@@ -245,10 +263,12 @@ def test_a_scheduled_success_sends_one_digest(
 ) -> None:
     url, received = webhook_server
     result = materialize(
-        [proxy_list, validation_events], partition_key=PARTITION, instance=instance,
+        [proxy_list, validation_events],
+        partition_key=PARTITION,
+        instance=instance,
         resources=export_resources(sample_deployment.database, tmp_path / "exports"),
         tags={"dagster/schedule_name": "daily_export_schedule"},
-    )  # fmt: skip
+    )
     assert result.success
     [success] = instance.all_logs(result.run_id, of_type=DagsterEventType.RUN_SUCCESS)
     assert success.dagster_event is not None

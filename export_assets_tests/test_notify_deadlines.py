@@ -199,10 +199,15 @@ class _Log:
 
 def email_to(port: int, **settings: Any) -> dict[str, Any]:
     return {
-        "smtp_host": HOST, "smtp_port": port, "smtp_starttls": False, "smtp_user": SMTP_USER,
-        "smtp_password": SMTP_PASSWORD, "email_from": "exports@example.test",
-        "email_to": ["ops@example.test"], **settings,
-    }  # fmt: skip
+        "smtp_host": HOST,
+        "smtp_port": port,
+        "smtp_starttls": False,
+        "smtp_user": SMTP_USER,
+        "smtp_password": SMTP_PASSWORD,
+        "email_from": "exports@example.test",
+        "email_to": ["ops@example.test"],
+        **settings,
+    }
 
 
 def webhook_to(url: str) -> dict[str, Any]:
@@ -457,9 +462,14 @@ def test_starttls_and_https_deliver_through_the_deadline_sockets(
 
     mailbox = _Mailbox()
     controller = Controller(
-        mailbox, hostname=HOST, port=free_port(), tls_context=server_tls, require_starttls=True,
-        authenticator=mailbox.authenticate, auth_required=True,
-    )  # fmt: skip
+        mailbox,
+        hostname=HOST,
+        port=free_port(),
+        tls_context=server_tls,
+        require_starttls=True,
+        authenticator=mailbox.authenticate,
+        auth_required=True,
+    )
     received = _Received()
 
     class Handler(BaseHTTPRequestHandler):

@@ -306,11 +306,16 @@ def plant_lease(destination: Destination, **fields: Any) -> LeaseHolder:
     now = time.time()
     holder = LeaseHolder(
         **{
-            "run_id": "other-run", "host": "other-host", "pid": 4242, "pid_started": None,
-            "token": uuid.uuid4().hex, "acquired_at": now - 10, "expires_at": now + 3600,
+            "run_id": "other-run",
+            "host": "other-host",
+            "pid": 4242,
+            "pid_started": None,
+            "token": uuid.uuid4().hex,
+            "acquired_at": now - 10,
+            "expires_at": now + 3600,
             **fields,
         }
-    )  # fmt: skip
+    )
     assert destination.replace_if(lease_key(ASSET, DAY), holder.to_json(), None) is not None
     return holder
 
@@ -414,8 +419,10 @@ def test_a_holder_killed_with_sigkill_frees_the_partition_at_once(tmp_path: Path
     go.touch()
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(tmp_path / "exports"), str(go), "hold", "killed"],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert holder.stdout is not None
         assert holder.stdout.readline().strip() == "won"

@@ -88,10 +88,18 @@ def test_an_export_of_validation_events_never_imports_pandas(
 ) -> None:
     """Read (ADBC), format (csv, jsonl, parquet), compress and scan: pandas stays out."""
     result = subprocess.run(
-        [sys.executable, "-c", _EXPORT_IN_A_FRESH_PROCESS, str(sample_deployment.database),
-         SAMPLE_END.isoformat()],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            _EXPORT_IN_A_FRESH_PROCESS,
+            str(sample_deployment.database),
+            SAMPLE_END.isoformat(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["pandas_before"] is False
@@ -123,13 +131,25 @@ def test_statement_parameters_keep_their_values_and_types() -> None:
     batch = _parameters([7, -(2**63), "2026-11-20", "é", 1.5, True, b"\x00\x01", None])
     assert batch.num_rows == 1
     assert batch.to_pylist()[0] == {
-        "0": 7, "1": -(2**63), "2": "2026-11-20", "3": "é", "4": 1.5, "5": 1,
-        "6": b"\x00\x01", "7": None,
-    }  # fmt: skip
+        "0": 7,
+        "1": -(2**63),
+        "2": "2026-11-20",
+        "3": "é",
+        "4": 1.5,
+        "5": 1,
+        "6": b"\x00\x01",
+        "7": None,
+    }
     assert batch.schema.types == [
-        pa.int64(), pa.int64(), pa.string(), pa.string(), pa.float64(), pa.int64(),
-        pa.binary(), pa.null(),
-    ]  # fmt: skip
+        pa.int64(),
+        pa.int64(),
+        pa.string(),
+        pa.string(),
+        pa.float64(),
+        pa.int64(),
+        pa.binary(),
+        pa.null(),
+    ]
 
 
 def test_a_parameter_of_an_unknown_type_is_named() -> None:
@@ -191,10 +211,20 @@ def test_a_run_of_the_daily_record_never_imports_pandas(
     sample_deployment: SampleDeployment, tmp_path: Path
 ) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", _MATERIALIZE_IN_A_FRESH_PROCESS, str(sample_deployment.database),
-         SAMPLE_END.isoformat(), str(tmp_path / "exports")],
-        capture_output=True, text=True, timeout=300, check=False, cwd=Path(__file__).parents[1],
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            _MATERIALIZE_IN_A_FRESH_PROCESS,
+            str(sample_deployment.database),
+            SAMPLE_END.isoformat(),
+            str(tmp_path / "exports"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=Path(__file__).parents[1],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"success": True, "pandas": False}

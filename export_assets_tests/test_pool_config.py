@@ -50,9 +50,12 @@ def export(
 ) -> tuple[bool, ExportManifest | None, Path]:
     resources = export_resources(Path("unused.db"), exports, config_path=str(config_path))
     result = materialize(
-        [configured(pool_config, settings)], partition_key=PARTITION,
-        resources=resources, instance=instance, raise_on_error=False,
-    )  # fmt: skip
+        [configured(pool_config, settings)],
+        partition_key=PARTITION,
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
     folder = exports / "pool_config" / f"dt={PARTITION}"
     manifest_path = folder / "_manifest.json"
     manifest = (
@@ -122,9 +125,12 @@ def test_bad_config_files_are_named(
         path.write_text(content)
     resources = export_resources(Path("unused.db"), tmp_path / "exports", config_path=str(path))
     result = materialize(
-        [pool_config], partition_key=PARTITION, resources=resources, instance=instance,
+        [pool_config],
+        partition_key=PARTITION,
+        resources=resources,
+        instance=instance,
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert not result.success
     error = result.get_step_failure_events()[0].step_failure_data.error
     assert error is not None

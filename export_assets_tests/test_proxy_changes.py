@@ -47,9 +47,11 @@ def database(tmp_path: Path) -> Path:
     with HandmadeDatabase(path) as db:
         db.add_proxy(A, discovered_at="2026-10-01 00:00:00.000000")
         db.add_proxy(
-            B, discovered_at="2026-11-02T08:00:00+00:00",  # a liberal form
-            source_url="https://bob:s3cr3t@lists.example/x", country_code="DE",
-        )  # fmt: skip
+            B,
+            discovered_at="2026-11-02T08:00:00+00:00",  # a liberal form
+            source_url="https://bob:s3cr3t@lists.example/x",
+            country_code="DE",
+        )
         db.add_proxy(C, discovered_at="2026-11-03 00:00:00.000000")
         db.add_check(GONE_LONG_AGO, "2026-10-20 12:00:00.000000", True, 10.0)
         db.add_check(A, "2026-11-01 10:00:00.000000", True, 100.0)
@@ -65,13 +67,18 @@ def database(tmp_path: Path) -> Path:
 
 
 def run(
-    database: Path, exports: Path, partition: str, instance: DagsterInstance,
+    database: Path,
+    exports: Path,
+    partition: str,
+    instance: DagsterInstance,
     **config: Any,
-) -> None:  # fmt: skip
+) -> None:
     result = materialize(
-        [configured(proxy_changes, config)], partition_key=partition, instance=instance,
+        [configured(proxy_changes, config)],
+        partition_key=partition,
+        instance=instance,
         resources=export_resources(database, exports, batch_rows=2),  # several batches a pool
-    )  # fmt: skip
+    )
     assert result.success
 
 
@@ -132,8 +139,15 @@ def test_a_day_with_every_kind_of_change(
     assert gone["last_success_at"] == "2026-11-01T05:00:00.000000Z"
     assert gone["avg_response_time_ms"] == 80.0
     assert gone["success_rate"] == 0.5
-    for unknown in ("source", "source_url", "is_residential", "is_datacenter", "discovered_at",
-                    "country_code", "asn"):  # fmt: skip
+    for unknown in (
+        "source",
+        "source_url",
+        "is_residential",
+        "is_datacenter",
+        "discovered_at",
+        "country_code",
+        "asn",
+    ):
         assert gone[unknown] is None
     assert (gone_with_credentials["status_from"], gone_with_credentials["status_to"]) == (
         "healthy",
@@ -246,11 +260,13 @@ def test_an_empty_changes_filter_is_refused(
 ) -> None:
     exports = tmp_path / "exports"
     result = materialize(
-        [requested(proxy_changes)], partition_key="2026-11-03", instance=instance,
+        [requested(proxy_changes)],
+        partition_key="2026-11-03",
+        instance=instance,
         resources=export_resources(database, exports),
         run_config=request_config(proxy_changes, {"changes": []}),
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert not result.success
     failure = result.get_step_failure_events()[0].event_specific_data.error  # type: ignore[union-attr]
     assert failure is not None
@@ -260,10 +276,19 @@ def test_an_empty_changes_filter_is_refused(
 
 # The not-null fields of POOL_SCHEMA that pool_batches does not set.
 POOL_DEFAULTS: dict[str, Any] = {
-    "protocol": "http", "host": "h", "port": 1, "is_residential": False, "is_datacenter": True,
-    "source": "fetched", "discovered_at": 0, "consecutive_successes": 0,
-    "consecutive_failures": 0, "total_checks": 0, "total_successes": 0, "checks_7d": 0,
-}  # fmt: skip
+    "protocol": "http",
+    "host": "h",
+    "port": 1,
+    "is_residential": False,
+    "is_datacenter": True,
+    "source": "fetched",
+    "discovered_at": 0,
+    "consecutive_successes": 0,
+    "consecutive_failures": 0,
+    "total_checks": 0,
+    "total_successes": 0,
+    "checks_7d": 0,
+}
 
 
 def pool_batches(*proxies: tuple[str, str]) -> list[pa.RecordBatch]:
@@ -278,8 +303,9 @@ def pool_batches(*proxies: tuple[str, str]) -> list[pa.RecordBatch]:
 def test_the_merge_reports_a_proxy_that_left_the_pool_and_drops_nothing() -> None:
     # Append-only history never shrinks the pool; the merge must still say so if it does.
     before = pool_batches(("a", "healthy"), ("b", "dead"), ("c", "healthy"), ("e", "unknown"))
-    after = pool_batches(("a", "healthy"), ("c", "dead"), ("d", "unknown"), ("e", "unknown"),
-                         ("f", "healthy"))  # fmt: skip
+    after = pool_batches(
+        ("a", "healthy"), ("c", "dead"), ("d", "unknown"), ("e", "unknown"), ("f", "healthy")
+    )
     found = [row for _, batch in diff_pools(iter(before), iter(after)) for row in batch.to_pylist()]
     assert sorted((r["change"], r["url"], r["status_from"], r["status_to"]) for r in found) == [
         ("added", "d", None, "unknown"),
@@ -308,10 +334,16 @@ def test_the_merge_reports_a_proxy_that_left_the_pool_and_drops_nothing() -> Non
 
 def removed_row(url: str) -> dict[str, Any]:
     return {
-        "change": REMOVED, "status_from": "dead", "url": url, "health_status": "dead",
-        "consecutive_successes": 0, "consecutive_failures": 3, "total_checks": 3,
-        "total_successes": 0, "checks_7d": 3,
-    }  # fmt: skip
+        "change": REMOVED,
+        "status_from": "dead",
+        "url": url,
+        "health_status": "dead",
+        "consecutive_successes": 0,
+        "consecutive_failures": 3,
+        "total_checks": 3,
+        "total_successes": 0,
+        "checks_7d": 3,
+    }
 
 
 def test_every_sample_day_exports_and_added_rows_match_discoveries(
@@ -325,9 +357,11 @@ def test_every_sample_day_exports_and_added_rows_match_discoveries(
     for day in days:
         partition = day.isoformat()
         result = materialize(
-            [configured(proxy_changes, {"format": "parquet"})], partition_key=partition,
-            instance=instance, resources=export_resources(database, exports),
-        )  # fmt: skip
+            [configured(proxy_changes, {"format": "parquet"})],
+            partition_key=partition,
+            instance=instance,
+            resources=export_resources(database, exports),
+        )
         assert result.success
         rows = read_parquet(
             exports / "proxy_changes" / f"dt={partition}" / f"proxy_changes-{partition}.parquet"

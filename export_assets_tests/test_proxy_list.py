@@ -31,9 +31,12 @@ def database(tmp_path: Path) -> Path:
     path.parent.mkdir()
     with HandmadeDatabase(path) as db:
         db.add_proxy(
-            A, source=HOSTILE_SOURCE, source_url="https://bob:s3cr3t@lists.example/x",
-            username="encrypted:Z0FBQUFBQm5vdGFyZWFsdG9rZW4=", password="plain-legacy-pass",
-        )  # fmt: skip
+            A,
+            source=HOSTILE_SOURCE,
+            source_url="https://bob:s3cr3t@lists.example/x",
+            username="encrypted:Z0FBQUFBQm5vdGFyZWFsdG9rZW4=",
+            password="plain-legacy-pass",
+        )
         db.add_proxy("socks5://198.51.100.9:1080", discovered_at="2026-11-01 10:00:00.000000")
         db.add_check(A, "2026-11-01 00:00:00.000000", True, 120.5)
         db.add_check(A, "2026-11-01 12:00:00.000000", False, error_type="timeout")
@@ -47,9 +50,11 @@ def read_csv_gz(path: Path) -> list[dict[str, str]]:
 
 def run(database: Path, exports: Path, partition: str, instance: DagsterInstance) -> None:
     result = materialize(
-        [proxy_list], partition_key=partition, resources=export_resources(database, exports),
+        [proxy_list],
+        partition_key=partition,
+        resources=export_resources(database, exports),
         instance=instance,
-    )  # fmt: skip
+    )
     assert result.success
 
 
@@ -175,9 +180,12 @@ def test_a_failed_export_keeps_the_previous_version_and_leaves_no_debris(
         )
     connection.close()
     result = materialize(
-        [proxy_list], partition_key="2026-11-01", resources=export_resources(database, exports),
-        instance=instance, raise_on_error=False,
-    )  # fmt: skip
+        [proxy_list],
+        partition_key="2026-11-01",
+        resources=export_resources(database, exports),
+        instance=instance,
+        raise_on_error=False,
+    )
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error  # type: ignore[union-attr]
     assert error is not None
@@ -209,9 +217,11 @@ def test_filters_keep_exactly_the_matching_proxies(
     partition = "2026-11-20"
     config = {"format": "jsonl", **filters}
     result = materialize(
-        [configured(proxy_list, config)], partition_key=partition, instance=instance,
+        [configured(proxy_list, config)],
+        partition_key=partition,
+        instance=instance,
         resources=export_resources(sample_deployment.database, exports),
-    )  # fmt: skip
+    )
     assert result.success
     path = exports / "proxy_list" / f"dt={partition}" / f"proxy_list-{partition}.jsonl.gz"
     rows = [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
@@ -241,8 +251,10 @@ def matches(row: dict[str, Any], filters: dict[str, Any]) -> bool:
 def _all_rows(sample: SampleDeployment, tmp_path: Path, instance: DagsterInstance) -> list[bytes]:
     everything = tmp_path / "everything"
     assert materialize(
-        [configured(proxy_list, {"format": "jsonl"})], partition_key="2026-11-20",
-        instance=instance, resources=export_resources(sample.database, everything),
-    ).success  # fmt: skip
+        [configured(proxy_list, {"format": "jsonl"})],
+        partition_key="2026-11-20",
+        instance=instance,
+        resources=export_resources(sample.database, everything),
+    ).success
     path = everything / "proxy_list" / "dt=2026-11-20" / "proxy_list-2026-11-20.jsonl.gz"
     return gzip.decompress(path.read_bytes()).splitlines()

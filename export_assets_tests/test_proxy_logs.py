@@ -35,11 +35,18 @@ ODD_MESSAGE = 'Saved 3 rows\u2028second line\x85third, quoted "q" and tab\t'
 
 
 def loguru_line(
-    at: str, message: str, *, level: tuple[str, int] = ("INFO", 20),
-    name: str | None = "proxywhirl.fetchers", function: str = "fetch", line: int = 10,
-    extra: Any = ..., exception: tuple[str, str] | None = None, offset_hours: int = 0,
+    at: str,
+    message: str,
+    *,
+    level: tuple[str, int] = ("INFO", 20),
+    name: str | None = "proxywhirl.fetchers",
+    function: str = "fetch",
+    line: int = 10,
+    extra: Any = ...,
+    exception: tuple[str, str] | None = None,
+    offset_hours: int = 0,
     traceback: str = "",
-) -> str:  # fmt: skip
+) -> str:
     """One record as loguru's serialize=True sink writes it (``record.time`` last)."""
     moment = datetime.fromisoformat(at).replace(tzinfo=UTC)
     local = moment.astimezone(timezone(timedelta(hours=offset_hours)))
@@ -159,15 +166,22 @@ def log_dir(tmp_path: Path) -> Path:
 
 
 def run(
-    log_dir: Path, exports: Path, instance: DagsterInstance, partition: str = DAY,
-    config: dict[str, Any] | None = None, *, raise_on_error: bool = True,
-) -> Any:  # fmt: skip
+    log_dir: Path,
+    exports: Path,
+    instance: DagsterInstance,
+    partition: str = DAY,
+    config: dict[str, Any] | None = None,
+    *,
+    raise_on_error: bool = True,
+) -> Any:
     resources = export_resources(log_dir.parent / "proxies.db", exports, log_dir=str(log_dir))
     return materialize(
-        [configured(proxy_logs, config)], partition_key=partition, resources=resources,
+        [configured(proxy_logs, config)],
+        partition_key=partition,
+        resources=resources,
         instance=instance,
         raise_on_error=raise_on_error,
-    )  # fmt: skip
+    )
 
 
 def data_file(exports: Path, partition: str = DAY) -> Path:
@@ -200,11 +214,21 @@ def test_the_days_records_from_every_file_merged_in_time_order(
     assert triples(rows) == ALL_OF_THE_DAY
     assert list(rows[0]) == LOG_SCHEMA.names
     assert rows[0] == {
-        "time": "2026-11-01T00:00:00.000000Z", "level": "INFO", "level_no": 20,
-        "component": "proxywhirl.rotator", "module": "rotator", "function": "fetch", "line": 10,
-        "message": "first of the day", "exception_type": None, "exception_value": None,
-        "extra": "{}", "process_id": 4242, "thread_name": "MainThread", "source_file": ROTATED_GZ,
-    }  # fmt: skip
+        "time": "2026-11-01T00:00:00.000000Z",
+        "level": "INFO",
+        "level_no": 20,
+        "component": "proxywhirl.rotator",
+        "module": "rotator",
+        "function": "fetch",
+        "line": 10,
+        "message": "first of the day",
+        "exception_type": None,
+        "exception_value": None,
+        "extra": "{}",
+        "process_id": 4242,
+        "thread_name": "MainThread",
+        "source_file": ROTATED_GZ,
+    }
     failed = rows[2]
     assert (failed["level"], failed["level_no"]) == ("ERROR", 40)
     assert failed["exception_type"] == "OperationalError"
@@ -255,13 +279,19 @@ def test_malformed_and_partial_lines_are_counted_in_manifest_and_metadata(
     assert files[ROTATED_GZ]["compression"] == "gzip"
     assert files[ROTATED_GZ]["earliest"] == "2026-10-31T12:00:00.000000Z"
     assert facts["totals"] == {
-        "files": 3, "lines": 16, "records_in_day": 10, "malformed": 2, "partial": 1,
-        "unreadable_files": 0, "refused_files": 0,
-    }  # fmt: skip
+        "files": 3,
+        "lines": 16,
+        "records_in_day": 10,
+        "malformed": 2,
+        "partial": 1,
+        "unreadable_files": 0,
+        "refused_files": 0,
+    }
     assert facts["refused_files"] == []
     assert facts["limits"] == {
-        "max_decompressed_bytes": 1 << 30, "max_compression_ratio": 500.0,
-    }  # fmt: skip
+        "max_decompressed_bytes": 1 << 30,
+        "max_compression_ratio": 500.0,
+    }
 
     event = shared_instance.get_latest_materialization_event(proxy_logs.key)
     assert event is not None
@@ -275,8 +305,12 @@ def test_malformed_and_partial_lines_are_counted_in_manifest_and_metadata(
     log_files = metadata["log_files"]
     assert isinstance(log_files, list)
     assert log_files[2] == {
-        "name": LIVE, "lines": 9, "records_in_day": 5, "malformed": 2, "partial": 1,
-    }  # fmt: skip
+        "name": LIVE,
+        "lines": 9,
+        "records_in_day": 5,
+        "malformed": 2,
+        "partial": 1,
+    }
     assert metadata["sha256"] == manifest.files[0].sha256
 
 
@@ -317,9 +351,12 @@ def test_malformed_and_partial_lines_are_counted_in_manifest_and_metadata(
     ],
 )
 def test_filters_select_exactly(
-    log_dir: Path, tmp_path: Path, shared_instance: DagsterInstance, config: dict[str, Any],
+    log_dir: Path,
+    tmp_path: Path,
+    shared_instance: DagsterInstance,
+    config: dict[str, Any],
     expected: list[str],
-) -> None:  # fmt: skip
+) -> None:
     exports = tmp_path / "exports"
     assert run(log_dir, exports, shared_instance, config=config).success
     assert [row["message"] for row in exported(exports)] == expected
@@ -330,9 +367,12 @@ def test_a_timestamp_outside_the_day_is_refused_naming_it(
 ) -> None:
     exports = tmp_path / "exports"
     result = run(
-        log_dir, exports, shared_instance, config={"start_time": "2026-11-02T01:00:00Z"},
+        log_dir,
+        exports,
+        shared_instance,
+        config={"start_time": "2026-11-02T01:00:00Z"},
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert not result.success
     assert "start_time '2026-11-02T01:00:00Z'" in failure_message(result)
     assert "not inside the partition's day 2026-11-01" in failure_message(result)
@@ -429,8 +469,9 @@ def test_an_overlong_line_is_malformed_not_held(
     long_line = loguru_line("2026-11-01T06:00:00", "x" * 2000)
     (tmp_path / LIVE).write_text(API[0] + long_line + API[1])
     assert [message for _, message in day_rows(tmp_path)] == [
-        "GET /api/v1/health 200", "not the api",
-    ]  # fmt: skip
+        "GET /api/v1/health 200",
+        "not the api",
+    ]
     logs = open_log_day(tmp_path, date(2026, 11, 1))
     logs.close()
     assert logs.scans[0].malformed_examples == [{"line": 2, "reason": "longer than 1000 bytes"}]
@@ -501,10 +542,27 @@ def test_every_sample_day_exports_without_a_credential(
     secrets = proxy_credentials(sample_deployment.database, sample_deployment.env_file)
     assert secrets
     days = (sample_deployment.last_day - sample_deployment.first_day).days + 1
+    # Every day and the day after, which has no records yet, in one run over the range (as a
+    # backfill runs them); each day is its own partition.
+    partitions = [
+        (sample_deployment.first_day + timedelta(days=offset)).isoformat()
+        for offset in range(days + 1)
+    ]
+    resources = export_resources(
+        sample_deployment.database, exports, log_dir=str(sample_deployment.log_dir)
+    )
+    ranged = materialize(
+        [proxy_logs],
+        resources=resources,
+        instance=shared_instance,
+        tags={
+            "dagster/asset_partition_range_start": partitions[0],
+            "dagster/asset_partition_range_end": partitions[-1],
+        },
+    )
+    assert ranged.success
     total = 0
-    for offset in range(days + 1):  # and the day after, which has no records yet
-        partition = (sample_deployment.first_day + timedelta(days=offset)).isoformat()
-        assert run(sample_deployment.log_dir, exports, shared_instance, partition).success
+    for partition in partitions:
         text = gzip.decompress(data_file(exports, partition).read_bytes()).decode()
         assert not [secret for secret in secrets if secret in text]
         rows = exported(exports, partition)
@@ -515,7 +573,7 @@ def test_every_sample_day_exports_without_a_credential(
     # Every complete record of the sample is exported once, in the partition of its day.
     assert total == sample_deployment.log_records
 
-    # Re-exporting a day gives the same bytes.
+    # Re-exporting a day on its own gives the same bytes.
     first = data_file(exports, sample_deployment.last_day.isoformat())
     before = first.read_bytes()
     assert run(

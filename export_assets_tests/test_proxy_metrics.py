@@ -68,14 +68,20 @@ def database(tmp_path: Path) -> Path:
 
 
 def run(
-    database: Path, exports: Path, instance: DagsterInstance, partition: str = DAY,
-    batch_rows: int = 65_536, **config: Any,
-) -> Path:  # fmt: skip
+    database: Path,
+    exports: Path,
+    instance: DagsterInstance,
+    partition: str = DAY,
+    batch_rows: int = 65_536,
+    **config: Any,
+) -> Path:
     """Materialize one partition; the folder it was written to."""
     result = materialize(
-        [configured(proxy_metrics, config)], partition_key=partition, instance=instance,
+        [configured(proxy_metrics, config)],
+        partition_key=partition,
+        instance=instance,
         resources=export_resources(database, exports, batch_rows=batch_rows),
-    )  # fmt: skip
+    )
     assert result.success
     return exports / "proxy_metrics" / f"dt={partition}"
 
@@ -86,17 +92,35 @@ def read_parquet(folder: Path) -> list[dict[str, Any]]:
 
 
 def metrics(
-    scope: str, key: str, *, proxies: int, checks: int, successes: int, samples: int,
-    avg: float | None, p50: float | None, p95: float | None, top: float | None,
+    scope: str,
+    key: str,
+    *,
+    proxies: int,
+    checks: int,
+    successes: int,
+    samples: int,
+    avg: float | None,
+    p50: float | None,
+    p95: float | None,
+    top: float | None,
     **errors: int,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     return {
-        "scope": scope, "key": key, "proxies": proxies, "checks": checks,
-        "successes": successes, "failures": checks - successes,
-        "success_rate": successes / checks, "latency_samples": samples,
-        "latency_avg_ms": avg, "latency_p50_ms": p50, "latency_p95_ms": p95,
-        "latency_max_ms": top, **NO_ERRORS, **{f"errors_{k}": v for k, v in errors.items()},
-    }  # fmt: skip
+        "scope": scope,
+        "key": key,
+        "proxies": proxies,
+        "checks": checks,
+        "successes": successes,
+        "failures": checks - successes,
+        "success_rate": successes / checks,
+        "latency_samples": samples,
+        "latency_avg_ms": avg,
+        "latency_p50_ms": p50,
+        "latency_p95_ms": p95,
+        "latency_max_ms": top,
+        **NO_ERRORS,
+        **{f"errors_{k}": v for k, v in errors.items()},
+    }
 
 
 # Latencies of the day: A 10..100, C 42, U 7. Percentiles interpolate linearly between
@@ -105,32 +129,167 @@ def metrics(
 #   A+C (n=11: 10..40, 42, 50..100): p50 h=5 -> 50; p95 h=9.5 -> 90 + .5 * 10 = 95
 #   pool (n=12: 7, 10..40, 42, 50..100): p50 h=5.5 -> 42 + .5 * 8 = 46; p95 h=10.45 -> 94.5
 EXPECTED = [
-    metrics("pool", "all", proxies=4, checks=18, successes=13, samples=12, avg=599 / 12,
-            p50=46.0, p95=94.5, top=100.0, timeout=1, ssl_error=1, connection_refused=1,
-            other=1),
-    metrics("protocol", "(unknown)", proxies=1, checks=1, successes=1, samples=1, avg=7.0,
-            p50=7.0, p95=7.0, top=7.0),
-    metrics("protocol", "http", proxies=1, checks=12, successes=10, samples=10, avg=55.0,
-            p50=55.0, p95=95.5, top=100.0, timeout=1, ssl_error=1),
-    metrics("protocol", "https", proxies=1, checks=2, successes=2, samples=1, avg=42.0,
-            p50=42.0, p95=42.0, top=42.0),
-    metrics("protocol", "socks5", proxies=1, checks=3, successes=0, samples=0, avg=None,
-            p50=None, p95=None, top=None, connection_refused=1, other=1),
-    metrics("country", "(none)", proxies=1, checks=3, successes=0, samples=0, avg=None,
-            p50=None, p95=None, top=None, connection_refused=1, other=1),
-    metrics("country", "(unknown)", proxies=1, checks=1, successes=1, samples=1, avg=7.0,
-            p50=7.0, p95=7.0, top=7.0),
-    metrics("country", "DE", proxies=2, checks=14, successes=12, samples=11, avg=592 / 11,
-            p50=50.0, p95=95.0, top=100.0, timeout=1, ssl_error=1),
-    metrics("proxy", A, proxies=1, checks=12, successes=10, samples=10, avg=55.0, p50=55.0,
-            p95=95.5, top=100.0, timeout=1, ssl_error=1),
-    metrics("proxy", U_MASKED, proxies=1, checks=1, successes=1, samples=1, avg=7.0,
-            p50=7.0, p95=7.0, top=7.0),
-    metrics("proxy", C, proxies=1, checks=2, successes=2, samples=1, avg=42.0, p50=42.0,
-            p95=42.0, top=42.0),
-    metrics("proxy", B, proxies=1, checks=3, successes=0, samples=0, avg=None, p50=None,
-            p95=None, top=None, connection_refused=1, other=1),
-]  # fmt: skip
+    metrics(
+        "pool",
+        "all",
+        proxies=4,
+        checks=18,
+        successes=13,
+        samples=12,
+        avg=599 / 12,
+        p50=46.0,
+        p95=94.5,
+        top=100.0,
+        timeout=1,
+        ssl_error=1,
+        connection_refused=1,
+        other=1,
+    ),
+    metrics(
+        "protocol",
+        "(unknown)",
+        proxies=1,
+        checks=1,
+        successes=1,
+        samples=1,
+        avg=7.0,
+        p50=7.0,
+        p95=7.0,
+        top=7.0,
+    ),
+    metrics(
+        "protocol",
+        "http",
+        proxies=1,
+        checks=12,
+        successes=10,
+        samples=10,
+        avg=55.0,
+        p50=55.0,
+        p95=95.5,
+        top=100.0,
+        timeout=1,
+        ssl_error=1,
+    ),
+    metrics(
+        "protocol",
+        "https",
+        proxies=1,
+        checks=2,
+        successes=2,
+        samples=1,
+        avg=42.0,
+        p50=42.0,
+        p95=42.0,
+        top=42.0,
+    ),
+    metrics(
+        "protocol",
+        "socks5",
+        proxies=1,
+        checks=3,
+        successes=0,
+        samples=0,
+        avg=None,
+        p50=None,
+        p95=None,
+        top=None,
+        connection_refused=1,
+        other=1,
+    ),
+    metrics(
+        "country",
+        "(none)",
+        proxies=1,
+        checks=3,
+        successes=0,
+        samples=0,
+        avg=None,
+        p50=None,
+        p95=None,
+        top=None,
+        connection_refused=1,
+        other=1,
+    ),
+    metrics(
+        "country",
+        "(unknown)",
+        proxies=1,
+        checks=1,
+        successes=1,
+        samples=1,
+        avg=7.0,
+        p50=7.0,
+        p95=7.0,
+        top=7.0,
+    ),
+    metrics(
+        "country",
+        "DE",
+        proxies=2,
+        checks=14,
+        successes=12,
+        samples=11,
+        avg=592 / 11,
+        p50=50.0,
+        p95=95.0,
+        top=100.0,
+        timeout=1,
+        ssl_error=1,
+    ),
+    metrics(
+        "proxy",
+        A,
+        proxies=1,
+        checks=12,
+        successes=10,
+        samples=10,
+        avg=55.0,
+        p50=55.0,
+        p95=95.5,
+        top=100.0,
+        timeout=1,
+        ssl_error=1,
+    ),
+    metrics(
+        "proxy",
+        U_MASKED,
+        proxies=1,
+        checks=1,
+        successes=1,
+        samples=1,
+        avg=7.0,
+        p50=7.0,
+        p95=7.0,
+        top=7.0,
+    ),
+    metrics(
+        "proxy",
+        C,
+        proxies=1,
+        checks=2,
+        successes=2,
+        samples=1,
+        avg=42.0,
+        p50=42.0,
+        p95=42.0,
+        top=42.0,
+    ),
+    metrics(
+        "proxy",
+        B,
+        proxies=1,
+        checks=3,
+        successes=0,
+        samples=0,
+        avg=None,
+        p50=None,
+        p95=None,
+        top=None,
+        connection_refused=1,
+        other=1,
+    ),
+]
 
 
 def test_known_answers_for_every_scope(
@@ -195,9 +354,12 @@ def test_a_latency_that_is_not_a_number_fails_the_run_naming_it_and_writes_nothi
         )
     connection.close()
     result = materialize(
-        [proxy_metrics], partition_key=DAY, instance=instance,
-        resources=export_resources(database, tmp_path / "exports"), raise_on_error=False,
-    )  # fmt: skip
+        [proxy_metrics],
+        partition_key=DAY,
+        instance=instance,
+        resources=export_resources(database, tmp_path / "exports"),
+        raise_on_error=False,
+    )
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert failure is not None
@@ -229,8 +391,12 @@ def _recomputed(database: Path, day: date) -> list[dict[str, Any]]:
         if date.fromisoformat(check[1][:10]) != day:
             continue
         protocol, country = identities.get(check[0], ("(unknown)", "(unknown)"))
-        for scope, key in (("pool", "all"), ("protocol", protocol),
-                           ("country", country or "(none)"), ("proxy", check[0])):  # fmt: skip
+        for scope, key in (
+            ("pool", "all"),
+            ("protocol", protocol),
+            ("country", country or "(none)"),
+            ("proxy", check[0]),
+        ):
             groups[scope, key].append(check)
     rows = []
     scope_order = ["pool", "protocol", "country", "proxy"]
@@ -262,9 +428,13 @@ def test_every_group_of_the_sample_deployment_matches_an_independent_computation
 ) -> None:
     day = sample_deployment.last_day
     folder = run(
-        sample_deployment.database, tmp_path / "exports", instance, partition=day.isoformat(),
-        batch_rows=97, format="parquet",
-    )  # fmt: skip
+        sample_deployment.database,
+        tmp_path / "exports",
+        instance,
+        partition=day.isoformat(),
+        batch_rows=97,
+        format="parquet",
+    )
     exported = read_parquet(folder)
     expected = _recomputed(sample_deployment.database, day)
     assert [(r["scope"], r["key"]) for r in exported] == [(r["scope"], r["key"]) for r in expected]

@@ -43,19 +43,44 @@ END = date(2026, 11, 10)
 
 # The pool's fields, as ProxyWhirl's own columns hold them.
 _IDENTITY_FIELDS = (
-    "url", "protocol", "host", "port", "country_code", "country_name", "region", "city",
-    "latitude", "longitude", "asn", "isp_name", "is_residential", "is_datacenter", "source",
+    "url",
+    "protocol",
+    "host",
+    "port",
+    "country_code",
+    "country_name",
+    "region",
+    "city",
+    "latitude",
+    "longitude",
+    "asn",
+    "isp_name",
+    "is_residential",
+    "is_datacenter",
+    "source",
     "source_url",
-)  # fmt: skip
+)
 _STATUS_FIELDS = (
-    "health_status", "consecutive_successes", "consecutive_failures", "total_checks",
-    "total_successes", "avg_response_time_ms", "success_rate_7d",
-)  # fmt: skip
+    "health_status",
+    "consecutive_successes",
+    "consecutive_failures",
+    "total_checks",
+    "total_successes",
+    "avg_response_time_ms",
+    "success_rate_7d",
+)
 _TIME_FIELDS = ("discovered_at", "last_check_at", "last_success_at", "last_failure_at")
 _LOADED_FIELDS = (
-    "health_status", "total_checks", "total_successes", "avg_response_time_ms",
-    "last_success_at", "last_failure_at", "discovered_at", "username", "password",
-)  # fmt: skip
+    "health_status",
+    "total_checks",
+    "total_successes",
+    "avg_response_time_ms",
+    "last_success_at",
+    "last_failure_at",
+    "discovered_at",
+    "username",
+    "password",
+)
 
 
 @pytest.fixture(scope="module")
@@ -79,23 +104,31 @@ def _utc(text: Any) -> datetime | None:
 
 
 def _export(
-    deployment: LibraryDeployment, exports: Path, instance: DagsterInstance, asset: Any,
-    day: date, *, default_format: bool = False,
-) -> list[dict[str, Any]]:  # fmt: skip
+    deployment: LibraryDeployment,
+    exports: Path,
+    instance: DagsterInstance,
+    asset: Any,
+    day: date,
+    *,
+    default_format: bool = False,
+) -> list[dict[str, Any]]:
     """Materialize one partition (parquet, or the default csv.gz read back typed)."""
     name = asset.key.path[-1]
     config: dict[str, Any] = {} if default_format else {"format": "parquet"}
     if name == "proxy_list":
         config["credentials"] = "encrypt"
     result = materialize(
-        [configured(asset, config)], partition_key=day.isoformat(), instance=instance,
+        [configured(asset, config)],
+        partition_key=day.isoformat(),
+        instance=instance,
         resources=export_resources(deployment.database, exports),
-    )  # fmt: skip
+    )
     assert result.success
     folder = exports / name / f"dt={day.isoformat()}"
     if default_format:
-        schema = pa.schema([*POOL_SCHEMA, pa.field("username", pa.string()),
-                            pa.field("password", pa.string())])  # fmt: skip
+        schema = pa.schema(
+            [*POOL_SCHEMA, pa.field("username", pa.string()), pa.field("password", pa.string())]
+        )
         options = pa_csv.ConvertOptions(
             column_types=schema, strings_can_be_null=True, quoted_strings_can_be_null=False
         )
@@ -181,9 +214,11 @@ def _history_rows(deployment: LibraryDeployment, url: str) -> int:
 
 
 def test_proxy_list_equals_proxywhirl_for_every_proxy_and_field_every_day(
-    small: LibraryDeployment, tmp_path: Path, instance: DagsterInstance,
+    small: LibraryDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     keys: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     keys.setenv("PROXYWHIRL_CACHE_ENCRYPTION_KEY", small.cache_key)
     for day in small.days:
         exported = _export(small, tmp_path, instance, proxy_list, day)
@@ -199,9 +234,11 @@ def test_proxy_list_equals_proxywhirl_for_every_proxy_and_field_every_day(
 
 
 def test_proxy_changes_follow_proxywhirls_pools(
-    small: LibraryDeployment, tmp_path: Path, instance: DagsterInstance,
+    small: LibraryDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     keys: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     keys.setenv("PROXYWHIRL_CACHE_ENCRYPTION_KEY", small.cache_key)
     for before, day in zip(small.days, small.days[1:], strict=False):
         old, new = _still_there(small, before), _still_there(small, day)
@@ -231,9 +268,11 @@ def test_proxy_changes_follow_proxywhirls_pools(
 
 
 def test_checks_before_the_add_are_kept_in_history_not_counted(
-    small: LibraryDeployment, tmp_path: Path, instance: DagsterInstance,
+    small: LibraryDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     keys: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     keys.setenv("PROXYWHIRL_CACHE_ENCRYPTION_KEY", small.cache_key)
     last = small.days[-1]
     rows = {row["url"]: row for row in _export(small, tmp_path, instance, proxy_list, last)}

@@ -38,9 +38,11 @@ def test_one_run_of_three_days_publishes_three_partitions(
 ) -> None:
     exports = tmp_path / "ranged"
     result = materialize(
-        [proxy_list, validation_events], tags=RANGE, instance=instance,
+        [proxy_list, validation_events],
+        tags=RANGE,
+        instance=instance,
         resources=export_resources(sample_deployment.database, exports),
-    )  # fmt: skip
+    )
     assert result.success
 
     materialized = {

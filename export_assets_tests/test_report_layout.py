@@ -54,8 +54,12 @@ def two_weeks(tmp_path_factory: pytest.TempPathFactory) -> SampleDeployment:
     """A sample with history on all 14 days the report compares (the session's sample has 5)."""
     return write_sample_deployment(
         tmp_path_factory.mktemp("two-weeks") / "proxywhirl",
-        proxies=120, days=14, end_date=SAMPLE_END, validations_per_day=400, seed=16,
-    )  # fmt: skip
+        proxies=120,
+        days=14,
+        end_date=SAMPLE_END,
+        validations_per_day=400,
+        seed=16,
+    )
 
 
 def sample_week(sample: SampleDeployment) -> WeekFigures:
@@ -97,15 +101,21 @@ def test_single_proxy_sources_do_not_top_the_ranking(tmp_path: Path) -> None:
         for n in range(30):
             url = f"http://10.0.1.{n + 1}:8080"
             db.add_proxy(url, source="big")
-            db.add_check(url, "2026-11-20 01:00:00.000000", n < 24, 100.0 if n < 24 else None,
-                         None if n < 24 else "timeout")  # fmt: skip
+            db.add_check(
+                url,
+                "2026-11-20 01:00:00.000000",
+                n < 24,
+                100.0 if n < 24 else None,
+                None if n < 24 else "timeout",
+            )
         db.add_proxy("http://10.0.2.1:8080", source="solo")
         db.add_check("http://10.0.2.1:8080", "2026-11-20 01:00:00.000000", True, 90.0)
     with SourceSnapshot(database, busy_timeout_ms=1000, batch_rows=1024) as snapshot:
         week = week_figures(snapshot, date(2026, 11, 20), min_checks=1)
     assert [(s.source, s.proxies, s.healthy) for s in week.sources] == [
-        ("big", 30, 24), ("solo", 1, 1)
-    ]  # fmt: skip
+        ("big", 30, 24),
+        ("solo", 1, 1),
+    ]
     assert week.sources[1].healthy_share > week.sources[0].healthy_share
     pdf, _ = render_health_report(week, [], Branding())
     every = " ".join(pdf_pages_text(pdf))
@@ -279,10 +289,12 @@ def test_columns_are_as_wide_as_their_headers(two_weeks: SampleDeployment) -> No
     content, _ = render_workbook(week, exports_of(week), accent="#2b6cb0")
     book = load_workbook(io.BytesIO(content))
     headers = {
-        "Summary": SUMMARY_HEADER, "Daily": DAILY_HEADER, "Proxies": PROXY_HEADER,
+        "Summary": SUMMARY_HEADER,
+        "Daily": DAILY_HEADER,
+        "Proxies": PROXY_HEADER,
         "Errors": ("day (UTC)", *(f"errors {kind}" for kind in ERROR_KINDS), "failures"),
         "Provenance": PROVENANCE_HEADER,
-    }  # fmt: skip
+    }
     for name, header in headers.items():
         sheet = book[name]
         assert [c.value for c in sheet[1]] == list(header), name
@@ -320,9 +332,13 @@ def test_report_modules_load_without_the_report_libraries() -> None:
         "'openpyxl'})))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
@@ -346,9 +362,13 @@ def test_rendering_loads_them_when_needed(two_weeks: SampleDeployment) -> None:
         "print(json.dumps([pdf[:5].decode(), pages, book[:2].decode(), rows]))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     pdf_head, pages, zip_head, rows = json.loads(done.stdout.strip().splitlines()[-1])
     assert (pdf_head, pages, zip_head) == ("%PDF-", 4, "PK")

@@ -76,22 +76,30 @@ def materialize_twice(
         if run:
             move()
         result = materialize(
-            [configured(asset, settings)], partition_key=PARTITION, instance=instance,
+            [configured(asset, settings)],
+            partition_key=PARTITION,
+            instance=instance,
             resources=export_resources(database, exports),
-        )  # fmt: skip
+        )
         assert result.success
         contents.append(published_file(exports, asset.key.path[-1], extension).read_bytes())
     return contents[0], contents[1]
 
 
 def test_analytics_workbook_is_byte_identical_across_runs(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     another_time_and_place: Callable[[], None],
-) -> None:  # fmt: skip
+) -> None:
     first, second = materialize_twice(
-        analytics_workbook, sample_deployment.database, tmp_path / "exports", ".xlsx",
-        another_time_and_place, instance,
-    )  # fmt: skip
+        analytics_workbook,
+        sample_deployment.database,
+        tmp_path / "exports",
+        ".xlsx",
+        another_time_and_place,
+        instance,
+    )
     assert first == second
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
         assert {entry.date_time for entry in archive.infolist()} == {ZIP_FIXED_DATE_TIME}
@@ -104,14 +112,20 @@ def test_analytics_workbook_is_byte_identical_across_runs(
 
 
 def test_daily_xlsx_export_is_byte_identical_across_runs(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     another_time_and_place: Callable[[], None],
-) -> None:  # fmt: skip
+) -> None:
     first, second = materialize_twice(
-        proxy_list, sample_deployment.database, tmp_path / "exports", ".xlsx",
-        another_time_and_place, instance,
+        proxy_list,
+        sample_deployment.database,
+        tmp_path / "exports",
+        ".xlsx",
+        another_time_and_place,
+        instance,
         settings={"format": "xlsx"},
-    )  # fmt: skip
+    )
     assert first == second
     with zipfile.ZipFile(io.BytesIO(first)) as archive:
         assert {entry.date_time for entry in archive.infolist()} == {ZIP_FIXED_DATE_TIME}
@@ -126,9 +140,11 @@ def test_xlsx_keeps_carriage_returns_exactly(tmp_path: Path, instance: DagsterIn
     database = hostile_database(tmp_path / "proxies.db")
     exports = tmp_path / "exports"
     result = materialize(
-        [configured(proxy_list, {"format": "xlsx"})], partition_key="2026-11-20",
-        instance=instance, resources=export_resources(database, exports),
-    )  # fmt: skip
+        [configured(proxy_list, {"format": "xlsx"})],
+        partition_key="2026-11-20",
+        instance=instance,
+        resources=export_resources(database, exports),
+    )
     assert result.success
     path = exports / "proxy_list" / "dt=2026-11-20" / "proxy_list-2026-11-20.xlsx"
     sheet = load_workbook(path).worksheets[0]
@@ -144,9 +160,11 @@ def test_xlsx_keeps_carriage_returns_exactly(tmp_path: Path, instance: DagsterIn
 
 
 def test_health_report_differs_only_in_its_stamp(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     another_time_and_place: Callable[[], None],
-) -> None:  # fmt: skip
+) -> None:
     # Rendered with the same stamp at two times and places: the same bytes.
     stamp = datetime(2026, 11, 21, 6, 30, tzinfo=UTC)
     renders = []
@@ -163,9 +181,13 @@ def test_health_report_differs_only_in_its_stamp(
     assert all("Generated 2026-11-21 06:30 UTC" in text for text in texts)
     # Through Dagster (the stamp is the run's time): the text differs in the stamp only.
     first, second = materialize_twice(
-        health_report, sample_deployment.database, tmp_path / "exports", ".pdf",
-        another_time_and_place, instance,
-    )  # fmt: skip
+        health_report,
+        sample_deployment.database,
+        tmp_path / "exports",
+        ".pdf",
+        another_time_and_place,
+        instance,
+    )
     first_pages, first_texts = pdf_text(first)
     second_pages, second_texts = pdf_text(second)
     assert first_pages == second_pages

@@ -52,8 +52,11 @@ def fails(export: Path, target: Path, expected: str) -> str:
 
 
 def test_restores_credentials_under_the_configs_key(
-    exports: Path, target: Path, keys: None, sample_deployment: SampleDeployment,
-) -> None:  # fmt: skip
+    exports: Path,
+    target: Path,
+    keys: None,
+    sample_deployment: SampleDeployment,
+) -> None:
     diff = restore_config(config_export(exports), target)
     settings = tomllib.loads(target.read_text())
     fernet = Fernet(sample_deployment.config_encryption_key)
@@ -71,9 +74,12 @@ def test_restores_credentials_under_the_configs_key(
 
 
 def test_reference_export_resolves_from_the_environment(
-    exports: Path, tmp_path: Path, keys: None, monkeypatch: pytest.MonkeyPatch,
+    exports: Path,
+    tmp_path: Path,
+    keys: None,
+    monkeypatch: pytest.MonkeyPatch,
     sample_deployment: SampleDeployment,
-) -> None:  # fmt: skip
+) -> None:
     document = json.loads(
         next(config_export(exports, "reference").glob("pool_config-*")).read_bytes()
     )
@@ -128,8 +134,11 @@ def test_missing_config_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("PROXYWHIRL_KEY")
-    fails(config_export(exports), target,
-          "encrypted under PROXYWHIRL_KEY (its encryption_key_env), which is not set")  # fmt: skip
+    fails(
+        config_export(exports),
+        target,
+        "encrypted under PROXYWHIRL_KEY (its encryption_key_env), which is not set",
+    )
 
 
 def test_missing_export_key_into_a_new_file(
@@ -217,19 +226,33 @@ def test_into_pyproject_keeps_the_rest(
 def test_restore_config_job(exports: Path, tmp_path: Path, keys: None) -> None:
     target = tmp_path / "proxywhirl.toml"
     result = restore_config_job.execute_in_process(
-        run_config={"ops": {"restore_config_op": {"config": {
-            "export": str(config_export(exports)), "to": str(target),
-        }}}},
-    )  # fmt: skip
+        run_config={
+            "ops": {
+                "restore_config_op": {
+                    "config": {
+                        "export": str(config_export(exports)),
+                        "to": str(target),
+                    }
+                }
+            }
+        },
+    )
     assert result.success
     assert "proxies" in tomllib.loads(target.read_text())
     before = hashlib.sha256(target.read_bytes()).hexdigest()
     failed = restore_config_job.execute_in_process(
-        run_config={"ops": {"restore_config_op": {"config": {
-            "export": str(exports / "key" / "proxy_list" / f"dt={PARTITION}"), "to": str(target),
-        }}}},
+        run_config={
+            "ops": {
+                "restore_config_op": {
+                    "config": {
+                        "export": str(exports / "key" / "proxy_list" / f"dt={PARTITION}"),
+                        "to": str(target),
+                    }
+                }
+            }
+        },
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert not failed.success
     assert hashlib.sha256(target.read_bytes()).hexdigest() == before
 

@@ -103,9 +103,12 @@ async def _write_deployment(database: Path) -> None:
                             await storage.record_validation(url, True, rng.uniform(20, 900))
                         else:
                             await storage.record_validation(
-                                url, False, None, rng.choice(["timeout", "ssl_error"]),
+                                url,
+                                False,
+                                None,
+                                rng.choice(["timeout", "ssl_error"]),
                                 rng.choice(MESSAGES),
-                            )  # fmt: skip
+                            )
             # A batch: one validated_at for every row, as ProxyWhirl writes it.
             batch = [
                 (url, ok, 50.5 if ok else None, None if ok else "connection_refused")
@@ -143,9 +146,12 @@ def table(database: Path, name: str, order: str) -> list[tuple[Any, ...]]:
 
 
 def export(
-    database: Path, destination: Path, assets: list[AssetsDefinition], day: str,
+    database: Path,
+    destination: Path,
+    assets: list[AssetsDefinition],
+    day: str,
     **config: Any,
-) -> None:  # fmt: skip
+) -> None:
     """Materialize ``assets`` for ``day`` with the same run config each, checks passing."""
     with DagsterInstance.ephemeral() as instance:
         result = materialize(
@@ -249,9 +255,14 @@ def test_default_csv_gz_restores_the_identical_deployment(
     empty = tmp_path / "restored"
     empty.mkdir()
     result = restore_cli(
-        str(folder(exports / "encrypted", "proxy_list")), "--db", str(empty / "proxies.db"),
-        "--history", HISTORY, "--events", str(exports / "plain" / "validation_events"),
-    )  # fmt: skip
+        str(folder(exports / "encrypted", "proxy_list")),
+        "--db",
+        str(empty / "proxies.db"),
+        "--history",
+        HISTORY,
+        "--events",
+        str(exports / "plain" / "validation_events"),
+    )
     assert result.exit_code == 0, result.output
     checks = len(table(original, "validation_results", "id"))
     assert f"{checks} validation result(s) from 3 validation_events partition(s)" in result.output
@@ -285,10 +296,20 @@ def test_backup_job_json_restores_every_field(
 def test_restore_in_a_real_process(original: Path, exports: Path, tmp_path: Path) -> None:
     command = Path(sys.executable).with_name("export-assets")
     completed = subprocess.run(
-        [str(command), "restore", "pool", str(folder(exports / "encrypted", "proxy_list")),
-         "--db", str(tmp_path / "proxies.db")],
-        capture_output=True, text=True, timeout=120, env=dict(os.environ), check=False,
-    )  # fmt: skip
+        [
+            str(command),
+            "restore",
+            "pool",
+            str(folder(exports / "encrypted", "proxy_list")),
+            "--db",
+            str(tmp_path / "proxies.db"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr
     assert f"restored into {tmp_path / 'proxies.db'} (a new ProxyWhirl database)" in (
         completed.stdout
@@ -297,9 +318,16 @@ def test_restore_in_a_real_process(original: Path, exports: Path, tmp_path: Path
 
 
 FORMATS = [
-    ("csv", "none"), ("csv", "zstd"), ("csv", "zip"), ("jsonl", "gzip"), ("jsonl", "none"),
-    ("json", "zstd"), ("json", "zip"), ("parquet", "none"), ("xlsx", "none"),
-]  # fmt: skip
+    ("csv", "none"),
+    ("csv", "zstd"),
+    ("csv", "zip"),
+    ("jsonl", "gzip"),
+    ("jsonl", "none"),
+    ("json", "zstd"),
+    ("json", "zip"),
+    ("parquet", "none"),
+    ("xlsx", "none"),
+]
 
 
 @pytest.mark.parametrize(("fmt", "codec"), FORMATS)
@@ -308,9 +336,14 @@ def test_every_format_and_codec_round_trips(
 ) -> None:
     destination = tmp_path / "exports"
     export(
-        original, destination, [proxy_list, validation_events], LAST,
-        format=fmt, compression=codec, credentials="encrypt",
-    )  # fmt: skip
+        original,
+        destination,
+        [proxy_list, validation_events],
+        LAST,
+        format=fmt,
+        compression=codec,
+        credentials="encrypt",
+    )
     diff = restore_pool(
         folder(destination, "proxy_list"), tmp_path / "proxies.db", history=f"{LAST}..{LAST}"
     )
@@ -387,9 +420,11 @@ def edit_manifest(partition: Path, **changes: Any) -> None:
 def test_wrong_export_key(exports: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     other = Fernet.generate_key().decode()
     monkeypatch.setenv("EXPORT_ENCRYPTION_KEY", other)
-    message = fails(folder(exports / "encrypted", "proxy_list"),
-                    "EXPORT_ENCRYPTION_KEY is not the key this export was encrypted with",
-                    tmp_path)  # fmt: skip
+    message = fails(
+        folder(exports / "encrypted", "proxy_list"),
+        "EXPORT_ENCRYPTION_KEY is not the key this export was encrypted with",
+        tmp_path,
+    )
     assert other not in message
     assert EXPORT_KEY not in message
 
@@ -463,8 +498,12 @@ def test_truncated_file_with_a_matching_manifest(
 def test_history_with_a_missing_day(exports: Path, tmp_path: Path) -> None:
     copy = copy_exports(exports, tmp_path)
     shutil.rmtree(folder(copy, "validation_events", DAYS[1].isoformat()))
-    fails(folder(copy, "proxy_list"), f"validation_events has no partition for {DAYS[1]}",
-          tmp_path, history=HISTORY)  # fmt: skip
+    fails(
+        folder(copy, "proxy_list"),
+        f"validation_events has no partition for {DAYS[1]}",
+        tmp_path,
+        history=HISTORY,
+    )
 
 
 def test_history_past_the_pools_day(exports: Path, tmp_path: Path) -> None:
@@ -528,13 +567,19 @@ def test_restore_pool_job_replays_history(original: Path, exports: Path, tmp_pat
     from export_assets.defs.operations.restore import restore_pool_job
 
     result = restore_pool_job.execute_in_process(
-        run_config={"ops": {"restore_pool_op": {"config": {
-            "export": str(folder(exports / "encrypted", "proxy_list")),
-            "database": str(tmp_path / "proxies.db"),
-            "history": HISTORY,
-            "events": str(exports / "plain" / "validation_events"),
-        }}}},
-    )  # fmt: skip
+        run_config={
+            "ops": {
+                "restore_pool_op": {
+                    "config": {
+                        "export": str(folder(exports / "encrypted", "proxy_list")),
+                        "database": str(tmp_path / "proxies.db"),
+                        "history": HISTORY,
+                        "events": str(exports / "plain" / "validation_events"),
+                    }
+                }
+            }
+        },
+    )
     assert result.success
     assert_identical(tmp_path / "proxies.db", original)
     assert table(tmp_path / "proxies.db", "validation_results", "id") == table(
@@ -544,10 +589,15 @@ def test_restore_pool_job_replays_history(original: Path, exports: Path, tmp_pat
 
 def test_dry_run_proves_everything_and_writes_nothing(exports: Path, tmp_path: Path) -> None:
     result = restore_cli(
-        str(folder(exports / "encrypted", "proxy_list")), "--db", str(tmp_path / "proxies.db"),
-        "--history", HISTORY, "--events", str(exports / "plain" / "validation_events"),
+        str(folder(exports / "encrypted", "proxy_list")),
+        "--db",
+        str(tmp_path / "proxies.db"),
+        "--history",
+        HISTORY,
+        "--events",
+        str(exports / "plain" / "validation_events"),
         "--dry-run",
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     assert f"would restore into {tmp_path / 'proxies.db'} (a new ProxyWhirl database)" in (
         result.output
@@ -558,9 +608,14 @@ def test_dry_run_proves_everything_and_writes_nothing(exports: Path, tmp_path: P
 
 def test_history_that_starts_late_is_said(original: Path, exports: Path, tmp_path: Path) -> None:
     result = restore_cli(
-        str(folder(exports / "encrypted", "proxy_list")), "--db", str(tmp_path / "proxies.db"),
-        "--history", f"{DAYS[1]}..{LAST}", "--events", str(exports / "plain" / "validation_events"),
-    )  # fmt: skip
+        str(folder(exports / "encrypted", "proxy_list")),
+        "--db",
+        str(tmp_path / "proxies.db"),
+        "--history",
+        f"{DAYS[1]}..{LAST}",
+        "--events",
+        str(exports / "plain" / "validation_events"),
+    )
     assert result.exit_code == 0, result.output
     assert "note: the restored history, replayed, does not give the exported status of" in (
         result.output
@@ -575,8 +630,9 @@ def test_history_that_starts_late_is_said(original: Path, exports: Path, tmp_pat
 def test_a_txt_export_is_refused(original: Path, tmp_path: Path) -> None:
     export(original, tmp_path / "txt", [proxy_list], LAST, format="txt")
     message = fails(
-        folder(tmp_path / "txt", "proxy_list"), "is a txt export, which restore cannot read back",
+        folder(tmp_path / "txt", "proxy_list"),
+        "is a txt export, which restore cannot read back",
         tmp_path,
-    )  # fmt: skip
+    )
     assert "(it reads csv, jsonl, json, parquet, xlsx)" in message
     assert "a txt export holds the URLs only" in message

@@ -31,14 +31,21 @@ def exports(sample_deployment: SampleDeployment, tmp_path_factory: pytest.TempPa
     with pytest.MonkeyPatch.context() as patch, DagsterInstance.ephemeral() as instance:
         sample_keys(patch, sample_deployment)
         patch.setenv("EXPORT_ENCRYPTION_KEY", EXPORT_KEY)
-        export_backup(sample_deployment.database, sample_deployment.config_path,
-                      root / "key", instance)  # fmt: skip
+        export_backup(
+            sample_deployment.database, sample_deployment.config_path, root / "key", instance
+        )
         patch.delenv("EXPORT_ENCRYPTION_KEY")
         patch.setenv("EXPORT_PASSWORD", "correct horse")
-        export_backup(sample_deployment.database, sample_deployment.config_path,
-                      root / "password", instance)  # fmt: skip
-        export_backup(sample_deployment.database, sample_deployment.config_path,
-                      root / "reference", instance, credentials="reference")  # fmt: skip
+        export_backup(
+            sample_deployment.database, sample_deployment.config_path, root / "password", instance
+        )
+        export_backup(
+            sample_deployment.database,
+            sample_deployment.config_path,
+            root / "reference",
+            instance,
+            credentials="reference",
+        )
     return root
 
 
@@ -94,9 +101,10 @@ def test_wrong_key(
 ) -> None:
     monkeypatch.setenv("EXPORT_ENCRYPTION_KEY", OTHER_KEY)
     message = fails(
-        exports / "key" / "proxy_list" / f"dt={PARTITION}", target,
+        exports / "key" / "proxy_list" / f"dt={PARTITION}",
+        target,
         "EXPORT_ENCRYPTION_KEY is not the key this export was encrypted with (key id sha256:",
-    )  # fmt: skip
+    )
     assert OTHER_KEY not in message
     assert EXPORT_KEY not in message
 
@@ -106,9 +114,10 @@ def test_wrong_password(
 ) -> None:
     monkeypatch.setenv("EXPORT_PASSWORD", "incorrect horse")
     message = fails(
-        exports / "password" / "proxy_list" / f"dt={PARTITION}", target,
+        exports / "password" / "proxy_list" / f"dt={PARTITION}",
+        target,
         "EXPORT_PASSWORD is not the password this export was encrypted with",
-    )  # fmt: skip
+    )
     assert "horse" not in message
 
 
@@ -116,28 +125,40 @@ def test_missing_key_variable(
     exports: Path, target: Path, keys: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("EXPORT_ENCRYPTION_KEY")
-    fails(exports / "key" / "proxy_list" / f"dt={PARTITION}", target,
-          "but EXPORT_ENCRYPTION_KEY is not set: set it to the export's Fernet key")  # fmt: skip
+    fails(
+        exports / "key" / "proxy_list" / f"dt={PARTITION}",
+        target,
+        "but EXPORT_ENCRYPTION_KEY is not set: set it to the export's Fernet key",
+    )
 
 
 def test_missing_password_variable_into_a_new_database(
     exports: Path, tmp_path: Path, keys: None
 ) -> None:
-    fails(exports / "password" / "proxy_list" / f"dt={PARTITION}", tmp_path / "new.db",
-          "encrypted with a password (key id sha256:")  # fmt: skip
+    fails(
+        exports / "password" / "proxy_list" / f"dt={PARTITION}",
+        tmp_path / "new.db",
+        "encrypted with a password (key id sha256:",
+    )
 
 
 def test_missing_proxywhirl_key(
     exports: Path, tmp_path: Path, keys: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PROXYWHIRL_CACHE_ENCRYPTION_KEY")
-    fails(exports / "key" / "proxy_list" / f"dt={PARTITION}", tmp_path / "proxies.db",
-          "PROXYWHIRL_CACHE_ENCRYPTION_KEY is not set: restore encrypts credentials")  # fmt: skip
+    fails(
+        exports / "key" / "proxy_list" / f"dt={PARTITION}",
+        tmp_path / "proxies.db",
+        "PROXYWHIRL_CACHE_ENCRYPTION_KEY is not set: restore encrypts credentials",
+    )
 
 
 def test_unset_reference_variable(exports: Path, target: Path, keys: None) -> None:
-    fails(exports / "reference" / "proxy_list" / f"dt={PARTITION}", target,
-          "credential variable(s) are not set: PROXYWHIRL_CRED_")  # fmt: skip
+    fails(
+        exports / "reference" / "proxy_list" / f"dt={PARTITION}",
+        target,
+        "credential variable(s) are not set: PROXYWHIRL_CRED_",
+    )
 
 
 def test_tampered_file(exports: Path, target: Path, tmp_path: Path, keys: None) -> None:
@@ -207,12 +228,18 @@ def test_target_that_is_not_proxywhirls(exports: Path, tmp_path: Path, keys: Non
     connection.execute("CREATE TABLE notes (text TEXT)")
     connection.commit()
     connection.close()
-    fails(exports / "key" / "proxy_list" / f"dt={PARTITION}", other,
-          "is not ProxyWhirl's database (no table proxy_identities)")  # fmt: skip
+    fails(
+        exports / "key" / "proxy_list" / f"dt={PARTITION}",
+        other,
+        "is not ProxyWhirl's database (no table proxy_identities)",
+    )
     text = tmp_path / "notes.txt"
     text.write_text("not a database at all\n" * 100)
-    fails(exports / "key" / "proxy_list" / f"dt={PARTITION}", text,
-          "is not ProxyWhirl's database (file is not a database)")  # fmt: skip
+    fails(
+        exports / "key" / "proxy_list" / f"dt={PARTITION}",
+        text,
+        "is not ProxyWhirl's database (file is not a database)",
+    )
 
 
 def test_target_locked_by_a_writer(exports: Path, target: Path, keys: None) -> None:
@@ -221,8 +248,12 @@ def test_target_locked_by_a_writer(exports: Path, target: Path, keys: None) -> N
         writer.execute("BEGIN IMMEDIATE")
         writer.execute("DELETE FROM proxy_statuses")  # uncommitted: rolled back below
         with pytest.raises(RestoreError) as error:
-            restore_pool(exports / "key" / "proxy_list" / f"dt={PARTITION}", target,
-                         on_duplicate="overwrite", busy_timeout_ms=50)  # fmt: skip
+            restore_pool(
+                exports / "key" / "proxy_list" / f"dt={PARTITION}",
+                target,
+                on_duplicate="overwrite",
+                busy_timeout_ms=50,
+            )
         assert "is locked by another writer (a running ProxyWhirl?)" in str(error.value)
         assert "nothing was changed" in str(error.value)
     finally:
@@ -236,8 +267,12 @@ def test_target_unchanged_after_a_lock(exports: Path, target: Path, keys: None) 
     writer.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(RestoreError):
-            restore_pool(exports / "key" / "proxy_list" / f"dt={PARTITION}", target,
-                         on_duplicate="overwrite", busy_timeout_ms=50)  # fmt: skip
+            restore_pool(
+                exports / "key" / "proxy_list" / f"dt={PARTITION}",
+                target,
+                on_duplicate="overwrite",
+                busy_timeout_ms=50,
+            )
     finally:
         writer.execute("ROLLBACK")
         writer.close()
@@ -309,17 +344,27 @@ def test_dry_run_prints_the_diff_and_writes_nothing(
     _edit(target, url)
     before = digest(target)
     result = CliRunner().invoke(
-        main, ["restore", "pool", str(export), "--db", str(target), "--on-duplicate", "merge",
-               "--dry-run"],
-    )  # fmt: skip
+        main,
+        [
+            "restore",
+            "pool",
+            str(export),
+            "--db",
+            str(target),
+            "--on-duplicate",
+            "merge",
+            "--dry-run",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"~ {url}" in result.output
     assert "would restore into" in result.output
     assert "1 updated" in result.output
     assert digest(target) == before
     fresh = tmp_path / "fresh.db"
-    result = CliRunner().invoke(main, ["restore", "pool", str(export), "--db", str(fresh),
-                                       "--dry-run"])  # fmt: skip
+    result = CliRunner().invoke(
+        main, ["restore", "pool", str(export), "--db", str(fresh), "--dry-run"]
+    )
     assert result.exit_code == 0
     assert "80 added" in result.output
     assert not fresh.exists()
@@ -339,21 +384,34 @@ def test_cli_reports_a_bad_input_and_exits_1(exports: Path, tmp_path: Path, keys
 def test_restore_pool_job(exports: Path, tmp_path: Path, keys: None) -> None:
     database = tmp_path / "proxies.db"
     result = restore_pool_job.execute_in_process(
-        run_config={"ops": {"restore_pool_op": {"config": {
-            "export": str(exports / "key" / "proxy_list" / f"dt={PARTITION}"),
-            "database": str(database),
-        }}}},
-    )  # fmt: skip
+        run_config={
+            "ops": {
+                "restore_pool_op": {
+                    "config": {
+                        "export": str(exports / "key" / "proxy_list" / f"dt={PARTITION}"),
+                        "database": str(database),
+                    }
+                }
+            }
+        },
+    )
     assert result.success
     connection = sqlite3.connect(database)
     assert connection.execute("SELECT count(*) FROM proxy_identities").fetchone()[0] == 80
     connection.close()
     failed = restore_pool_job.execute_in_process(
-        run_config={"ops": {"restore_pool_op": {"config": {
-            "export": str(tmp_path / "nowhere"), "database": str(database),
-        }}}},
+        run_config={
+            "ops": {
+                "restore_pool_op": {
+                    "config": {
+                        "export": str(tmp_path / "nowhere"),
+                        "database": str(database),
+                    }
+                }
+            }
+        },
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert not failed.success
     failure = failed.get_step_failure_events()[0].step_failure_data.error
     assert failure is not None

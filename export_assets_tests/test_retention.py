@@ -40,11 +40,19 @@ def publish(destination: Destination, asset: str, day: date, size: int = 100) ->
     folder = f"{asset}/dt={partition}"
     destination.write_bytes(f"{folder}/{name}", data)
     manifest = ExportManifest(
-        asset=asset, partition=partition, run_id=uuid.uuid4().hex,
-        created_at="2026-11-21T00:15:00Z", format="csv", compression="gzip",
-        files=[ManifestFile(name, len(data), sha256_hex(data), 3)], total_rows=3, columns=[],
-        source={}, credential_policy="redact", previous_manifest=None,
-    )  # fmt: skip
+        asset=asset,
+        partition=partition,
+        run_id=uuid.uuid4().hex,
+        created_at="2026-11-21T00:15:00Z",
+        format="csv",
+        compression="gzip",
+        files=[ManifestFile(name, len(data), sha256_hex(data), 3)],
+        total_rows=3,
+        columns=[],
+        source={},
+        credential_policy="redact",
+        previous_manifest=None,
+    )
     destination.write_bytes(manifest_key(asset, partition), manifest.to_json())
     return [f"{folder}/{name}", manifest_key(asset, partition)]
 
@@ -217,9 +225,15 @@ def test_byte_totals_count_only_what_was_deleted(destination: Destination) -> No
 
 def _lease(destination: Destination, asset: str, day: str, **fields: object) -> str:
     values: dict[str, Any] = {
-        "run_id": "gone", "host": "another-host", "pid": 1, "pid_started": None,
-        "token": uuid.uuid4().hex, "acquired_at": 0.0, "expires_at": 1.0, **fields,
-    }  # fmt: skip
+        "run_id": "gone",
+        "host": "another-host",
+        "pid": 1,
+        "pid_started": None,
+        "token": uuid.uuid4().hex,
+        "acquired_at": 0.0,
+        "expires_at": 1.0,
+        **fields,
+    }
     holder = LeaseHolder(**values)
     key = lease_key(asset, day)
     destination.write_bytes(key, holder.to_json())

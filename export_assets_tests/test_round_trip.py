@@ -43,9 +43,12 @@ def sample_keys(monkeypatch: pytest.MonkeyPatch, sample: SampleDeployment) -> No
 
 
 def export_backup(
-    database: Path, config: Path, exports: Path, instance: DagsterInstance,
+    database: Path,
+    config: Path,
+    exports: Path,
+    instance: DagsterInstance,
     credentials: str = "encrypt",
-) -> None:  # fmt: skip
+) -> None:
     """Export the pool (as JSON, the pool's fields) and the config, with both checks each
     (reported from the assets' own steps)."""
     result = materialize(
@@ -115,9 +118,12 @@ def identities(database: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("secret", ["key", "password"])
 def test_encrypted_backup_restores_the_identical_deployment(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
-    monkeypatch: pytest.MonkeyPatch, secret: str,
-) -> None:  # fmt: skip
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    monkeypatch: pytest.MonkeyPatch,
+    secret: str,
+) -> None:
     sample_keys(monkeypatch, sample_deployment)
     if secret == "key":
         monkeypatch.setenv("EXPORT_ENCRYPTION_KEY", EXPORT_KEY)
@@ -182,9 +188,11 @@ def test_encrypted_backup_restores_the_identical_deployment(
 
 
 def test_restored_config_is_what_proxywhirl_loads(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     import tomllib
 
     sample_keys(monkeypatch, sample_deployment)

@@ -31,14 +31,29 @@ LOST = "*" * 10  # ProxyWhirl 0.3.3's save_config writes this in place of a secr
 DAYS = 8
 # Small enough to run in a blink, big enough to hold every quirk. Any, to splat into calls.
 SMALL: dict[str, Any] = {
-    "proxies": 60, "days": DAYS, "end_date": END, "validations_per_day": 1500, "seed": 11,
-}  # fmt: skip
+    "proxies": 60,
+    "days": DAYS,
+    "end_date": END,
+    "validations_per_day": 1500,
+    "seed": 11,
+}
 STRICT = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
 ROTATED = re.compile(r"proxywhirl\.\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}\.log(\.gz|\.zip)?")
 LOGURU_KEYS = {
-    "elapsed", "exception", "extra", "file", "function", "level", "line", "message", "module",
-    "name", "process", "thread", "time",
-}  # fmt: skip
+    "elapsed",
+    "exception",
+    "extra",
+    "file",
+    "function",
+    "level",
+    "line",
+    "message",
+    "module",
+    "name",
+    "process",
+    "thread",
+    "time",
+}
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +89,11 @@ def test_schema_is_proxywhirls_ddl_in_delete_journal_mode(
     sample: SampleDeployment, db: sqlite3.Connection
 ) -> None:
     statements = [
-        sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL "
-                                     "ORDER BY rowid")
-    ]  # fmt: skip
+        sql
+        for (sql,) in db.execute(
+            "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid"
+        )
+    ]
     assert statements == list(PROXYWHIRL_DDL)
     assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
     assert sample.database.read_bytes()[18:20] == b"\x01\x01"  # rollback journal, not WAL
@@ -88,8 +105,10 @@ def test_counts_match_the_arguments(sample: SampleDeployment, db: sqlite3.Connec
     assert db.execute("SELECT COUNT(*) FROM proxy_identities").fetchone() == (60,)
     assert sample.validations == 8 * 1500
     assert db.execute("SELECT COUNT(*), MIN(id), MAX(id) FROM validation_results").fetchone() == (
-        12000, 1, 12000,
-    )  # fmt: skip
+        12000,
+        1,
+        12000,
+    )
     per_day = db.execute(
         "SELECT substr(validated_at, 1, 10), COUNT(*) FROM validation_results GROUP BY 1"
     ).fetchall()
@@ -100,8 +119,9 @@ def test_counts_match_the_arguments(sample: SampleDeployment, db: sqlite3.Connec
 def test_ids_follow_time_and_batches_share_one_timestamp(db: sqlite3.Connection) -> None:
     rows = db.execute("SELECT id, validated_at FROM validation_results ORDER BY id").fetchall()
     assert [at for _, at in rows] == sorted(at for _, at in rows)
-    batch_sizes = [n for (n,) in db.execute(
-        "SELECT COUNT(*) FROM validation_results GROUP BY validated_at")]  # fmt: skip
+    batch_sizes = [
+        n for (n,) in db.execute("SELECT COUNT(*) FROM validation_results GROUP BY validated_at")
+    ]
     assert max(batch_sizes) > 10  # record_validations_batch stamps a whole batch with one time
     duplicates = db.execute(
         "SELECT COUNT(*) FROM (SELECT 1 FROM validation_results "
@@ -121,10 +141,12 @@ def test_every_day_has_checks_at_its_first_and_last_microsecond(
 
 def test_datetimes_are_strict_except_some_discovered_at(db: sqlite3.Connection) -> None:
     for column, table in (
-        ("validated_at", "validation_results"), ("last_check_at", "proxy_statuses"),
-        ("last_success_at", "proxy_statuses"), ("last_failure_at", "proxy_statuses"),
+        ("validated_at", "validation_results"),
+        ("last_check_at", "proxy_statuses"),
+        ("last_success_at", "proxy_statuses"),
+        ("last_failure_at", "proxy_statuses"),
         ("updated_at", "proxy_statuses"),
-    ):  # fmt: skip
+    ):
         values = [v for (v,) in db.execute(f"SELECT {column} FROM {table}") if v is not None]
         assert values, column
         assert all(STRICT.fullmatch(v) for v in values), column
@@ -139,8 +161,9 @@ def test_datetimes_are_strict_except_some_discovered_at(db: sqlite3.Connection) 
 
 def test_booleans_are_integers_and_failures_have_no_latency(db: sqlite3.Connection) -> None:
     assert db.execute("SELECT DISTINCT is_valid FROM validation_results ORDER BY 1").fetchall() == [
-        (0,), (1,),
-    ]  # fmt: skip
+        (0,),
+        (1,),
+    ]
     flags = db.execute("SELECT DISTINCT is_residential, is_datacenter FROM proxy_identities")
     assert {flag for row in flags for flag in row} == {0, 1}
     assert db.execute(
@@ -150,9 +173,14 @@ def test_booleans_are_integers_and_failures_have_no_latency(db: sqlite3.Connecti
     ).fetchone() == (0,)
     types = {t for (t,) in db.execute("SELECT DISTINCT error_type FROM validation_results")}
     assert types == {
-        None, "timeout", "connection_refused", "ssl_error", "proxy_error", "http_error",
+        None,
+        "timeout",
+        "connection_refused",
+        "ssl_error",
+        "proxy_error",
+        "http_error",
         "dns_error",
-    }  # fmt: skip
+    }
 
 
 def test_identities_look_like_proxywhirls(db: sqlite3.Connection) -> None:
@@ -174,9 +202,9 @@ def test_pool_grows_and_a_few_proxies_are_checked_before_their_discovery(
     sample: SampleDeployment, db: sqlite3.Connection
 ) -> None:
     discovered = {
-        url: _parse_liberal(at) for url, at in db.execute(
-            "SELECT url, discovered_at FROM proxy_identities")
-    }  # fmt: skip
+        url: _parse_liberal(at)
+        for url, at in db.execute("SELECT url, discovered_at FROM proxy_identities")
+    }
     window = datetime.combine(sample.first_day, datetime.min.time(), tzinfo=UTC)
     joined_days = {at.date() for at in discovered.values() if at >= window}
     assert len(joined_days) >= 3
@@ -211,7 +239,7 @@ def test_statuses_are_the_replayed_history_plus_seed_checks(
     for url, at, ok, elapsed in db.execute(
         "SELECT proxy_url, validated_at, is_valid, response_time_ms FROM validation_results "
         "ORDER BY validated_at, id"
-    ):  # fmt: skip
+    ):
         if _parse_liberal(at) < _parse_liberal(discovered[url]):
             before_add += 1  # ProxyWhirl had no status row to update yet: history only
             continue
@@ -245,10 +273,15 @@ def test_statuses_are_the_replayed_history_plus_seed_checks(
             assert status[7] == plain.total_checks, url
             expected = plain
         assert status[1:9] == (
-            expected.health_status, expected.last_success_at, expected.last_failure_at,
-            expected.last_check_at, expected.consecutive_successes,
-            expected.consecutive_failures, expected.total_checks, expected.total_successes,
-        ), url  # fmt: skip
+            expected.health_status,
+            expected.last_success_at,
+            expected.last_failure_at,
+            expected.last_check_at,
+            expected.consecutive_successes,
+            expected.consecutive_failures,
+            expected.total_checks,
+            expected.total_successes,
+        ), url
         if expected.avg_response_time_ms is None:
             assert avg is None, url
         else:
@@ -270,7 +303,7 @@ def test_some_proxies_die_and_some_recover(db: sqlite3.Connection) -> None:
     streak: dict[str, int] = defaultdict(int)
     for url, ok in db.execute(
         "SELECT proxy_url, is_valid FROM validation_results ORDER BY validated_at, id"
-    ):  # fmt: skip
+    ):
         streak[url] = 0 if ok else streak[url] + 1
         longest[url] = max(longest[url], streak[url])
     final = dict(db.execute("SELECT proxy_url, health_status FROM proxy_statuses").fetchall())
@@ -310,19 +343,23 @@ def test_credentials_decrypt_with_the_key_in_env(
         plaintexts.append((user, secret))
     assert 1 <= legacy < len(pairs)
     messages = [
-        m for (m,) in db.execute(
-            "SELECT DISTINCT error_message FROM validation_results WHERE error_message LIKE '%@%'")
-    ]  # fmt: skip
+        m
+        for (m,) in db.execute(
+            "SELECT DISTINCT error_message FROM validation_results WHERE error_message LIKE '%@%'"
+        )
+    ]
     assert any(f"{user}:{secret}@" in m for m in messages for user, secret in plaintexts)
 
 
 def test_every_hostile_string_is_in_the_database_free_text(db: sqlite3.Connection) -> None:
     texts = [
-        value for (value,) in db.execute(
+        value
+        for (value,) in db.execute(
             "SELECT source FROM proxy_identities UNION ALL SELECT source_url FROM "
-            "proxy_identities UNION ALL SELECT DISTINCT error_message FROM validation_results")
+            "proxy_identities UNION ALL SELECT DISTINCT error_message FROM validation_results"
+        )
         if value is not None
-    ]  # fmt: skip
+    ]
     for hostile in HOSTILE_STRINGS:
         assert any(hostile in text for text in texts), hostile[:40]
     formulas = [t for t in texts if t[:1] in "=+-@"]
@@ -392,8 +429,10 @@ def test_log_lines_are_loguru_json(sample: SampleDeployment) -> None:
         assert set(record) == LOGURU_KEYS
         assert set(record["level"]) == {"icon", "name", "no"}
         assert record["exception"] is None or set(record["exception"]) == {
-            "type", "value", "traceback",
-        }  # fmt: skip
+            "type",
+            "value",
+            "traceback",
+        }
         moment = datetime.fromisoformat(record["time"]["repr"])
         assert moment.timestamp() == pytest.approx(record["time"]["timestamp"], abs=1e-6)
         local = f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}"
@@ -405,8 +444,13 @@ def test_log_lines_are_loguru_json(sample: SampleDeployment) -> None:
         levels.add(record["level"]["name"])
     assert levels == {"DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"}
     names = {entry["record"]["name"] for entry in records}
-    assert {"proxywhirl.fetchers", "proxywhirl.api.core", "proxywhirl.rotator",
-            "proxywhirl.storage", "proxywhirl.validators"} <= names  # fmt: skip
+    assert {
+        "proxywhirl.fetchers",
+        "proxywhirl.api.core",
+        "proxywhirl.rotator",
+        "proxywhirl.storage",
+        "proxywhirl.validators",
+    } <= names
     offsets = {entry["record"]["time"]["repr"][-6:] for entry in records}
     assert offsets == {"+00:00", "+01:00"}
     for day in _days(sample):
@@ -418,8 +462,9 @@ def test_log_lines_are_loguru_json(sample: SampleDeployment) -> None:
     tracebacks = [r for r in records if r["record"]["exception"] and "\nTraceback" in r["text"]]
     assert tracebacks
     assert all(r["record"]["exception"]["traceback"] is True for r in tracebacks)
-    assert any(r["record"]["exception"]["traceback"] is False for r in records
-               if r["record"]["exception"])  # fmt: skip
+    assert any(
+        r["record"]["exception"]["traceback"] is False for r in records if r["record"]["exception"]
+    )
     assert any(isinstance(r["record"]["extra"].get("batch"), dict) for r in records)
 
 
@@ -429,13 +474,16 @@ def test_logs_carry_credentials_and_hostile_strings(
     fernet = Fernet(sample.cache_encryption_key)
     secrets = [
         fernet.decrypt(base64.b64decode(p.removeprefix("encrypted:"))).decode()
-        for (p,) in db.execute("SELECT password FROM proxy_identities WHERE password LIKE "
-                               "'encrypted:%'")
-    ]  # fmt: skip
+        for (p,) in db.execute(
+            "SELECT password FROM proxy_identities WHERE password LIKE 'encrypted:%'"
+        )
+    ]
     records = [
-        json.loads(line) for content in _log_files(sample).values()
-        for line in content.decode().split("\n") if line.startswith("{") and line.endswith("}")
-    ]  # fmt: skip
+        json.loads(line)
+        for content in _log_files(sample).values()
+        for line in content.decode().split("\n")
+        if line.startswith("{") and line.endswith("}")
+    ]
     messages = [r["record"]["message"] for r in records]
     extras = [json.dumps(r["record"]["extra"], ensure_ascii=False) for r in records]
     tracebacks = [r["text"] for r in records if "\nTraceback" in r["text"]]
@@ -454,10 +502,20 @@ def test_config_parses_and_holds_tokens_plain_entries_and_lost_secrets(
 ) -> None:
     config = tomllib.loads(sample.config_path.read_text(encoding="utf-8"))
     for key in (
-        "rotation_strategy", "health_check_interval", "timeout", "max_retries",
-        "follow_redirects", "verify_ssl", "default_format", "color", "verbose",
-        "storage_backend", "storage_path", "encrypt_credentials", "encryption_key_env",
-    ):  # fmt: skip
+        "rotation_strategy",
+        "health_check_interval",
+        "timeout",
+        "max_retries",
+        "follow_redirects",
+        "verify_ssl",
+        "default_format",
+        "color",
+        "verbose",
+        "storage_backend",
+        "storage_path",
+        "encrypt_credentials",
+        "encryption_key_env",
+    ):
         assert key in config, key
     assert any(k.startswith("cache_") for k in config)
     assert any(k.startswith("rate_limit_") for k in config)
@@ -489,15 +547,22 @@ def test_env_file_is_private_and_points_at_the_deployment(sample: SampleDeployme
     assert stat.S_IMODE(sample.env_file.stat().st_mode) == 0o600
     env = _env(sample)
     assert set(env) == {
-        "PROXYWHIRL_CACHE_ENCRYPTION_KEY", "PROXYWHIRL_KEY", "PROXYWHIRL_DB",
-        "PROXYWHIRL_LOG_DIR", "PROXYWHIRL_CONFIG", "EXPORT_PARTITION_START",
-    }  # fmt: skip
+        "PROXYWHIRL_CACHE_ENCRYPTION_KEY",
+        "PROXYWHIRL_KEY",
+        "PROXYWHIRL_DB",
+        "PROXYWHIRL_LOG_DIR",
+        "PROXYWHIRL_CONFIG",
+        "EXPORT_PARTITION_START",
+    }
     # The partitions start with the sample's data (the UI shows its days, not a sliver).
     assert env["EXPORT_PARTITION_START"] == sample.first_day.isoformat()
     assert env["PROXYWHIRL_KEY"] == sample.config_encryption_key
     assert env["PROXYWHIRL_KEY"] != env["PROXYWHIRL_CACHE_ENCRYPTION_KEY"]
-    for name, path in (("PROXYWHIRL_DB", sample.database), ("PROXYWHIRL_LOG_DIR", sample.log_dir),
-                       ("PROXYWHIRL_CONFIG", sample.config_path)):  # fmt: skip
+    for name, path in (
+        ("PROXYWHIRL_DB", sample.database),
+        ("PROXYWHIRL_LOG_DIR", sample.log_dir),
+        ("PROXYWHIRL_CONFIG", sample.config_path),
+    ):
         assert Path(env[name]).is_absolute()
         assert Path(env[name]) == path
         assert path.exists()
@@ -509,15 +574,25 @@ def test_env_file_is_private_and_points_at_the_deployment(sample: SampleDeployme
 def _files(root: Path) -> dict[str, bytes]:
     return {
         str(path.relative_to(root)): path.read_bytes().replace(str(root).encode(), b"<root>")
-        for path in sorted(root.rglob("*")) if path.is_file()
-    }  # fmt: skip
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
 
 
 def test_same_arguments_give_byte_identical_files(tmp_path: Path, sample: SampleDeployment) -> None:
     again = write_sample_deployment(tmp_path / "again", **SMALL)
     assert _files(again.root) == _files(sample.root)
-    assert replace(again, root=sample.root, database=sample.database, log_dir=sample.log_dir,
-                   config_path=sample.config_path, env_file=sample.env_file) == sample  # fmt: skip
+    assert (
+        replace(
+            again,
+            root=sample.root,
+            database=sample.database,
+            log_dir=sample.log_dir,
+            config_path=sample.config_path,
+            env_file=sample.env_file,
+        )
+        == sample
+    )
     other = write_sample_deployment(tmp_path / "other", **{**SMALL, "seed": 12})
     assert other.cache_encryption_key != sample.cache_encryption_key
     assert other.database.read_bytes() != sample.database.read_bytes()
@@ -579,9 +654,12 @@ def test_tiny_samples_are_consistent(
     tmp_path: Path, proxies: int, days: int, validations_per_day: int
 ) -> None:
     sample = write_sample_deployment(
-        tmp_path, proxies=proxies, days=days, end_date=END,
+        tmp_path,
+        proxies=proxies,
+        days=days,
+        end_date=END,
         validations_per_day=validations_per_day,
-    )  # fmt: skip
+    )
     assert sorted(p.name for p in sample.log_dir.iterdir()) == ["proxywhirl.log"]
     with closing(sqlite3.connect(f"file:{sample.database}?mode=ro", uri=True)) as connection:
         assert connection.execute("SELECT COUNT(*) FROM proxy_identities").fetchone() == (proxies,)

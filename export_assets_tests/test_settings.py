@@ -30,9 +30,13 @@ SECRETS = [
 # Functions that take the variables as a mapping (Dagster-resolved values, or the key a
 # config's encryption_key_env names) and fall back to the process environment.
 READ_BY_NAME = {
-    "lib/security/crypto.py", "lib/security/policy.py", "lib/security/leaks.py",
-    "lib/restore/pool.py", "lib/restore/verify.py", "lib/restore/config.py",
-}  # fmt: skip
+    "lib/security/crypto.py",
+    "lib/security/policy.py",
+    "lib/security/leaks.py",
+    "lib/restore/pool.py",
+    "lib/restore/verify.py",
+    "lib/restore/config.py",
+}
 
 
 @pytest.fixture
@@ -137,23 +141,42 @@ def test_notification_secrets_stay_environment_variables(
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
-        ("EXPORT_RETENTION_DAYS", "a month",
-         "EXPORT_RETENTION_DAYS='a month' is not a whole number of days: write e.g. 30"),
-        ("EXPORT_LEASE_WAIT_SECONDS", "-1",
-         "EXPORT_LEASE_WAIT_SECONDS='-1' is negative: write 0 or more"),
+        (
+            "EXPORT_RETENTION_DAYS",
+            "a month",
+            "EXPORT_RETENTION_DAYS='a month' is not a whole number of days: write e.g. 30",
+        ),
+        (
+            "EXPORT_LEASE_WAIT_SECONDS",
+            "-1",
+            "EXPORT_LEASE_WAIT_SECONDS='-1' is negative: write 0 or more",
+        ),
         ("EXPORT_MAX_RETRIES", "many", "EXPORT_MAX_RETRIES='many' is not a number: write e.g. 3"),
-        ("EXPORT_MAX_BYTES", "5GB",
-         "EXPORT_MAX_BYTES='5GB' is not a number of bytes: write e.g. 5000000000, or unset it "
-         "for no limit"),
+        (
+            "EXPORT_MAX_BYTES",
+            "5GB",
+            "EXPORT_MAX_BYTES='5GB' is not a number of bytes: write e.g. 5000000000, or unset it "
+            "for no limit",
+        ),
         ("EXPORT_MAX_BYTES", "0", "EXPORT_MAX_BYTES='0' must be positive: unset it for no limit"),
-        ("EXPORT_PARTITION_START", "01/02/2025",
-         "EXPORT_PARTITION_START='01/02/2025' is not a date: write it as YYYY-MM-DD"),
-        ("EXPORT_SENSOR_INTERVAL_SECONDS", "often",
-         "EXPORT_SENSOR_INTERVAL_SECONDS='often' is not a whole number of seconds: write e.g. 300"),
-        ("EXPORT_SMTP_PORT", "smtp",
-         "EXPORT_SMTP_PORT='smtp' is not a port number: write e.g. 587 (or 25)"),
+        (
+            "EXPORT_PARTITION_START",
+            "01/02/2025",
+            "EXPORT_PARTITION_START='01/02/2025' is not a date: write it as YYYY-MM-DD",
+        ),
+        (
+            "EXPORT_SENSOR_INTERVAL_SECONDS",
+            "often",
+            "EXPORT_SENSOR_INTERVAL_SECONDS='often' is not a whole number of seconds: "
+            "write e.g. 300",
+        ),
+        (
+            "EXPORT_SMTP_PORT",
+            "smtp",
+            "EXPORT_SMTP_PORT='smtp' is not a port number: write e.g. 587 (or 25)",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_value_names_the_variable_the_value_and_the_fix(
     clean_environment: pytest.MonkeyPatch, variable: str, value: str, message: str
 ) -> None:

@@ -45,15 +45,20 @@ def retries_of(instance: DagsterInstance, run_id: str) -> int:
 
 
 def test_an_export_over_export_max_bytes_is_refused_before_writing(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.setenv("EXPORT_MAX_BYTES", "10_000")
     exports = tmp_path / "exports"
     result = materialize(
-        [validation_events], partition_key=PARTITION, instance=instance, raise_on_error=False,
+        [validation_events],
+        partition_key=PARTITION,
+        instance=instance,
+        raise_on_error=False,
         resources=export_resources(sample_deployment.database, exports),
-    )  # fmt: skip
+    )
     assert not result.success
     kind, message = failure_of(instance, result.run_id)
     assert kind == "ExportTooLargeError"
@@ -65,21 +70,28 @@ def test_an_export_over_export_max_bytes_is_refused_before_writing(
 
     monkeypatch.setenv("EXPORT_MAX_BYTES", "100000000")
     assert materialize(
-        [validation_events], partition_key=PARTITION, instance=instance,
+        [validation_events],
+        partition_key=PARTITION,
+        instance=instance,
         resources=export_resources(sample_deployment.database, exports),
-    ).success  # fmt: skip
+    ).success
 
 
 def test_a_bad_export_max_bytes_says_how_to_write_it(
-    sample_deployment: SampleDeployment, tmp_path: Path, instance: DagsterInstance,
+    sample_deployment: SampleDeployment,
+    tmp_path: Path,
+    instance: DagsterInstance,
     monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+) -> None:
     monkeypatch.setenv("EXPORT_MAX_BYTES", "5GB")
     exports = tmp_path / "exports"
     result = materialize(
-        [validation_events], partition_key=PARTITION, instance=instance, raise_on_error=False,
+        [validation_events],
+        partition_key=PARTITION,
+        instance=instance,
+        raise_on_error=False,
         resources=export_resources(sample_deployment.database, exports),
-    )  # fmt: skip
+    )
     assert failure_of(instance, result.run_id) == (
         "ValueError",
         "EXPORT_MAX_BYTES='5GB' is not a number of bytes: write e.g. 5000000000, or unset it "

@@ -108,12 +108,17 @@ def test_a_seed_time_is_read_from_the_status_while_it_holds_it(tmp_path: Path) -
     with HandmadeDatabase(path) as db:
         db.add_proxy(A, discovered_at="2026-11-01 12:00:00.000250")
         db.add_status(
-            A, health_status="unhealthy", total_checks=2, total_successes=1,
-            consecutive_successes=0, consecutive_failures=1, avg_response_time_ms=75.5,
+            A,
+            health_status="unhealthy",
+            total_checks=2,
+            total_successes=1,
+            consecutive_successes=0,
+            consecutive_failures=1,
+            avg_response_time_ms=75.5,
             last_check_at="2026-11-02 10:00:00.000000",
             last_success_at="2026-11-01 12:00:00.000001",
             last_failure_at="2026-11-02 10:00:00.000000",
-        )  # fmt: skip
+        )
         db.add_check(A, "2026-11-02 10:00:00.000000", False, error_type="timeout")
     first, last = pool(path, date(2026, 11, 2))[0], pool(path, date(2026, 11, 3))[0]
     assert str(first["last_check_at"]) == "2026-11-01 12:00:00.000001+00:00"
@@ -147,10 +152,14 @@ def test_a_seed_latency_is_recovered_through_the_checks_that_followed(tmp_path: 
     with HandmadeDatabase(path) as db:
         db.add_proxy(A, discovered_at="2026-11-01 12:00:00.000001")
         db.add_status(
-            A, total_checks=3, total_successes=3, consecutive_successes=3,
-            avg_response_time_ms=latest, last_check_at="2026-11-03 10:00:00.000000",
+            A,
+            total_checks=3,
+            total_successes=3,
+            consecutive_successes=3,
+            avg_response_time_ms=latest,
+            last_check_at="2026-11-03 10:00:00.000000",
             last_success_at="2026-11-03 10:00:00.000000",
-        )  # fmt: skip
+        )
         db.add_check(A, "2026-11-02 10:00:00.000000", True, 100.0)
         db.add_check(A, "2026-11-03 10:00:00.000000", True, 300.0)
     first, last = pool(path, date(2026, 11, 2))[0], pool(path, date(2026, 11, 4))[0]

@@ -34,13 +34,17 @@ def observe(source: ProxyWhirlSource, instance: DagsterInstance) -> ExecuteInPro
 
 def observed(deployment: Path, instance: DagsterInstance) -> dict[AssetKey, str]:
     source = ProxyWhirlSource(
-        database=str(deployment / "proxies.db"), log_dir=str(deployment / "logs"),
+        database=str(deployment / "proxies.db"),
+        log_dir=str(deployment / "logs"),
         config_path=str(deployment / "proxywhirl.toml"),
-    )  # fmt: skip
+    )
     result = observe(source, instance)
     assert result.success
-    observations = [e.asset_observation_data.asset_observation for e in result.all_events
-                    if e.event_type_value == "ASSET_OBSERVATION"]  # fmt: skip
+    observations = [
+        e.asset_observation_data.asset_observation
+        for e in result.all_events
+        if e.event_type_value == "ASSET_OBSERVATION"
+    ]
     return {o.asset_key: str(o.data_version) for o in observations}
 
 
@@ -104,8 +108,9 @@ def test_a_daily_record_not_written_by_its_deadline_is_overdue() -> None:
         policy = next(iter(asset.specs)).freshness_policy
         assert policy is not None, asset.key
         assert (policy.deadline_cron, policy.lower_bound_delta.total_seconds()) == (  # type: ignore[attr-defined]
-            "0 3 * * *", 3 * 3600,
-        )  # fmt: skip
+            "0 3 * * *",
+            3 * 3600,
+        )
     for asset in REPORT_ASSETS:
         policy = next(iter(asset.specs)).freshness_policy
         assert policy is not None

@@ -55,10 +55,16 @@ CHECKS: list[tuple[str, str, bool, float | None, str | None, str | None]] = [
     (A, "2026-11-01 23:59:59.999999", False, None, "proxy_error", HOSTILE),  # 4: D's last
     (B, "2026-11-01 13:00:00.000000", True, 80.25, None, None),  # 5
     (B, "2026-11-02 00:00:00.000000", True, 70.0, None, None),  # 6: D+1's first instant
-    (WITH_CREDENTIALS, "2026-11-01 06:00:00.000000", False, None, "ssl_error",
-     "certificate verify failed for https://u:p@secure.example/"),  # 7
+    (
+        WITH_CREDENTIALS,
+        "2026-11-01 06:00:00.000000",
+        False,
+        None,
+        "ssl_error",
+        "certificate verify failed for https://u:p@secure.example/",
+    ),  # 7
     (A, "2026-11-03 10:00:00.000000", True, 60.0, None, None),  # 8: D+2
-]  # fmt: skip
+]
 DAY_IDS = [2, 3, 4, 5, 7]
 SECRETS = ("alice", "pa55w0rd", "carol", "hunter2", "u:p@")
 
@@ -76,14 +82,19 @@ def database(tmp_path: Path) -> Path:
 
 
 def run(
-    database: Path, exports: Path, instance: DagsterInstance, partition: str = DAY,
+    database: Path,
+    exports: Path,
+    instance: DagsterInstance,
+    partition: str = DAY,
     **config: Any,
-) -> Path:  # fmt: skip
+) -> Path:
     """Materialize one partition; the folder it was written to."""
     result = materialize(
-        [configured(validation_events, config)], partition_key=partition, instance=instance,
+        [configured(validation_events, config)],
+        partition_key=partition,
+        instance=instance,
         resources=export_resources(database, exports),
-    )  # fmt: skip
+    )
     assert result.success
     return exports / "validation_events" / f"dt={partition}"
 
@@ -177,9 +188,12 @@ FILTER_CASES: list[tuple[dict[str, Any], list[int]]] = [
 
 @pytest.mark.parametrize(("config", "ids"), [FILTER_CASES[i] for i in (0, 2, 4, 7)])
 def test_filters_each_and_combined_through_dagster(
-    database: Path, tmp_path: Path, instance: DagsterInstance, config: dict[str, Any],
+    database: Path,
+    tmp_path: Path,
+    instance: DagsterInstance,
+    config: dict[str, Any],
     ids: list[int],
-) -> None:  # fmt: skip
+) -> None:
     folder = run(database, tmp_path / "exports", instance, format="jsonl", **config)
     assert read_jsonl_gz(folder) == [expected_row(row_id) for row_id in ids]
     facts = manifest(folder)
@@ -210,9 +224,13 @@ def test_filter_values_are_parameters_not_sql(
 ) -> None:
     injection = "x') OR 1=1 --"
     folder = run(
-        database, tmp_path / "exports", instance, format="jsonl", proxy_urls=[injection],
+        database,
+        tmp_path / "exports",
+        instance,
+        format="jsonl",
+        proxy_urls=[injection],
         error_types=[injection],
-    )  # fmt: skip
+    )
     assert read_jsonl_gz(folder) == []
 
 
@@ -220,11 +238,13 @@ def test_an_empty_filter_list_is_a_config_error(
     database: Path, tmp_path: Path, instance: DagsterInstance
 ) -> None:
     result = materialize(
-        [requested(validation_events)], partition_key=DAY, instance=instance,
+        [requested(validation_events)],
+        partition_key=DAY,
+        instance=instance,
         resources=export_resources(database, tmp_path / "exports"),
         run_config=request_config(validation_events, {"error_types": []}),
         raise_on_error=False,
-    )  # fmt: skip
+    )
     assert not result.success
     error = result.get_step_failure_events()[0].step_failure_data.error
     assert error is not None
@@ -286,9 +306,12 @@ def test_a_value_the_reader_cannot_convert_fails_the_run_naming_it_and_writes_no
         )
     connection.close()
     result = materialize(
-        [validation_events], partition_key=DAY, instance=instance,
-        resources=export_resources(database, tmp_path / "exports"), raise_on_error=False,
-    )  # fmt: skip
+        [validation_events],
+        partition_key=DAY,
+        instance=instance,
+        resources=export_resources(database, tmp_path / "exports"),
+        raise_on_error=False,
+    )
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert failure is not None
@@ -346,9 +369,10 @@ def test_the_union_of_every_day_is_the_validation_history_row_for_row(
     for day in days:
         result = materialize(
             [configured(validation_events, {"format": "parquet"})],
-            partition_key=day.isoformat(), instance=instance,
+            partition_key=day.isoformat(),
+            instance=instance,
             resources=export_resources(sample_deployment.database, exports),
-        )  # fmt: skip
+        )
         assert result.success
         folder = exports / "validation_events" / f"dt={day.isoformat()}"
         table = pq.read_table(next(folder.glob("*.parquet")))

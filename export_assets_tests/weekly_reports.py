@@ -41,9 +41,11 @@ def published_week(
     """proxy_metrics for three days, proxy_list of D, then both reports of D, through Dagster."""
     exports = tmp_path_factory.mktemp("reports") / "exports"
     resources = export_resources(
-        sample_deployment.database, exports, config_path=str(sample_deployment.config_path),
+        sample_deployment.database,
+        exports,
+        config_path=str(sample_deployment.config_path),
         log_dir=str(sample_deployment.log_dir),
-    )  # fmt: skip
+    )
     with DagsterInstance.ephemeral() as instance, sample_keys(sample_deployment):
         for day in EXPORTED_DAYS:
             assets = [proxy_metrics, proxy_list] if day == REPORT_DAY else [proxy_metrics]
@@ -53,8 +55,10 @@ def published_week(
             assert result.success
         result = materialize(
             REPORT_ASSETS,
-            partition_key=REPORT_DAY.isoformat(), instance=instance, resources=resources,
-        )  # fmt: skip
+            partition_key=REPORT_DAY.isoformat(),
+            instance=instance,
+            resources=resources,
+        )
         assert result.success
         checks = [e.passed for e in result.get_asset_check_evaluations()]
     return PublishedWeek(exports, sample_deployment.database, checks)

@@ -56,17 +56,25 @@ def main() -> None:
 @click.option("--validations-per-day", type=click.IntRange(min=0), default=2000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 def sample_data(
-    out: Path, proxies: int, days: int, end_date: date | None, validations_per_day: int,
+    out: Path,
+    proxies: int,
+    days: int,
+    end_date: date | None,
+    validations_per_day: int,
     seed: int,
-) -> None:  # fmt: skip
+) -> None:
     """Write a deterministic sample ProxyWhirl deployment (database, logs, config, .env)."""
     from export_assets.lib.sample import write_sample_deployment
 
     try:
         sample = write_sample_deployment(
-            out, proxies=proxies, days=days, end_date=end_date or _yesterday(),
-            validations_per_day=validations_per_day, seed=seed,
-        )  # fmt: skip
+            out,
+            proxies=proxies,
+            days=days,
+            end_date=end_date or _yesterday(),
+            validations_per_day=validations_per_day,
+            seed=seed,
+        )
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
@@ -78,9 +86,12 @@ def sample_data(
 
 @main.command("materialize")
 @click.option(
-    "--job", "job_name", default="daily_export_job", show_default=True,
+    "--job",
+    "job_name",
+    default="daily_export_job",
+    show_default=True,
     help="The daily job to run (an export template such as backup_job, analytics_job).",
-)  # fmt: skip
+)
 @click.option("--last-days", type=click.IntRange(min=1), default=7, show_default=True)
 @click.option(
     "--end-date", callback=_parse_date, help="Last partition to export. Default: yesterday (UTC)."
@@ -196,12 +207,16 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
                     REQUESTED_BY_TAG: requesting_user(),
                     TEMPLATE_TAG: job_name,
                     **run_process_tags(run_id),
-                    **({} if len(days) == 1 else {
-                        ASSET_PARTITION_RANGE_START_TAG: days[0],
-                        ASSET_PARTITION_RANGE_END_TAG: days[-1],
-                    }),
+                    **(
+                        {}
+                        if len(days) == 1
+                        else {
+                            ASSET_PARTITION_RANGE_START_TAG: days[0],
+                            ASSET_PARTITION_RANGE_END_TAG: days[-1],
+                        }
+                    ),
                 },
-            )  # fmt: skip
+            )
             if not verbose:
                 _echo_run_warnings(instance, result.run_id)
             if not result.success:
@@ -282,8 +297,10 @@ def _failure_report(
     from export_assets.defs.operations.failures import grouped_step_failures
 
     groups = grouped_step_failures(result.get_step_failure_events())
-    lines = [f"{job_name} failed for {partition} (run {result.run_id}); nothing of a failed step "
-             "was published:"]  # fmt: skip
+    lines = [
+        f"{job_name} failed for {partition} (run {result.run_id}); nothing of a failed step "
+        "was published:"
+    ]
     for steps, message in groups[:_MAX_FAILURE_LINES]:
         lines.append(f"  {', '.join(steps)}: {message}")
     if len(groups) > _MAX_FAILURE_LINES:

@@ -74,14 +74,18 @@ def require_known_asset(name: str, request_folders: bool = False) -> None:
 
 @click.command("retention")
 @click.option(
-    "--keep-days", type=click.IntRange(min=0), default=None,
+    "--keep-days",
+    type=click.IntRange(min=0),
+    default=None,
     help="Keep partitions of this many days before today (UTC).  [default: "
     "EXPORT_RETENTION_DAYS, or 30]",
-)  # fmt: skip
+)
 @click.option(
-    "--max-total-bytes", type=click.IntRange(min=0), default=None,
+    "--max-total-bytes",
+    type=click.IntRange(min=0),
+    default=None,
     help="When what is kept exceeds this many bytes, delete the oldest partitions first.",
-)  # fmt: skip
+)
 @click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
 def retention(keep_days: int | None, max_total_bytes: int | None, dry_run: bool) -> None:
     """Delete expired export partitions in EXPORT_DESTINATION (disk or S3).
@@ -148,8 +152,20 @@ def history(asset: str | None, since: datetime | None, as_json: bool) -> None:
     if not records:
         click.echo("(no exports recorded)", err=True)
         return
-    header = ("time", "requested_by", "job", "status", "asset", "partition", "rows", "bytes",
-              "sha256", "credential_policy", "uri", "error")  # fmt: skip
+    header = (
+        "time",
+        "requested_by",
+        "job",
+        "status",
+        "asset",
+        "partition",
+        "rows",
+        "bytes",
+        "sha256",
+        "credential_policy",
+        "uri",
+        "error",
+    )
     rows = [
         (
             r.time,

@@ -26,22 +26,28 @@ EXIT_INCOMPLETE = 3
 @click.command("scan")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
-    "--db", "database", type=click.Path(path_type=Path),
+    "--db",
+    "database",
+    type=click.Path(path_type=Path),
     help="ProxyWhirl database whose credentials to look for. Default: PROXYWHIRL_DB.",
-)  # fmt: skip
+)
 @click.option(
-    "--config", "config_path", type=click.Path(path_type=Path),
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
     help="ProxyWhirl config whose credentials to look for. Default: PROXYWHIRL_CONFIG.",
-)  # fmt: skip
+)
 @click.option(
-    "--allow-no-credentials", is_flag=True,
+    "--allow-no-credentials",
+    is_flag=True,
     help="Exit 0 even when the database and config hold no credential to look for.",
-)  # fmt: skip
+)
 @click.option(
-    "--allow-undecrypted", is_flag=True,
+    "--allow-undecrypted",
+    is_flag=True,
     help="Exit 0 even when stored credentials could not be decrypted (scanned for in their "
     "stored form only).",
-)  # fmt: skip
+)
 def scan(
     paths: tuple[Path, ...],
     database: Path | None,

@@ -30,11 +30,20 @@ DEFAULT_RETRY_DELAY_SECONDS = 10.0
 # S3's codes for "try again later" (HTTP 5xx and throttling).
 _TRANSIENT_S3_CODES = frozenset(
     {
-        "InternalError", "ServiceUnavailable", "SlowDown", "Throttling", "ThrottlingException",
-        "RequestTimeout", "RequestTimeoutException", "RequestLimitExceeded",
-        "500", "502", "503", "504",
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "RequestLimitExceeded",
+        "500",
+        "502",
+        "503",
+        "504",
     }
-)  # fmt: skip
+)
 
 
 def export_retry_policy() -> RetryPolicy:

@@ -44,7 +44,7 @@ VERIFIED_ASSETS = (
     "pool_config", "health_report", "analytics_workbook", "export_audit_log",
     "backup/proxy_list", "backup/pool_config", "analytics/validation_events",
     "analytics/proxy_metrics", "compliance/proxy_logs",
-)  # fmt: skip
+)
 """The daily records and the templates (a request's copies are re-read from its own asset:
 its "Execute checks" with the request's name)."""
 
@@ -59,7 +59,7 @@ class VerifyExportsConfig(FailFastConfig):
     last_days: int = Field(
         default=30, ge=1, le=3660,
         description="How many UTC days to verify, ending with end_date.",
-    )  # fmt: skip
+    )
     end_date: str | None = Field(
         default=None, description="Last day to verify (YYYY-MM-DD). Unset: yesterday (UTC)."
     )

@@ -218,11 +218,11 @@ class DocumentConfig(FailFastConfig):
     gzip_level: int = Field(
         default=6, ge=1, le=9, description="Deflate level of gzip and zip, a whole number "
         "from 1 (fast) to 9 (small).",
-    )  # fmt: skip
+    )
     zstd_level: int = Field(
         default=3, ge=1, le=22, description="zstd level, a whole number from 1 (fast) to 22 "
         "(small, slow).",
-    )  # fmt: skip
+    )
 
     def options(self) -> DocumentOptions:
         """The write options this config selects."""

@@ -295,7 +295,7 @@ def export_request(asset: AssetsDefinition | str) -> AssetsDefinition:
         request=request_config(domain),
         summary="On demand, every option in the run config; files under "
         f"{REQUESTS}/{{request}}/{domain.name}/, never over the daily record.",
-    )  # fmt: skip
+    )
 
 
 def request_config(domain: ExportDomain) -> type[Config]:
@@ -542,13 +542,13 @@ def _rechecked(
             )
             for partition in context.partition_keys
         },
-    )  # fmt: skip
+    )
 
 
 def reread_results(
     destination: Destination, name: str, partition: str, manifest: ExportManifest | None,
     scanner: LeakScanner, known: KnownCredentials,
-) -> list[AssetCheckResult]:  # fmt: skip
+) -> list[AssetCheckResult]:
     """The two checks of a published partition, proven by reading it back."""
     if manifest is None:
         problems = [f"{name} {partition} is not published: it has no manifest"]
@@ -567,7 +567,7 @@ def reread_results(
             },
         ),
         leak_result(findings, known, said="re-scan: "),
-    ]  # fmt: skip
+    ]
 
 
 def _intact(verification: Verification) -> AssetCheckResult:

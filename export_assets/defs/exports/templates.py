@@ -35,7 +35,7 @@ BACKUP_ASSETS = [
         pool_config, BACKUP, "Backup template: the config as JSON, after the pool.",
         after=[_backup_pool], format="json",
     ),
-]  # fmt: skip
+]
 ANALYTICS_ASSETS = [
     export_template(
         validation_events, ANALYTICS, "Analytics template: the day's checks as Parquet.",
@@ -45,13 +45,13 @@ ANALYTICS_ASSETS = [
         proxy_metrics, ANALYTICS, "Analytics template: the day's metrics as Parquet.",
         format="parquet",
     ),
-]  # fmt: skip
+]
 COMPLIANCE_ASSETS = [
     export_template(
         proxy_logs, COMPLIANCE, "Compliance template: the day's log records, credentials "
         "masked, as gzip-compressed JSON lines.", format="jsonl", compression="gzip",
     ),
-]  # fmt: skip
+]
 TEMPLATE_ASSETS = [*BACKUP_ASSETS, *ANALYTICS_ASSETS, *COMPLIANCE_ASSETS]
 """Every template asset (group proxywhirl_templates)."""
 
@@ -61,5 +61,5 @@ REQUEST_ASSETS = [
         proxy_list, proxy_changes, validation_events, proxy_metrics, proxy_logs, pool_config,
         health_report, analytics_workbook, export_audit_log,
     )
-]  # fmt: skip
+]
 """One on-demand asset per domain (group proxywhirl_requests)."""

@@ -30,9 +30,20 @@ PARTITION_TAG = "dagster/partition"
 PAGE = 500
 
 HISTORY_FIELDS = (
-    "time", "requested_by", "job", "run_id", "status", "asset", "partition", "uri", "rows",
-    "bytes", "sha256", "credential_policy", "error",
-)  # fmt: skip
+    "time",
+    "requested_by",
+    "job",
+    "run_id",
+    "status",
+    "asset",
+    "partition",
+    "uri",
+    "rows",
+    "bytes",
+    "sha256",
+    "credential_policy",
+    "error",
+)
 
 
 @dataclass(frozen=True)

@@ -51,10 +51,13 @@ class RestoreConfigConfig(FailFastConfig):
 def restore_pool_op(context: OpExecutionContext, config: RestorePoolConfig) -> None:
     try:
         diff = restore_pool(
-            Path(config.export), Path(config.database), on_duplicate=config.on_duplicate,
-            dry_run=config.dry_run, history=config.history,
+            Path(config.export),
+            Path(config.database),
+            on_duplicate=config.on_duplicate,
+            dry_run=config.dry_run,
+            history=config.history,
             events=None if config.events is None else Path(config.events),
-        )  # fmt: skip
+        )
     except RestoreError as exc:
         raise Failure(description=str(exc), allow_retries=False) from None
     context.log.info(diff.summary())

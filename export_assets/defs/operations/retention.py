@@ -16,14 +16,16 @@ class RetentionConfig(FailFastConfig):
     """How much of the exports the retention job keeps."""
 
     keep_days: int | None = Field(
-        default=None, ge=0,
+        default=None,
+        ge=0,
         description="Keep partitions of this many days before today (UTC). Unset: "
         "EXPORT_RETENTION_DAYS, or 30.",
-    )  # fmt: skip
+    )
     max_total_bytes: int | None = Field(
-        default=None, ge=0,
+        default=None,
+        ge=0,
         description="When the partitions kept exceed this many bytes, delete the oldest first.",
-    )  # fmt: skip
+    )
     dry_run: bool = Field(default=False, description="Report what would go; delete nothing.")
 
 

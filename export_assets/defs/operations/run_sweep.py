@@ -221,8 +221,11 @@ def run_process_of(instance: DagsterInstance, run: DagsterRun) -> RunProcess | N
         log.warning(
             "run %s: tag %s=%r is not 'host=H pid=N start=T run=%s' (malformed, or copied "
             "from another run): ignored; the run is judged by the process that started it",
-            run.run_id, RUN_PROCESS_TAG, tag, run.run_id,
-        )  # fmt: skip
+            run.run_id,
+            RUN_PROCESS_TAG,
+            tag,
+            run.run_id,
+        )
     if recorded is not None or not _single_host(instance):
         return recorded
     started = _run_start_event(instance, run.run_id)

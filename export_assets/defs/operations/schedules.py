@@ -45,32 +45,48 @@ class ScheduleRow:
 
 SCHEDULES = (
     ScheduleRow(
-        "daily_export_schedule", "daily_export_job", "EXPORT_DAILY_CRON", "15 0 * * *",
+        "daily_export_schedule",
+        "daily_export_job",
+        "EXPORT_DAILY_CRON",
+        "15 0 * * *",
         "Runs daily_export_job for the UTC day that just ended (default 00:15: the day is "
         "complete).",
     ),
     ScheduleRow(
-        "weekly_report_schedule", "weekly_report_job", "EXPORT_WEEKLY_CRON", "30 0 * * 1",
+        "weekly_report_schedule",
+        "weekly_report_job",
+        "EXPORT_WEEKLY_CRON",
+        "30 0 * * 1",
         "Runs weekly_report_job (health report + workbook) for the 7 UTC days ending on the "
         "day before the tick (default Mondays 00:30: the week ending on Sunday).",
     ),
     ScheduleRow(
-        "audit_log_schedule", "audit_log_job", "EXPORT_AUDIT_CRON", "0 1 * * *",
+        "audit_log_schedule",
+        "audit_log_job",
+        "EXPORT_AUDIT_CRON",
+        "0 1 * * *",
         "Exports the audit trail of the UTC day that just ended (default 01:00, after the "
         "daily export).",
     ),
     ScheduleRow(
-        "retention_schedule", "retention_job", "EXPORT_RETENTION_CRON", "0 2 * * *",
+        "retention_schedule",
+        "retention_job",
+        "EXPORT_RETENTION_CRON",
+        "0 2 * * *",
         "Deletes expired export partitions (default 02:00; EXPORT_RETENTION_DAYS, default 30).",
         closed_day=False,
     ),
     ScheduleRow(
-        "weekly_verify_exports", "verify_exports_job", "EXPORT_VERIFY_CRON", "30 3 * * 0",
+        "weekly_verify_exports",
+        "verify_exports_job",
+        "EXPORT_VERIFY_CRON",
+        "30 3 * * 0",
         "The deep re-read of the last 30 days of every export (default Sundays 03:30); off "
         "until switched on in the UI (Automation).",
-        closed_day=False, starts_with_daemon=False,
+        closed_day=False,
+        starts_with_daemon=False,
     ),
-)  # fmt: skip
+)
 """Every schedule: cron from its variable (or the default), timezone from
 EXPORT_SCHEDULE_TIMEZONE (default UTC)."""
 
@@ -107,10 +123,10 @@ def build_schedule(row: ScheduleRow | str) -> ScheduleDefinition:
         cron_schedule=cron,
         execution_timezone=_setting("EXPORT_SCHEDULE_TIMEZONE", DEFAULT_TIMEZONE),
         description=f"{row.description} Cron: {row.cron_variable} (default {row.default_cron}).",
-        default_status=_default_status() if row.starts_with_daemon else (
-            DefaultScheduleStatus.STOPPED
-        ),
-    )  # fmt: skip
+        default_status=_default_status()
+        if row.starts_with_daemon
+        else (DefaultScheduleStatus.STOPPED),
+    )
     def _tick(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
         moment = context.scheduled_execution_time or datetime.now(UTC)
         tags = run_tags(chosen.name, chosen.job)

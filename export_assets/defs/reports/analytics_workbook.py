@@ -22,9 +22,11 @@ class AnalyticsWorkbookConfig(ReportBrandingConfig):
     """Run config of ``analytics_workbook``: title and accent colour (the logo is unused)."""
 
     title: str = Field(
-        default=WORKBOOK_TITLE, min_length=1, max_length=80,
+        default=WORKBOOK_TITLE,
+        min_length=1,
+        max_length=80,
         description="The workbook's title (its document title property).",
-    )  # fmt: skip
+    )
 
 
 @daily_export(

@@ -33,9 +33,11 @@ class ReportBrandingConfig(FailFastConfig):
     """How a report looks: title, logo and accent colour."""
 
     title: str = Field(
-        default="ProxyWhirl health report", min_length=1, max_length=80,
+        default="ProxyWhirl health report",
+        min_length=1,
+        max_length=80,
         description="Title in every page header (and the workbook's title).",
-    )  # fmt: skip
+    )
     logo_path: str | None = Field(
         default=None,
         description="A PNG or JPEG shown left of the title in every page header. Unset: none.",
@@ -82,10 +84,11 @@ class HealthReportConfig(ReportBrandingConfig):
     """Run config of ``health_report``: branding and the ranking threshold."""
 
     min_checks: int = Field(
-        default=20, ge=1,
+        default=20,
+        ge=1,
         description="Proxies need at least this many checks in the week to be ranked in the "
         "top and bottom 10 by success rate.",
-    )  # fmt: skip
+    )
 
 
 def report_source(

@@ -160,9 +160,11 @@ class ExportIOManager(ConfigurableIOManager):
         if self.proxywhirl is None:
             # Worded without a URL's user:password form, which the scan itself would flag.
             return KnownCredentials(
-                notes=["no ProxyWhirl deployment configured: only URLs carrying a user and "
-                       "password were looked for"]
-            )  # fmt: skip
+                notes=[
+                    "no ProxyWhirl deployment configured: only URLs carrying a user and "
+                    "password were looked for"
+                ]
+            )
         return known_credentials(Path(self.proxywhirl.database), Path(self.proxywhirl.config_path))
 
     def handle_output(self, context: OutputContext, obj: DailyExports | AnyExport) -> None:
@@ -211,9 +213,16 @@ class ExportIOManager(ConfigurableIOManager):
                 return Produced(obj.records, findings)
 
             return self._publish(
-                context, asset, partition, options=obj.options, extension=f".{obj.options.format}",
-                columns=[], source=obj.source, produce=write_rendered, scanner=scanner,
-            )  # fmt: skip
+                context,
+                asset,
+                partition,
+                options=obj.options,
+                extension=f".{obj.options.format}",
+                columns=[],
+                source=obj.source,
+                produce=write_rendered,
+                scanner=scanner,
+            )
         if isinstance(obj, DocumentExport):
             document = serialise_document(obj.document, obj.options.format)
             check_room(destination, asset, partition, rows=1, row_bytes=float(len(document)))
@@ -225,10 +234,17 @@ class ExportIOManager(ConfigurableIOManager):
                 return Produced(1, scan.finish())  # a document is one record
 
             return self._publish(
-                context, asset, partition, options=obj.options, extension=f".{obj.options.format}",
-                columns=[], source=obj.source, produce=write_document, scanner=scanner,
+                context,
+                asset,
+                partition,
+                options=obj.options,
+                extension=f".{obj.options.format}",
+                columns=[],
+                source=obj.source,
+                produce=write_document,
+                scanner=scanner,
                 encryption=obj.encryption,
-            )  # fmt: skip
+            )
         if not isinstance(obj, Export):
             raise TypeError(
                 f"{asset} returned {type(obj).__name__}; export assets return an Export, a "
@@ -238,12 +254,18 @@ class ExportIOManager(ConfigurableIOManager):
             schema = selected_schema(obj.schema, obj.options.fields, asset)
             _guard_size(destination, asset, partition, obj)
             return self._publish(
-                context, asset, partition, options=obj.options,
-                extension=formats.EXTENSIONS[obj.options.format], columns=columns_of(schema),
+                context,
+                asset,
+                partition,
+                options=obj.options,
+                extension=formats.EXTENSIONS[obj.options.format],
+                columns=columns_of(schema),
                 source=obj.source,
                 produce=lambda key, out: _write_batches(context, key, obj, schema, out, scanner),
-                scanner=scanner, encryption=obj.encryption, table=schema,
-            )  # fmt: skip
+                scanner=scanner,
+                encryption=obj.encryption,
+                table=schema,
+            )
 
     def _publish(
         self,
@@ -265,17 +287,22 @@ class ExportIOManager(ConfigurableIOManager):
         name = data_file_name(asset, partition, extension + codecs.EXTENSIONS[options.compression])
         key = manifest_key(asset, partition)
         lease = PartitionLease(
-            destination, asset, partition, context.run_id,
-            wait_seconds=self.lease_wait(), log=context.log.warning,
-        )  # fmt: skip
+            destination,
+            asset,
+            partition,
+            context.run_id,
+            wait_seconds=self.lease_wait(),
+            log=context.log.warning,
+        )
         # One writer per partition: everything from reading the replaced manifest to
         # deleting its stale files happens under the lease.
         with lease:
             found = destination.read_versioned(key)
             replaced = (
-                None if found is None
+                None
+                if found is None
                 else ExportManifest.from_json(found[0], where=destination.uri(key))
-            )  # fmt: skip
+            )
             for leftover in destination.remove_debris(folder, DEBRIS_AGE):
                 context.log.warning(f"removed {leftover}, left by a run that was killed mid-write")
             previous = _previous_manifest(destination, asset, partition)
@@ -363,9 +390,12 @@ class ExportIOManager(ConfigurableIOManager):
 
         uri = destination.uri(written.key)
         verification = Verification(
-            file=uri, rows=written.rows, bytes=written.bytes, sha256=written.sha256,
+            file=uri,
+            rows=written.rows,
+            bytes=written.bytes,
+            sha256=written.sha256,
             stored_bytes=stored,
-        )  # fmt: skip
+        )
         metadata: dict[str, Any] = {
             "dagster/uri": MetadataValue.text(uri),
             "dagster/partition_row_count": MetadataValue.int(written.rows),
@@ -455,19 +485,26 @@ def _write_data_file(
             plain = MeasuredStream(compressed)
             produced = produce(key, plain)
         written = WrittenFile(
-            key, produced.rows, stored.bytes,
+            key,
+            produced.rows,
+            stored.bytes,
             plain.bytes if produced.uncompressed_bytes is None else produced.uncompressed_bytes,
-            stored.sha256, produced.findings,
-        )  # fmt: skip
+            stored.sha256,
+            produced.findings,
+        )
         manifest = seal(written)
         manifest_bytes = manifest.to_json()
     return written, manifest, manifest_bytes
 
 
 def _write_batches(
-    context: OutputContext, key: str, export: Export, schema: pa.Schema, plain: MeasuredStream,
+    context: OutputContext,
+    key: str,
+    export: Export,
+    schema: pa.Schema,
+    plain: MeasuredStream,
     scanner: LeakScanner,
-) -> Produced:  # fmt: skip
+) -> Produced:
     """Validate, scan and write every batch of ``export`` in its format."""
     findings: list[Finding] = []
     text = TextScan(scanner, key) if export.options.format in _TEXT_FORMATS else None
@@ -487,9 +524,15 @@ def _write_batches(
 
 
 def _write_rows(
-    context: OutputContext, key: str, export: Export, schema: pa.Schema, plain: MeasuredStream,
-    scanner: LeakScanner, text: TextScan | None, findings: list[Finding],
-) -> tuple[int, int]:  # fmt: skip
+    context: OutputContext,
+    key: str,
+    export: Export,
+    schema: pa.Schema,
+    plain: MeasuredStream,
+    scanner: LeakScanner,
+    text: TextScan | None,
+    findings: list[Finding],
+) -> tuple[int, int]:
     """Rows and Arrow bytes written; batches of formats scanned by value add to ``findings``."""
     rows = 0
     arrow_bytes = 0

@@ -449,9 +449,14 @@ def digest_notification(
     ]
     lines.append(f"Run in the Dagster UI: {link}")
     payload = {
-        "event": "export_succeeded", "run_id": run_id, "job": job, "partition": partition,
-        "exported": list(exported), "requested_by": requested_by, "run_url": link,
-    }  # fmt: skip
+        "event": "export_succeeded",
+        "run_id": run_id,
+        "job": job,
+        "partition": partition,
+        "exported": list(exported),
+        "requested_by": requested_by,
+        "run_url": link,
+    }
     subject = f"[export ok] {job} {partition or ''}: {len(exported)} assets"
     return Notification(subject, "\n".join(lines) + "\n", payload)
 

@@ -42,16 +42,20 @@ class ProxyWhirlSource(ConfigurableResource):  # type: ignore[type-arg]
     )
 
     chunk_rows: int = Field(
-        default=DEFAULT_CHUNK_ROWS, ge=64,
+        default=DEFAULT_CHUNK_ROWS,
+        ge=64,
         description="Rows a short read of validation_results starts with; reads then adapt "
         "(down, or up to a few times this) so that each holds SQLite's read lock, and keeps "
         "ProxyWhirl's commits waiting, about 20 ms.",
-    )  # fmt: skip
+    )
 
     def open_snapshot(self, *, identities: bool = True) -> SourceSnapshot:
         """Pin the database's snapshot (its validation watermark, and ``proxy_identities``
         unless ``identities`` is false) in one short read; the caller closes it."""
         return SourceSnapshot(
-            Path(self.database), busy_timeout_ms=self.busy_timeout_ms, batch_rows=self.batch_rows,
-            chunk_rows=self.chunk_rows, identities=identities,
-        )  # fmt: skip
+            Path(self.database),
+            busy_timeout_ms=self.busy_timeout_ms,
+            batch_rows=self.batch_rows,
+            chunk_rows=self.chunk_rows,
+            identities=identities,
+        )

@@ -109,7 +109,7 @@ class ParallelGzipWriter:
     def __init__(
         self, target: WriteStream, level: int, *, threads: int = GZIP_THREADS,
         block_bytes: int = GZIP_BLOCK_BYTES,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if not 0 <= level <= 9:
             raise ValueError(f"gzip level {level} is not in 0-9")
         self._target = target
@@ -187,7 +187,7 @@ class ParallelGzipWriter:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None,
         traceback: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         if kind is None:
             self.close()
         else:

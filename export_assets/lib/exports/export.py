@@ -140,7 +140,7 @@ class Export:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None,
         traceback: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.close()
 
 

@@ -89,7 +89,7 @@ class LeaseHolder:
                 pid_started=None if raw.get("pid_started") is None else str(raw["pid_started"]),
                 token=str(raw["token"]), acquired_at=float(raw["acquired_at"]),
                 expires_at=float(raw["expires_at"]),
-            )  # fmt: skip
+            )
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
 
@@ -177,7 +177,7 @@ class PartitionLease:
             run_id=self.run_id, host=socket.gethostname(), pid=os.getpid(),
             pid_started=_process_started(os.getpid()), token=uuid.uuid4().hex,
             acquired_at=now, expires_at=now + self.lease_seconds,
-        )  # fmt: skip
+        )
 
     def try_acquire(self) -> LeaseHolder | None:
         """Take the lease if it is free or stale; else the live holder (nothing is waited)."""

@@ -153,7 +153,7 @@ def _listed_partition(
     return PublishedPartition(
         asset, partition, (*files, key),
         sum(entry.bytes for entry in manifest.files) + len(data), version,
-    )  # fmt: skip
+    )
 
 
 def plan_retention(
@@ -224,7 +224,7 @@ def _delete_partition(
     lease = PartitionLease(
         destination, partition.asset, partition.partition, f"retention-{uuid.uuid4().hex}",
         wait_seconds=0,
-    )  # fmt: skip
+    )
     holder = lease.try_acquire()
     if holder is not None:
         return f"{folder}: being exported by {holder.describe()}; left for the next pass"
@@ -270,7 +270,7 @@ def _remove_debris(destination: Destination, *, dry_run: bool) -> list[str]:
                 key = lease_key(asset, lease_partition)
                 stale = describe_stale_lease(destination, key) if dry_run else (
                     clear_stale_lease(destination, key)
-                )  # fmt: skip
+                )
                 if stale is not None:
                     removed.append(stale)
         except UnsafePathError:

@@ -127,11 +127,20 @@ def _look(branding: Branding) -> _Look:
         return ParagraphStyle(name, **base)
 
     return _Look(
-        regular, bold, accent,
+        regular,
+        bold,
+        accent,
         {
             "h1": style("h1", fontName=bold, fontSize=18, leading=22, spaceAfter=2),
-            "h2": style("h2", fontName=bold, fontSize=12.5, leading=16, spaceBefore=10,
-                        spaceAfter=5, textColor=accent),
+            "h2": style(
+                "h2",
+                fontName=bold,
+                fontSize=12.5,
+                leading=16,
+                spaceBefore=10,
+                spaceAfter=5,
+                textColor=accent,
+            ),
             "lead": style("lead", fontSize=10, leading=14, textColor=MUTED, spaceAfter=8),
             "body": style("body"),
             "note": style("note", fontSize=8, leading=10.5, textColor=MUTED),
@@ -141,7 +150,7 @@ def _look(branding: Branding) -> _Look:
             "kpi_label": style("kpi_label", fontSize=7.5, leading=9.5, textColor=MUTED),
             "notice": style("notice", fontName=bold, fontSize=11, leading=15, textColor=accent),
         },
-    )  # fmt: skip
+    )
 
 
 def render(
@@ -158,17 +167,29 @@ def render(
     period = f"{_day(week.start)} {DASH} {_day(week.end)} (UTC)"
     buffer = io.BytesIO()
     document = BaseDocTemplate(
-        buffer, pagesize=A4, leftMargin=MARGIN, rightMargin=MARGIN,
-        topMargin=MARGIN + 12 * mm, bottomMargin=MARGIN + 8 * mm,
-        title=f"{branding.title}: {period}", author="export_assets",
+        buffer,
+        pagesize=A4,
+        leftMargin=MARGIN,
+        rightMargin=MARGIN,
+        topMargin=MARGIN + 12 * mm,
+        bottomMargin=MARGIN + 8 * mm,
+        title=f"{branding.title}: {period}",
+        author="export_assets",
         subject="Weekly proxy pool health",
         creator="export_assets health_report",
         invariant=True,  # no time or zone of the run in the file but the footer's stamp
-    )  # fmt: skip
+    )
     frame = Frame(
-        document.leftMargin, document.bottomMargin, document.width, document.height, id="body",
-        leftPadding=0, rightPadding=0, topPadding=0, bottomPadding=0,
-    )  # fmt: skip
+        document.leftMargin,
+        document.bottomMargin,
+        document.width,
+        document.height,
+        id="body",
+        leftPadding=0,
+        rightPadding=0,
+        topPadding=0,
+        bottomPadding=0,
+    )
 
     def decorate(page: canvas.Canvas, _: BaseDocTemplate) -> None:
         _header(page, look, branding, period)
@@ -317,13 +338,25 @@ def _kpis(now: PeriodFigures, before: PeriodFigures, look: _Look) -> Table:
     s = look.styles
     cards = [
         ("Pool size", count(now.pool), change_count(now.pool, before.pool), None),
-        ("Healthy share", percent(now.share(HEALTHY)),
-         change_points(now.share(HEALTHY), before.share(HEALTHY)), True),
-        ("Success rate", percent(now.success_rate),
-         change_points(now.success_rate, before.success_rate), True),
-        ("p95 latency", milliseconds(now.latency_p95_ms),
-         change_relative(now.latency_p95_ms, before.latency_p95_ms), False),
-    ]  # fmt: skip
+        (
+            "Healthy share",
+            percent(now.share(HEALTHY)),
+            change_points(now.share(HEALTHY), before.share(HEALTHY)),
+            True,
+        ),
+        (
+            "Success rate",
+            percent(now.success_rate),
+            change_points(now.success_rate, before.success_rate),
+            True,
+        ),
+        (
+            "p95 latency",
+            milliseconds(now.latency_p95_ms),
+            change_relative(now.latency_p95_ms, before.latency_p95_ms),
+            False,
+        ),
+    ]
     cells = []
     for label, value, change, higher_is_better in cards:
         tint = MUTED
@@ -360,8 +393,14 @@ def _kpis(now: PeriodFigures, before: PeriodFigures, look: _Look) -> Table:
 
 def _summary_table(now: PeriodFigures, before: PeriodFigures, look: _Look) -> Table:
     rows: list[list[str]] = [["", "This week", "Previous week", "Change"]]
-    rows.append(["Pool size (end of period)", count(now.pool), count(before.pool),
-                 change_count(now.pool, before.pool)])  # fmt: skip
+    rows.append(
+        [
+            "Pool size (end of period)",
+            count(now.pool),
+            count(before.pool),
+            change_count(now.pool, before.pool),
+        ]
+    )
     for status in (HEALTHY, UNHEALTHY, DEAD, UNKNOWN):
         rows.append(
             [
@@ -374,17 +413,37 @@ def _summary_table(now: PeriodFigures, before: PeriodFigures, look: _Look) -> Ta
         )
     rows += [
         ["New proxies", count(now.new), count(before.new), change_count(now.new, before.new)],
-        ["Removed proxies", count(now.removed), count(before.removed),
-         change_count(now.removed, before.removed)],
-        ["Checks run", count(now.checks), count(before.checks),
-         change_count(now.checks, before.checks)],
-        ["Success rate", percent(now.success_rate), percent(before.success_rate),
-         change_points(now.success_rate, before.success_rate)],
-        ["Median latency", milliseconds(now.latency_p50_ms), milliseconds(before.latency_p50_ms),
-         change_relative(now.latency_p50_ms, before.latency_p50_ms)],
-        ["p95 latency", milliseconds(now.latency_p95_ms), milliseconds(before.latency_p95_ms),
-         change_relative(now.latency_p95_ms, before.latency_p95_ms)],
-    ]  # fmt: skip
+        [
+            "Removed proxies",
+            count(now.removed),
+            count(before.removed),
+            change_count(now.removed, before.removed),
+        ],
+        [
+            "Checks run",
+            count(now.checks),
+            count(before.checks),
+            change_count(now.checks, before.checks),
+        ],
+        [
+            "Success rate",
+            percent(now.success_rate),
+            percent(before.success_rate),
+            change_points(now.success_rate, before.success_rate),
+        ],
+        [
+            "Median latency",
+            milliseconds(now.latency_p50_ms),
+            milliseconds(before.latency_p50_ms),
+            change_relative(now.latency_p50_ms, before.latency_p50_ms),
+        ],
+        [
+            "p95 latency",
+            milliseconds(now.latency_p95_ms),
+            milliseconds(before.latency_p95_ms),
+            change_relative(now.latency_p95_ms, before.latency_p95_ms),
+        ],
+    ]
     table = Table(rows, colWidths=[CONTENT_WIDTH * w for w in (0.34, 0.22, 0.22, 0.22)])
     table.setStyle(_grid(look, numeric_from=1))
     return table
@@ -409,14 +468,27 @@ def _grid(look: _Look, *, numeric_from: int, rows: int = 0) -> TableStyle:
 
 
 def _daily_table(week: WeekFigures, look: _Look) -> Table:
-    rows = [["Day (UTC)", "Checks", "Success rate", "Median latency", "p95 latency",
-             "Healthy (end of day)"]]  # fmt: skip
+    rows = [
+        [
+            "Day (UTC)",
+            "Checks",
+            "Success rate",
+            "Median latency",
+            "p95 latency",
+            "Healthy (end of day)",
+        ]
+    ]
     rows += [
-        [f"{d.day:%a %d %b}", count(d.checks), percent(d.success_rate),
-         milliseconds(d.latency_p50_ms), milliseconds(d.latency_p95_ms),
-         f"{count(d.healthy)} of {count(d.pool)} ({percent(d.healthy_share)})"]
+        [
+            f"{d.day:%a %d %b}",
+            count(d.checks),
+            percent(d.success_rate),
+            milliseconds(d.latency_p50_ms),
+            milliseconds(d.latency_p95_ms),
+            f"{count(d.healthy)} of {count(d.pool)} ({percent(d.healthy_share)})",
+        ]
         for d in week.days
-    ]  # fmt: skip
+    ]
     table = Table(rows, colWidths=[CONTENT_WIDTH * w for w in (0.16, 0.12, 0.15, 0.17, 0.16, 0.24)])
     style = _grid(look, numeric_from=1)
     style.add("FONT", (0, 1), (-1, -1), look.regular, 7.5)
@@ -455,8 +527,13 @@ def _availability_chart(week: WeekFigures, look: _Look) -> Drawing:
     # A day without checks (or without a pool) is a gap in its line, never a fall to 0%.
     chart.data = [[None if v is None else v * 100 for v in series] for series in (healthy, success)]
     chart.categoryAxis.categoryNames = [f"{d.day:%a %d}" for d in week.days]
-    _axes(chart, look, value_max=round(axis.high * 100, 6), value_step=round(axis.step * 100, 6),
-          suffix="%")  # fmt: skip
+    _axes(
+        chart,
+        look,
+        value_max=round(axis.high * 100, 6),
+        value_step=round(axis.step * 100, 6),
+        suffix="%",
+    )
     chart.valueAxis.valueMin = round(axis.low * 100, 6)
     chart.valueAxis.labelTextFormat = lambda v: f"{v:g}%"
     for index, colour in enumerate((look.accent, SERIES[1])):
@@ -465,13 +542,23 @@ def _availability_chart(week: WeekFigures, look: _Look) -> Drawing:
         chart.lines[index].symbol = makeMarker("FilledCircle", size=4, fillColor=colour)
     drawing.add(chart)
     drawing.add(
-        _legend(look, [(look.accent, "Healthy share (end of day)"), (SERIES[1], "Success rate")],
-                CONTENT_WIDTH - 190, height - 6)
-    )  # fmt: skip
+        _legend(
+            look,
+            [(look.accent, "Healthy share (end of day)"), (SERIES[1], "Success rate")],
+            CONTENT_WIDTH - 190,
+            height - 6,
+        )
+    )
     drawing.add(
-        String(0, height - 9, axis.note.capitalize(), fontName=look.regular, fontSize=7,
-               fillColor=MUTED)
-    )  # fmt: skip
+        String(
+            0,
+            height - 9,
+            axis.note.capitalize(),
+            fontName=look.regular,
+            fontSize=7,
+            fillColor=MUTED,
+        )
+    )
     return drawing
 
 
@@ -525,8 +612,17 @@ def _latency_chart(week: WeekFigures, look: _Look) -> Drawing:
     chart.barSpacing = 1
     chart.groupSpacing = 4
     drawing.add(chart)
-    drawing.add(String(chart.x + chart.width / 2, 2, "response time (ms)", fontName=look.regular,
-                       fontSize=7, fillColor=MUTED, textAnchor="middle"))  # fmt: skip
+    drawing.add(
+        String(
+            chart.x + chart.width / 2,
+            2,
+            "response time (ms)",
+            fontName=look.regular,
+            fontSize=7,
+            fillColor=MUTED,
+            textAnchor="middle",
+        )
+    )
     return drawing
 
 
@@ -557,10 +653,13 @@ def _failures_chart(week: WeekFigures, look: _Look) -> Drawing:
     drawing.add(chart)
     legend = _legend(
         look,
-        [(SERIES[ERROR_KINDS.index(k) % len(SERIES)], k.replace("_", " "))
-         for k in reversed(kinds)],
-        CONTENT_WIDTH - 110, 58 * mm - 14,
-    )  # fmt: skip
+        [
+            (SERIES[ERROR_KINDS.index(k) % len(SERIES)], k.replace("_", " "))
+            for k in reversed(kinds)
+        ],
+        CONTENT_WIDTH - 110,
+        58 * mm - 14,
+    )
     legend.columnMaximum = 10
     legend.alignment = "left"
     drawing.add(legend)
@@ -657,14 +756,21 @@ def _rankings(week: WeekFigures, look: _Look) -> list[Flowable]:
         )
     )
     flow.append(Spacer(1, 2))
-    rows = [["Source", "Proxies", "Healthy", "Healthy share", "Lower bound", "Checks",
-             "Success rate"]]  # fmt: skip
+    rows = [
+        ["Source", "Proxies", "Healthy", "Healthy share", "Lower bound", "Checks", "Success rate"]
+    ]
     rows += [
-        [Paragraph(_text(src.source, 60), s["cell"]), count(src.proxies), count(src.healthy),
-         percent(src.healthy_share), percent(src.healthy_share_low), count(src.checks),
-         percent(src.success_rate)]
+        [
+            Paragraph(_text(src.source, 60), s["cell"]),
+            count(src.proxies),
+            count(src.healthy),
+            percent(src.healthy_share),
+            percent(src.healthy_share_low),
+            count(src.checks),
+            percent(src.success_rate),
+        ]
         for src in week.sources
-    ]  # fmt: skip
+    ]
     table = Table(
         rows,
         colWidths=[CONTENT_WIDTH * w for w in (0.28, 0.09, 0.09, 0.14, 0.15, 0.1, 0.15)],
@@ -681,12 +787,17 @@ def _proxy_table(proxies: list[ProxyFigures], look: _Look) -> Table:
         ["#", "Proxy", "Protocol", "Country", "Checks", "Success", "Avg latency"]
     ]
     rows += [
-        [str(rank), Paragraph(_text(p.url, 70), s["cell"]),
-         Paragraph(_text(p.protocol, 12), s["cell"]),
-         Paragraph(_text(p.country, 12), s["cell"]), count(p.checks), percent(p.success_rate),
-         milliseconds(p.latency_avg_ms)]
+        [
+            str(rank),
+            Paragraph(_text(p.url, 70), s["cell"]),
+            Paragraph(_text(p.protocol, 12), s["cell"]),
+            Paragraph(_text(p.country, 12), s["cell"]),
+            count(p.checks),
+            percent(p.success_rate),
+            milliseconds(p.latency_avg_ms),
+        ]
         for rank, p in enumerate(proxies, start=1)
-    ]  # fmt: skip
+    ]
     table = Table(
         rows,
         colWidths=[CONTENT_WIDTH * w for w in (0.05, 0.39, 0.1, 0.1, 0.1, 0.11, 0.15)],

@@ -466,11 +466,12 @@ def _day_checks(
 ) -> dict[date, _DayChecks]:
     days: dict[date, _DayChecks] = {}
     rows = _chunked(
-        snapshot, ids,
+        snapshot,
+        ids,
         "SELECT substr(validated_at, 1, 10), error_type, count(*), sum(is_valid <> 0)"
         f" FROM validation_results WHERE {_IN_WINDOW} GROUP BY 1, 2",
         _bounds(first, last),
-    )  # fmt: skip
+    )
     for day, error_type, count, successes in rows:
         counts = days.setdefault(date.fromisoformat(day), _DayChecks())
         counts.checks += count
@@ -515,9 +516,13 @@ class _Latencies:
 
     @classmethod
     def read(
-        cls, snapshot: SourceSnapshot, ids: tuple[int, int] | None, first_day: date,
-        current: date, end: date,
-    ) -> _Latencies:  # fmt: skip
+        cls,
+        snapshot: SourceSnapshot,
+        ids: tuple[int, int] | None,
+        first_day: date,
+        current: date,
+        end: date,
+    ) -> _Latencies:
         """Two passes (``RankPicker``) over the latencies of ``first_day`` .. ``end``; the
         groups are the days, then the period before ``current``, then the one from it."""
         days = (end - first_day).days + 1
@@ -611,11 +616,12 @@ def _latency_histogram(
     )
     totals = [0] * len(edges)
     for row in _chunked(
-        snapshot, ids,
+        snapshot,
+        ids,
         f"SELECT {sums}, sum(response_time_ms >= {edges[-1]!r}) FROM validation_results"
         f" WHERE {_IN_WINDOW} AND is_valid <> 0 AND response_time_ms IS NOT NULL",
         _bounds(first, last),
-    ):  # fmt: skip
+    ):
         totals = [total + int(count or 0) for total, count in zip(totals, row, strict=True)]
     highs: list[float | None] = [*edges[1:], None]
     return [(low, high, count) for low, high, count in zip(edges, highs, totals, strict=True)]
@@ -633,19 +639,23 @@ def _removed_per_day(snapshot: SourceSnapshot, first: date, last: date) -> Count
 
 
 def _proxy_week(
-    snapshot: SourceSnapshot, ids: tuple[int, int] | None, first: date, last: date,
+    snapshot: SourceSnapshot,
+    ids: tuple[int, int] | None,
+    first: date,
+    last: date,
     sums: dict[str, float],
-) -> dict[str, tuple[int, int, float | None]]:  # fmt: skip
+) -> dict[str, tuple[int, int, float | None]]:
     """Per proxy checked in the period: checks, successes and the mean latency of its
     successful checks (``sums`` / their number, as SQLite's avg())."""
     totals: dict[str, list[int]] = {}
     for url, n, ok, timed in _chunked(
-        snapshot, ids,
+        snapshot,
+        ids,
         "SELECT proxy_url, count(*), sum(is_valid <> 0),"
         " count(CASE WHEN is_valid <> 0 THEN response_time_ms END)"
         f" FROM validation_results WHERE {_IN_WINDOW} GROUP BY proxy_url",
         _bounds(first, last),
-    ):  # fmt: skip
+    ):
         entry = totals.setdefault(url, [0, 0, 0])
         entry[0] += int(n)
         entry[1] += int(ok)
@@ -660,11 +670,12 @@ def _error_messages(
 ) -> list[ErrorMessage]:
     counts: Counter[tuple[Any, Any]] = Counter()
     for kind, message, count in _chunked(
-        snapshot, ids,
+        snapshot,
+        ids,
         "SELECT coalesce(error_type, ''), error_message, count(*) FROM validation_results"
         f" WHERE {_IN_WINDOW} AND error_message IS NOT NULL GROUP BY 1, 2",
         _bounds(first, last),
-    ):  # fmt: skip
+    ):
         counts[(kind, message)] += int(count)
     # SQLite's ORDER BY 3 DESC, 2, 1: numbers before text before blobs.
     ranked = sorted(
@@ -709,7 +720,19 @@ def _top(counts: Counter[str], keep: int) -> list[tuple[str, int]]:
 
 
 __all__ = [
-    "DEAD", "ERROR_KINDS", "HEALTHY", "UNHEALTHY", "UNKNOWN", "DayFigures", "ErrorMessage",
-    "PeriodFigures", "ProxyFigures", "SourceFigures", "WeekFigures", "clean_text",
-    "source_ranking_rule", "week_figures", "wilson_lower_bound",
-]  # fmt: skip
+    "DEAD",
+    "ERROR_KINDS",
+    "HEALTHY",
+    "UNHEALTHY",
+    "UNKNOWN",
+    "DayFigures",
+    "ErrorMessage",
+    "PeriodFigures",
+    "ProxyFigures",
+    "SourceFigures",
+    "WeekFigures",
+    "clean_text",
+    "source_ranking_rule",
+    "week_figures",
+    "wilson_lower_bound",
+]

@@ -30,13 +30,27 @@ TABLE_SHEETS = ("Daily", "Proxies", "Errors", "Provenance")
 """The sheets that are tables (an auto-filter over their rows); Summary is key/value."""
 SUMMARY_HEADER = ("metric", "this week", "previous week", "change")
 PROXY_HEADER = (
-    "url", "protocol", "country", "source", "health_status (end of day)", "checks (7 days)",
-    "successes (7 days)", "success rate (7 days)", "avg latency (7 days)",
-)  # fmt: skip
+    "url",
+    "protocol",
+    "country",
+    "source",
+    "health_status (end of day)",
+    "checks (7 days)",
+    "successes (7 days)",
+    "success rate (7 days)",
+    "avg latency (7 days)",
+)
 DAILY_HEADER = (
-    "day (UTC)", "checks", "successes", "success rate", "latency p50", "latency p95",
-    "healthy (end of day)", "pool (end of day)", "healthy share",
-)  # fmt: skip
+    "day (UTC)",
+    "checks",
+    "successes",
+    "success rate",
+    "latency p50",
+    "latency p95",
+    "healthy (end of day)",
+    "pool (end of day)",
+    "healthy share",
+)
 PROVENANCE_HEADER = ("day (UTC)", "proxy_metrics manifest sha256", "status")
 
 _FORMULA = re.compile(FORMULA_START)

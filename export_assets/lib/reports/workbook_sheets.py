@@ -224,10 +224,19 @@ def _summary(sheet: WriteOnlyWorksheet, week: WeekFigures, look: _Look) -> int:
 def _daily(sheet: WriteOnlyWorksheet, week: WeekFigures, look: _Look) -> int:
     formats = (DAY, INTEGER, INTEGER, PERCENT, MS, MS, INTEGER, INTEGER, PERCENT)
     rows = [
-        (day.day, day.checks, day.successes, day.success_rate, day.latency_p50_ms,
-         day.latency_p95_ms, day.healthy, day.pool, day.healthy_share)
+        (
+            day.day,
+            day.checks,
+            day.successes,
+            day.success_rate,
+            day.latency_p50_ms,
+            day.latency_p95_ms,
+            day.healthy,
+            day.pool,
+            day.healthy_share,
+        )
         for day in week.days
-    ]  # fmt: skip
+    ]
     columns = [[shown(row[i], f) for row in rows] for i, f in enumerate(formats)]
     _start(sheet, DAILY_HEADER, columns, look, len(rows), [True] * len(formats))
     for row in rows:

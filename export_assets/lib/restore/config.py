@@ -89,8 +89,9 @@ def restore_config(
     if not target.parent.is_dir():
         raise RestoreError(f"{target.parent} does not exist: create the folder first")
     if target.is_dir():
-        raise RestoreError(f"{target} is a folder: give the TOML file to write, e.g. "
-                           f"{target / 'proxywhirl.toml'}")  # fmt: skip
+        raise RestoreError(
+            f"{target} is a folder: give the TOML file to write, e.g. {target / 'proxywhirl.toml'}"
+        )
     diff = ConfigDiff(target, created=not target.exists(), dry_run=dry_run)
     _restore_credentials(settings, export.manifest.credential_policy, export, env, diff)
     document = _document_for(target, settings, export.manifest.source.get("config_table"))

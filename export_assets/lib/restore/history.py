@@ -131,9 +131,12 @@ class HistoryCount:
 
 
 def replay_history(
-    connection: sqlite3.Connection, exports: list[VerifiedExport], *, dry_run: bool,
+    connection: sqlite3.Connection,
+    exports: list[VerifiedExport],
+    *,
+    dry_run: bool,
     fresh: bool = False,
-) -> HistoryCount:  # fmt: skip
+) -> HistoryCount:
     """Insert every result of ``exports`` with its own id, inside the caller's transaction.
 
     A row whose id is already there with the same values is counted as present; with

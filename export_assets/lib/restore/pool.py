@@ -46,20 +46,40 @@ NEW_FILE_MODE = 0o600  # as ProxyWhirl's own files: credentials and history are 
 IDENTITY_COLUMNS = REQUIRED_COLUMNS["proxy_identities"]
 CREDENTIALS = ("username", "password")
 # proxy_identities columns a row cannot do without (NOT NULL in ProxyWhirl's DDL).
-NEEDED = ("url", "protocol", "host", "port", "is_residential", "is_datacenter", "source",
-          "discovered_at")  # fmt: skip
+NEEDED = (
+    "url",
+    "protocol",
+    "host",
+    "port",
+    "is_residential",
+    "is_datacenter",
+    "source",
+    "discovered_at",
+)
 # The status columns ProxyWhirl writes, all of which the export carries.
 STATUS_COLUMNS = (
-    "health_status", "last_success_at", "last_failure_at", "last_check_at",
-    "consecutive_successes", "consecutive_failures", "total_checks", "total_successes",
+    "health_status",
+    "last_success_at",
+    "last_failure_at",
+    "last_check_at",
+    "consecutive_successes",
+    "consecutive_failures",
+    "total_checks",
+    "total_successes",
     "avg_response_time_ms",
-)  # fmt: skip
+)
 # A status row as ProxyWhirl's add_proxy creates it, before any check.
 UNCHECKED = {
-    "health_status": "unknown", "last_success_at": None, "last_failure_at": None,
-    "last_check_at": None, "consecutive_successes": 0, "consecutive_failures": 0,
-    "total_checks": 0, "total_successes": 0, "avg_response_time_ms": None,
-}  # fmt: skip
+    "health_status": "unknown",
+    "last_success_at": None,
+    "last_failure_at": None,
+    "last_check_at": None,
+    "consecutive_successes": 0,
+    "consecutive_failures": 0,
+    "total_checks": 0,
+    "total_successes": 0,
+    "avg_response_time_ms": None,
+}
 _TIMESTAMPS = frozenset({"discovered_at", "last_success_at", "last_failure_at", "last_check_at"})
 _BOOLEANS = frozenset({"is_residential", "is_datacenter"})
 
@@ -148,10 +168,16 @@ def _db_value(name: str, value: Any) -> Any:
 
 
 def restore_pool(
-    path: Path, database: Path, *, on_duplicate: OnDuplicate = "skip", dry_run: bool = False,
-    environ: Mapping[str, str] | None = None, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
-    history: HistoryRange | str | None = None, events: Path | None = None,
-) -> PoolDiff:  # fmt: skip
+    path: Path,
+    database: Path,
+    *,
+    on_duplicate: OnDuplicate = "skip",
+    dry_run: bool = False,
+    environ: Mapping[str, str] | None = None,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    history: HistoryRange | str | None = None,
+    events: Path | None = None,
+) -> PoolDiff:
     """Restore a ``proxy_list`` export into ``database`` in one transaction.
 
     Each proxy gets its identity, credentials and status as exported, written as
@@ -382,9 +408,12 @@ def _into_existing(
 
 
 def _restore_row(
-    connection: sqlite3.Connection, row: dict[str, Any], plan: _Plan,
-    on_duplicate: OnDuplicate, diff: PoolDiff,
-) -> None:  # fmt: skip
+    connection: sqlite3.Connection,
+    row: dict[str, Any],
+    plan: _Plan,
+    on_duplicate: OnDuplicate,
+    diff: PoolDiff,
+) -> None:
     existing = connection.execute(
         f"SELECT {', '.join(IDENTITY_COLUMNS)} FROM proxy_identities WHERE url = ?",
         (row["url"],),
@@ -469,5 +498,10 @@ def _write_status(connection: sqlite3.Connection, row: dict[str, Any], *, replac
 
 
 __all__ = [
-    "CredentialKeyError", "HistoryRange", "OnDuplicate", "PoolDiff", "read_pool", "restore_pool",
-]  # fmt: skip
+    "CredentialKeyError",
+    "HistoryRange",
+    "OnDuplicate",
+    "PoolDiff",
+    "read_pool",
+    "restore_pool",
+]

@@ -37,8 +37,12 @@ from export_assets.lib.security.crypto import (
 _CHUNK = 1 << 20
 # What a damaged compressed stream raises while it is read.
 DECOMPRESSION_ERRORS: tuple[type[Exception], ...] = (
-    gzip.BadGzipFile, EOFError, zlib.error, zstandard.ZstdError, zipfile.BadZipFile,
-)  # fmt: skip
+    gzip.BadGzipFile,
+    EOFError,
+    zlib.error,
+    zstandard.ZstdError,
+    zipfile.BadZipFile,
+)
 _DAMAGED_STREAM: tuple[type[Exception], ...] = (*DECOMPRESSION_ERRORS, ValueError)
 
 

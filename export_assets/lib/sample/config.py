@@ -62,10 +62,13 @@ def write_config(
     without = [proxy for proxy in pool if proxy.username is None]
     chosen = rng.sample(with_credentials, min(4, len(with_credentials)))
     entries: list[dict[str, TomlValue]] = [
-        {"url": proxy.url, "username": cipher.token(proxy.username or ""),
-         "password": cipher.token(proxy.password or "")}
+        {
+            "url": proxy.url,
+            "username": cipher.token(proxy.username or ""),
+            "password": cipher.token(proxy.password or ""),
+        }
         for proxy in chosen[:3]
-    ]  # fmt: skip
+    ]
     entries += [{"url": proxy.url} for proxy in rng.sample(without, min(3, len(without)))]
     # An entry saved by ProxyWhirl 0.3.3 itself: the secret is gone from the file.
     lost = chosen[3] if len(chosen) > 3 else rng.choice(pool)
@@ -97,8 +100,15 @@ def toml_value(value: TomlValue) -> str:
     return '"' + "".join(escaped) + '"'
 
 
-_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b",
-                 "\f": "\\f"}  # fmt: skip
+_TOML_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+}
 
 
 def write_env(path: Path, values: Mapping[str, str]) -> None:

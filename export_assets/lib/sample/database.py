@@ -53,9 +53,23 @@ def _identity_rows(pool: tuple[SampleProxy, ...]) -> Iterator[tuple[object, ...]
     # In discovery order, as ProxyWhirl added them.
     for proxy in sorted(pool, key=lambda p: p.discovered_at):
         yield (
-            proxy.url, proxy.protocol, proxy.host, proxy.port, proxy.stored_username,
-            proxy.stored_password, proxy.country_code, proxy.country_name, proxy.region,
-            proxy.city, proxy.latitude, proxy.longitude, proxy.asn, proxy.isp_name,
-            int(proxy.is_residential), int(proxy.is_datacenter), proxy.source,
-            proxy.source_url, proxy.discovered_at_text,
-        )  # fmt: skip
+            proxy.url,
+            proxy.protocol,
+            proxy.host,
+            proxy.port,
+            proxy.stored_username,
+            proxy.stored_password,
+            proxy.country_code,
+            proxy.country_name,
+            proxy.region,
+            proxy.city,
+            proxy.latitude,
+            proxy.longitude,
+            proxy.asn,
+            proxy.isp_name,
+            int(proxy.is_residential),
+            int(proxy.is_datacenter),
+            proxy.source,
+            proxy.source_url,
+            proxy.discovered_at_text,
+        )

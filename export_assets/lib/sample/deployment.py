@@ -43,9 +43,14 @@ class SampleDeployment:
 
 
 def write_sample_deployment(
-    out: Path, *, proxies: int = 300, days: int = 14, end_date: date,
-    validations_per_day: int = 2000, seed: int = 7,
-) -> SampleDeployment:  # fmt: skip
+    out: Path,
+    *,
+    proxies: int = 300,
+    days: int = 14,
+    end_date: date,
+    validations_per_day: int = 2000,
+    seed: int = 7,
+) -> SampleDeployment:
     """Write a sample deployment under ``out``; the same arguments give byte-identical files.
 
     Refuses to write over any file of an existing deployment. ``days`` days of history end
@@ -54,11 +59,19 @@ def write_sample_deployment(
     _check_arguments(proxies, days, end_date, validations_per_day, seed)
     root = Path(out).expanduser().absolute()
     sample = SampleDeployment(
-        root=root, database=root / DATABASE_NAME, log_dir=root / LOG_DIR_NAME,
-        config_path=root / CONFIG_NAME, env_file=root / ENV_NAME, cache_encryption_key="",
-        config_encryption_key="", first_day=end_date - timedelta(days=days - 1),
-        last_day=end_date, proxies=proxies, validations=0, log_records=0,
-    )  # fmt: skip
+        root=root,
+        database=root / DATABASE_NAME,
+        log_dir=root / LOG_DIR_NAME,
+        config_path=root / CONFIG_NAME,
+        env_file=root / ENV_NAME,
+        cache_encryption_key="",
+        config_encryption_key="",
+        first_day=end_date - timedelta(days=days - 1),
+        last_day=end_date,
+        proxies=proxies,
+        validations=0,
+        log_records=0,
+    )
     _refuse_existing(sample)
     created: list[Path] = [] if root.exists() else [root]
     root.mkdir(parents=True, exist_ok=True)
@@ -72,9 +85,12 @@ def write_sample_deployment(
     # Tokens carry their creation time; a fixed one (the end date) keeps the sample reproducible.
     issued_at = int(datetime.combine(end_date, datetime.min.time(), tzinfo=UTC).timestamp())
     pool = build_pool(
-        stream("pool"), proxies, sample.first_day, sample.last_day,
+        stream("pool"),
+        proxies,
+        sample.first_day,
+        sample.last_day,
         SampleCipher(cache_key, stream("cache-iv"), issued_at),
-    )  # fmt: skip
+    )
     history = ValidationHistory(
         stream("history"), pool, sample.first_day, days, validations_per_day
     )
@@ -91,9 +107,11 @@ def write_sample_deployment(
         )
         created.append(sample.config_path)
         write_config(
-            sample.config_path, stream("config"), pool,
+            sample.config_path,
+            stream("config"),
+            pool,
             SampleCipher(config_key, stream("config-iv"), issued_at),
-        )  # fmt: skip
+        )
         created.append(sample.env_file)
         write_env(
             sample.env_file,
@@ -118,20 +136,29 @@ def write_sample_deployment(
         _remove(created)
         raise
     return SampleDeployment(
-        root=root, database=sample.database, log_dir=sample.log_dir,
-        config_path=sample.config_path, env_file=sample.env_file,
-        cache_encryption_key=cache_key, config_encryption_key=config_key,
-        first_day=sample.first_day, last_day=sample.last_day, proxies=proxies,
-        validations=history.count, log_records=log_records,
-    )  # fmt: skip
+        root=root,
+        database=sample.database,
+        log_dir=sample.log_dir,
+        config_path=sample.config_path,
+        env_file=sample.env_file,
+        cache_encryption_key=cache_key,
+        config_encryption_key=config_key,
+        first_day=sample.first_day,
+        last_day=sample.last_day,
+        proxies=proxies,
+        validations=history.count,
+        log_records=log_records,
+    )
 
 
 def _check_arguments(
     proxies: int, days: int, end_date: date, validations_per_day: int, seed: int
 ) -> None:
     for name, value, minimum in (
-        ("proxies", proxies, 1), ("days", days, 1), ("validations_per_day", validations_per_day, 0),
-    ):  # fmt: skip
+        ("proxies", proxies, 1),
+        ("days", days, 1),
+        ("validations_per_day", validations_per_day, 0),
+    ):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{name} must be a whole number, got {value!r}")
         if value < minimum:

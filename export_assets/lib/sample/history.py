@@ -25,8 +25,13 @@ from export_assets.lib.source.schema import DATETIME_TEXT_FORMAT
 from export_assets.lib.source.status import ProxyHealth
 
 ERROR_TYPES = (
-    "timeout", "connection_refused", "ssl_error", "proxy_error", "http_error", "dns_error",
-)  # fmt: skip
+    "timeout",
+    "connection_refused",
+    "ssl_error",
+    "proxy_error",
+    "http_error",
+    "dns_error",
+)
 _ERROR_WEIGHTS = (35, 20, 10, 15, 12, 8)
 MAX_BATCH = 500  # ProxyWhirl validates a few hundred proxies per batch
 _DAY_US = 86_400_000_000
@@ -37,9 +42,19 @@ ValidationRow = tuple[int, str, str, int, float | None, str | None, str | None]
 # consecutive_successes, consecutive_failures, total_checks, total_successes,
 # avg_response_time_ms, success_rate_7d, updated_at
 StatusRow = tuple[
-    str, str, str | None, str | None, str | None, int, int, int, int, float | None,
-    float | None, str,
-]  # fmt: skip
+    str,
+    str,
+    str | None,
+    str | None,
+    str | None,
+    int,
+    int,
+    int,
+    int,
+    float | None,
+    float | None,
+    str,
+]
 
 
 class ValidationHistory:
@@ -55,9 +70,13 @@ class ValidationHistory:
     """
 
     def __init__(
-        self, rng: random.Random, pool: tuple[SampleProxy, ...], first_day: date, days: int,
+        self,
+        rng: random.Random,
+        pool: tuple[SampleProxy, ...],
+        first_day: date,
+        days: int,
         validations_per_day: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._rng = rng
         self._pool = pool
         self._days = [first_day + timedelta(days=n) for n in range(days)]
@@ -119,12 +138,20 @@ class ValidationHistory:
             added = proxy.discovered_at.strftime(DATETIME_TEXT_FORMAT)
             rows.append(
                 (
-                    proxy.url, health.health_status, health.last_success_at,
-                    health.last_failure_at, health.last_check_at, health.consecutive_successes,
-                    health.consecutive_failures, health.total_checks, health.total_successes,
-                    health.avg_response_time_ms, None, health.last_check_at or added,
+                    proxy.url,
+                    health.health_status,
+                    health.last_success_at,
+                    health.last_failure_at,
+                    health.last_check_at,
+                    health.consecutive_successes,
+                    health.consecutive_failures,
+                    health.total_checks,
+                    health.total_successes,
+                    health.avg_response_time_ms,
+                    None,
+                    health.last_check_at or added,
                 )
-            )  # fmt: skip
+            )
         return rows
 
     def _batches(self, day: date, capacity: int) -> list[tuple[int, str, int]]:
@@ -176,11 +203,13 @@ def _failure_menu(rng: random.Random, proxy: SampleProxy) -> tuple[tuple[str, st
         leaked = proxy.url_with_credentials
         menu[:4] = [
             ("proxy_error", f"407 Proxy Authentication Required for {leaked}"),
-            ("connection_refused", f"Cannot connect to proxy {leaked}: [Errno 104] "
-                                   "Connection reset by peer"),
+            (
+                "connection_refused",
+                f"Cannot connect to proxy {leaked}: [Errno 104] Connection reset by peer",
+            ),
             ("http_error", f"HTTP 502 Bad Gateway from {leaked} (upstream said: 'try again')"),
             ("proxy_error", f"ProxyError('Unable to connect to proxy', {leaked!r})"),
-        ]  # fmt: skip
+        ]
     return tuple(menu)
 
 

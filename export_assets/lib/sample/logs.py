@@ -60,9 +60,12 @@ class _Event:
 
 
 def write_logs(
-    log_dir: Path, rng: random.Random, pool: tuple[SampleProxy, ...], first_day: date,
+    log_dir: Path,
+    rng: random.Random,
+    pool: tuple[SampleProxy, ...],
+    first_day: date,
     last_day: date,
-) -> int:  # fmt: skip
+) -> int:
     """Write the live and rotated log files into ``log_dir``; return the complete records."""
     log_dir.mkdir(parents=True, exist_ok=True)
     events = _EventMaker(rng, pool)
@@ -71,9 +74,10 @@ def write_logs(
     first = _Process(4242, day_start(first_day) - timedelta(hours=5, minutes=17, seconds=3.5), UTC)
     # Halfway through, ProxyWhirl was restarted: a new pid, and elapsed starts over.
     restart = _Process(
-        5120, day_start(days[len(days) // 2]) + timedelta(hours=9, minutes=30, microseconds=250),
+        5120,
+        day_start(days[len(days) // 2]) + timedelta(hours=9, minutes=30, microseconds=250),
         UTC,
-    )  # fmt: skip
+    )
     records = 0
     live: list[str] = []
     for number, day in enumerate(days):
@@ -186,10 +190,20 @@ class _EventMaker:
     """Draws the day's log events: what ProxyWhirl's components say, secrets and all."""
 
     _WEIGHTS: tuple[tuple[str, int], ...] = (
-        ("fetched", 10), ("fetch_failed", 6), ("validate", 22), ("batch", 10), ("select", 20),
-        ("dead", 4), ("saved", 8), ("locked", 2), ("request", 12), ("bad_key", 2),
-        ("hostile", 2), ("traceback", 1), ("added", 3),
-    )  # fmt: skip
+        ("fetched", 10),
+        ("fetch_failed", 6),
+        ("validate", 22),
+        ("batch", 10),
+        ("select", 20),
+        ("dead", 4),
+        ("saved", 8),
+        ("locked", 2),
+        ("request", 12),
+        ("bad_key", 2),
+        ("hostile", 2),
+        ("traceback", 1),
+        ("added", 3),
+    )
 
     def __init__(self, rng: random.Random, pool: tuple[SampleProxy, ...]) -> None:
         self._rng = rng
@@ -198,12 +212,20 @@ class _EventMaker:
         self._kinds = [kind for kind, _ in self._WEIGHTS]
         self._weights = [weight for _, weight in self._WEIGHTS]
         self._makers: dict[str, Callable[[], _Event]] = {
-            "fetched": self._fetched, "fetch_failed": self._fetch_failed,
-            "validate": self._validate, "batch": self._batch, "select": self._select,
-            "dead": self._dead, "saved": self._saved, "locked": self._locked,
-            "request": self._request, "bad_key": self._bad_key, "hostile": self._hostile,
-            "traceback": self._traceback, "added": self._added,
-        }  # fmt: skip
+            "fetched": self._fetched,
+            "fetch_failed": self._fetch_failed,
+            "validate": self._validate,
+            "batch": self._batch,
+            "select": self._select,
+            "dead": self._dead,
+            "saved": self._saved,
+            "locked": self._locked,
+            "request": self._request,
+            "bad_key": self._bad_key,
+            "hostile": self._hostile,
+            "traceback": self._traceback,
+            "added": self._added,
+        }
         self._hostile_turn = 0
 
     def day(self, number: int, start: datetime) -> list[tuple[datetime, _Event]]:
@@ -236,30 +258,44 @@ class _EventMaker:
     def _fetched(self) -> _Event:
         proxy, count = self._proxy(), self._rng.randint(20, 5000)
         return _Event(
-            "INFO", "proxywhirl.fetchers", "fetch_from_source", 1288,
+            "INFO",
+            "proxywhirl.fetchers",
+            "fetch_from_source",
+            1288,
             f"Fetched {count} proxies from {proxy.source_url or proxy.source}",
-            {"source": {"name": proxy.source, "url": proxy.source_url}, "count": count,
-             "duration_s": round(self._rng.uniform(0.2, 30.0), 3)},
-        )  # fmt: skip
+            {
+                "source": {"name": proxy.source, "url": proxy.source_url},
+                "count": count,
+                "duration_s": round(self._rng.uniform(0.2, 30.0), 3),
+            },
+        )
 
     def _fetch_failed(self) -> _Event:
         proxy = self._proxy()
         url = proxy.source_url or "https://www.proxy-list.download/api/v1/get?type=http"
         return _Event(
-            "WARNING", "proxywhirl.fetchers", "fetch_with_progress", 1362,
-            f"Failed to fetch from {url}", {"source": proxy.source, "retry": {"attempt": 3,
-                                                                            "max": 3}},
+            "WARNING",
+            "proxywhirl.fetchers",
+            "fetch_with_progress",
+            1362,
+            f"Failed to fetch from {url}",
+            {"source": proxy.source, "retry": {"attempt": 3, "max": 3}},
             exception=("ConnectTimeout", "timed out"),
-        )  # fmt: skip
+        )
 
     def _validate(self) -> _Event:
         proxy = self._proxy(credentialed=self._rng.random() < 0.5)
         return _Event(
-            "DEBUG", "proxywhirl.validators", "validate", 214,
+            "DEBUG",
+            "proxywhirl.validators",
+            "validate",
+            214,
             f"Validating {proxy.url_with_credentials}",
-            {"proxy": {"url": proxy.url_with_credentials, "protocol": proxy.protocol},
-             "attempt": self._rng.randint(1, 3)},
-        )  # fmt: skip
+            {
+                "proxy": {"url": proxy.url_with_credentials, "protocol": proxy.protocol},
+                "attempt": self._rng.randint(1, 3),
+            },
+        )
 
     def _batch(self) -> _Event:
         rng = self._rng
@@ -267,12 +303,22 @@ class _EventMaker:
         healthy = rng.randint(0, size)
         timeouts = rng.randint(0, size - healthy)
         return _Event(
-            "INFO", "proxywhirl.validators", "validate_batch", 402,
+            "INFO",
+            "proxywhirl.validators",
+            "validate_batch",
+            402,
             f"Validated {size} proxies: {healthy} healthy, {size - healthy} failed",
-            {"batch": {"size": size, "healthy": healthy,
-                       "errors": {"timeout": timeouts,
-                                  "connection_refused": size - healthy - timeouts}}},
-        )  # fmt: skip
+            {
+                "batch": {
+                    "size": size,
+                    "healthy": healthy,
+                    "errors": {
+                        "timeout": timeouts,
+                        "connection_refused": size - healthy - timeouts,
+                    },
+                }
+            },
+        )
 
     def _select(self) -> _Event:
         proxy = self._proxy()
@@ -321,18 +367,34 @@ class _EventMaker:
     def _request(self) -> _Event:
         rng = self._rng
         path, status = rng.choice(
-            (("/api/v1/proxies", 200), ("/api/v1/proxies/rotate", 200), ("/api/v1/health", 200),
-             ("/api/v1/proxies/export", 500), ("/api/v1/proxies/9999", 404))
-        )  # fmt: skip
+            (
+                ("/api/v1/proxies", 200),
+                ("/api/v1/proxies/rotate", 200),
+                ("/api/v1/health", 200),
+                ("/api/v1/proxies/export", 500),
+                ("/api/v1/proxies/9999", 404),
+            )
+        )
         country = rng.choice(("US", "DE", None))
         return _Event(
-            "INFO", "proxywhirl.api.core", "log_requests", 151, f"GET {path} {status}",
-            {"request": {"method": "GET", "path": path, "query": {"country": country},
-                         "client": f"203.0.113.{rng.randint(1, 254)}",
-                         "user_agent": "python-httpx/0.28.1"},
-             "status": status, "duration_ms": round(rng.uniform(1.0, 800.0), 2)},
+            "INFO",
+            "proxywhirl.api.core",
+            "log_requests",
+            151,
+            f"GET {path} {status}",
+            {
+                "request": {
+                    "method": "GET",
+                    "path": path,
+                    "query": {"country": country},
+                    "client": f"203.0.113.{rng.randint(1, 254)}",
+                    "user_agent": "python-httpx/0.28.1",
+                },
+                "status": status,
+                "duration_ms": round(rng.uniform(1.0, 800.0), 2),
+            },
             api=True,
-        )  # fmt: skip
+        )
 
     def _bad_key(self) -> _Event:
         key = "pk_live_" + self._rng.randbytes(12).hex()
@@ -352,10 +414,13 @@ class _EventMaker:
         self._hostile_turn += 1
         proxy = self._proxy()
         return _Event(
-            "WARNING", "proxywhirl.fetchers", "parse_source", 1410,
+            "WARNING",
+            "proxywhirl.fetchers",
+            "parse_source",
+            1410,
             f"Skipping malformed line from {proxy.source_url or proxy.source}: {text}",
             {"line": text, "source": {"name": proxy.source, "nested": {"raw": [text, 1, None]}}},
-        )  # fmt: skip
+        )
 
     def _traceback(self) -> _Event:
         proxy = self._proxy(credentialed=True)

@@ -36,37 +36,92 @@ _FIRST_OCTETS = tuple(n for n in range(1, 224) if n not in {10, 100, 127, 169, 1
 # (country_code, country_name, region, city, latitude, longitude, ((asn, isp_name), ...))
 _Location = tuple[str, str, str | None, str, float, float, tuple[tuple[int, str], ...]]
 _LOCATIONS: tuple[_Location, ...] = (
-    ("US", "United States", "California", "Los Angeles", 34.0522, -118.2437,
-     ((16509, "Amazon.com, Inc."), (7922, "Comcast Cable Communications, LLC"))),
-    ("US", "United States", "Virginia", "Ashburn", 39.0438, -77.4874,
-     ((14618, "Amazon.com, Inc."), (396982, "Google LLC"))),
-    ("DE", "Germany", "Hesse", "Frankfurt am Main", 50.1109, 8.6821,
-     ((24940, "Hetzner Online GmbH"), (3320, "Deutsche Telekom AG"))),
-    ("NL", "Netherlands", "North Holland", "Amsterdam", 52.3676, 4.9041,
-     ((14061, "DigitalOcean, LLC"),)),
+    (
+        "US",
+        "United States",
+        "California",
+        "Los Angeles",
+        34.0522,
+        -118.2437,
+        ((16509, "Amazon.com, Inc."), (7922, "Comcast Cable Communications, LLC")),
+    ),
+    (
+        "US",
+        "United States",
+        "Virginia",
+        "Ashburn",
+        39.0438,
+        -77.4874,
+        ((14618, "Amazon.com, Inc."), (396982, "Google LLC")),
+    ),
+    (
+        "DE",
+        "Germany",
+        "Hesse",
+        "Frankfurt am Main",
+        50.1109,
+        8.6821,
+        ((24940, "Hetzner Online GmbH"), (3320, "Deutsche Telekom AG")),
+    ),
+    (
+        "NL",
+        "Netherlands",
+        "North Holland",
+        "Amsterdam",
+        52.3676,
+        4.9041,
+        ((14061, "DigitalOcean, LLC"),),
+    ),
     ("RU", "Russia", "Moscow", "Москва", 55.7558, 37.6173, ((12389, "PJSC Rostelecom"),)),
     ("UA", "Ukraine", "Kyiv City", "Київ", 50.4501, 30.5234, ((15895, "Kyivstar PJSC"),)),
     ("CN", "China", "Guangdong", "深圳", 22.5431, 114.0579, ((4134, "CHINANET-BACKBONE"),)),
     ("JP", "Japan", "Tokyo", "東京", 35.6762, 139.6503, ((2516, "KDDI CORPORATION"),)),
     ("EG", "Egypt", "Cairo Governorate", "القاهرة", 30.0444, 31.2357, ((8452, "TE Data"),)),
-    ("BR", "Brazil", "São Paulo", "São Paulo", -23.5505, -46.6333,
-     ((28573, "Claro NXT Telecomunicacoes Ltda"),)),
-    ("IN", "India", "Maharashtra", "Mumbai", 19.076, 72.8777,
-     ((9829, "National Internet Backbone"),)),
+    (
+        "BR",
+        "Brazil",
+        "São Paulo",
+        "São Paulo",
+        -23.5505,
+        -46.6333,
+        ((28573, "Claro NXT Telecomunicacoes Ltda"),),
+    ),
+    (
+        "IN",
+        "India",
+        "Maharashtra",
+        "Mumbai",
+        19.076,
+        72.8777,
+        ((9829, "National Internet Backbone"),),
+    ),
     ("SG", "Singapore", None, "Singapore", 1.3521, 103.8198, ((16509, "Amazon.com, Inc."),)),
-    ("CI", "Côte d'Ivoire", "Abidjan", "Abidjan", 5.36, -4.0083,
-     ((29571, "Orange Côte d'Ivoire"),)),
-)  # fmt: skip
+    (
+        "CI",
+        "Côte d'Ivoire",
+        "Abidjan",
+        "Abidjan",
+        5.36,
+        -4.0083,
+        ((29571, "Orange Côte d'Ivoire"),),
+    ),
+)
 
 # (source, source_url template or None); '{protocol}' is filled in per proxy.
 _SOURCES: tuple[tuple[str, str | None], ...] = (
     ("proxyscrape", "https://api.proxyscrape.com/v2/?request=getproxies&protocol={protocol}"),
     ("free-proxy-list.net", "https://free-proxy-list.net/"),
-    ("geonode", "https://proxylist.geonode.com/api/proxy-list?limit=500&page=1&protocols={protocol}"),
-    ("TheSpeedX/PROXY-List", "https://raw.githubusercontent.com/TheSpeedX/PROXY-List/master/{protocol}.txt"),
+    (
+        "geonode",
+        "https://proxylist.geonode.com/api/proxy-list?limit=500&page=1&protocols={protocol}",
+    ),
+    (
+        "TheSpeedX/PROXY-List",
+        "https://raw.githubusercontent.com/TheSpeedX/PROXY-List/master/{protocol}.txt",
+    ),
     ("fetched", None),
     ("user", None),
-)  # fmt: skip
+)
 
 # Forms ProxyWhirl's readers accept besides its own; written only in discovered_at.
 _LIBERAL_FORMATS = ("%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f+00:00")
@@ -213,26 +268,45 @@ def build_pool(
         kind = rng.choices(("datacenter", "residential", "neither"), (60, 25, 15))[0]
         pool.append(
             SampleProxy(
-                index=index, url=f"{protocol}://{host}:{port}", protocol=protocol, host=host,
-                port=port, username=username, password=password,
-                stored_username=stored_username, stored_password=stored_password,
-                country_code=None if batch_added else geo[0], country_name=geo[1],
-                region=geo[2], city=geo[3], latitude=geo[4], longitude=geo[5], asn=geo[6],
-                isp_name=geo[7], is_residential=kind == "residential",
-                is_datacenter=kind == "datacenter", source=source,
-                source_url=None if batch_added or source_url is None
+                index=index,
+                url=f"{protocol}://{host}:{port}",
+                protocol=protocol,
+                host=host,
+                port=port,
+                username=username,
+                password=password,
+                stored_username=stored_username,
+                stored_password=stored_password,
+                country_code=None if batch_added else geo[0],
+                country_name=geo[1],
+                region=geo[2],
+                city=geo[3],
+                latitude=geo[4],
+                longitude=geo[5],
+                asn=geo[6],
+                isp_name=geo[7],
+                is_residential=kind == "residential",
+                is_datacenter=kind == "datacenter",
+                source=source,
+                source_url=None
+                if batch_added or source_url is None
                 else source_url.format(protocol=protocol),
-                discovered_at=discovered, discovered_at_text=discovered.strftime(text_format),
+                discovered_at=discovered,
+                discovered_at_text=discovered.strftime(text_format),
                 checked=index not in seed_only and index not in never,
                 seed_latency_ms=math.exp(rng.gauss(latency_mu, LATENCY_SIGMA))
-                if index in seeded else None,
+                if index in seeded
+                else None,
                 echoes_credentials=index in echoing,
                 reliability=_reliability(
-                    rng, behaviours.get(index, "steady"), max(discovered, window_start),
-                    window_end, latency_mu,
+                    rng,
+                    behaviours.get(index, "steady"),
+                    max(discovered, window_start),
+                    window_end,
+                    latency_mu,
                 ),
             )
-        )  # fmt: skip
+        )
     return tuple(_checked_before_add(pool, in_window, window_start))
 
 
@@ -243,9 +317,8 @@ def _checked_before_add(
     for a few hours before it was added, as when a fetched list is validated before being
     saved. Chosen without drawing from ``rng``, so the rest of the sample stays as it was."""
     candidates = [
-        proxy for proxy in pool
-        if proxy.index in in_window and proxy.checked and not proxy.seeded
-    ]  # fmt: skip
+        proxy for proxy in pool if proxy.index in in_window and proxy.checked and not proxy.seeded
+    ]
     chosen = {}
     for proxy in sorted(candidates, key=lambda p: p.index)[::3]:
         since = proxy.discovered_at - timedelta(hours=2 + proxy.index % 10)
@@ -280,9 +353,11 @@ def _behaviours(rng: random.Random, indices: list[int]) -> dict[int, str]:
     n_flaky = max(1, round(0.25 * n)) if n >= 2 else 0
     n_always = round(0.2 * n)
     labels = (
-        ["dying"] * n_dying + ["recovering"] * n_recovering + ["flaky"] * n_flaky
+        ["dying"] * n_dying
+        + ["recovering"] * n_recovering
+        + ["flaky"] * n_flaky
         + ["always"] * n_always
-    )  # fmt: skip
+    )
     labels += ["steady"] * (n - len(labels))
     rng.shuffle(labels)
     return dict(zip(indices, labels, strict=True))
@@ -323,22 +398,39 @@ def _password(rng: random.Random) -> str:
 
 def _geography(
     rng: random.Random,
-) -> tuple[str | None, str | None, str | None, str | None, float | None, float | None,
-           int | None, str | None]:  # fmt: skip
+) -> tuple[
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    float | None,
+    float | None,
+    int | None,
+    str | None,
+]:
     if rng.random() < 0.1:  # geolocation lookup failed: nothing known
         return (None, None, None, None, None, None, None, None)
     code, name, region, city, lat, lon, isps = rng.choice(_LOCATIONS)
     asn, isp = rng.choice(isps)
     return (
-        code, name, region, city, round(lat + rng.uniform(-0.05, 0.05), 4),
-        round(lon + rng.uniform(-0.05, 0.05), 4), asn, isp,
-    )  # fmt: skip
+        code,
+        name,
+        region,
+        city,
+        round(lat + rng.uniform(-0.05, 0.05), 4),
+        round(lon + rng.uniform(-0.05, 0.05), 4),
+        asn,
+        isp,
+    )
 
 
 def _reliability(
-    rng: random.Random, behaviour: str, active_from: datetime, window_end: datetime,
+    rng: random.Random,
+    behaviour: str,
+    active_from: datetime,
+    window_end: datetime,
     latency_mu: float,
-) -> Reliability:  # fmt: skip
+) -> Reliability:
     start, end = to_microseconds(active_from), to_microseconds(window_end)
     span = max(end - start, 1)
     if behaviour == "always":

@@ -178,9 +178,13 @@ def export_cipher_for_writing(environ: Mapping[str, str] | None = None) -> Expor
         salt = os.urandom(SALT_BYTES)
         key = _scrypt(env[EXPORT_PASSWORD_ENV], salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
         kdf = {
-            "name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "length": 32,
+            "name": "scrypt",
+            "n": SCRYPT_N,
+            "r": SCRYPT_R,
+            "p": SCRYPT_P,
+            "length": 32,
             "salt": base64.b64encode(salt).decode("ascii"),
-        }  # fmt: skip
+        }
         return ExportCipher(Fernet(key), fingerprint(key), kdf)
     raise CredentialKeyError(
         f"credentials policy encrypt needs {EXPORT_KEY_ENV} (a Fernet key) or "

@@ -174,10 +174,14 @@ def _database_credentials(database: Path, env: Mapping[str, str], known: KnownCr
             except CredentialKeyError:
                 undecrypted += 1
     if undecrypted:
-        problem = key_problem if cipher is None else (
-            f"they do not decrypt with {CACHE_KEY_ENV} (nor {CACHE_PREVIOUS_KEY_ENV}): another "
-            "deployment's key, or a rotated one"
-        )  # fmt: skip
+        problem = (
+            key_problem
+            if cipher is None
+            else (
+                f"they do not decrypt with {CACHE_KEY_ENV} (nor {CACHE_PREVIOUS_KEY_ENV}): another "
+                "deployment's key, or a rotated one"
+            )
+        )
         # The variable to fix: the previous key when it is the one that is not a key.
         wrong = str(key_problem or "").startswith(CACHE_PREVIOUS_KEY_ENV) and cipher is None
         variable = CACHE_PREVIOUS_KEY_ENV if wrong else CACHE_KEY_ENV
@@ -325,8 +329,14 @@ class LeakScanner:
                         findings += self._scan_xlsx(name, whole)
                 else:
                     findings += self._scan_lines(name, plain)
-        except (OSError, EOFError, ValueError, zipfile.BadZipFile, zstandard.ZstdError,
-                pa.ArrowException) as exc:  # fmt: skip
+        except (
+            OSError,
+            EOFError,
+            ValueError,
+            zipfile.BadZipFile,
+            zstandard.ZstdError,
+            pa.ArrowException,
+        ) as exc:
             # An unreadable file cannot be proven clean.
             findings.append(Finding(name, "-", f"cannot be read to scan it: {exc}"))
         return findings
@@ -382,16 +392,29 @@ class LeakScanner:
 
 def _split_compression(name: str) -> tuple[str, Compression]:
     suffixes: tuple[tuple[str, Compression], ...] = (
-        (".gz", "gzip"), (".zst", "zstd"), (".zip", "zip"),
-    )  # fmt: skip
+        (".gz", "gzip"),
+        (".zst", "zstd"),
+        (".zip", "zip"),
+    )
     for suffix, compression in suffixes:
         if name.endswith(suffix):
             return name.removesuffix(suffix), compression
     return name, "none"
 
 
-SCANNED_SUFFIXES = (".csv", ".jsonl", ".json", ".txt", ".yaml", ".yml", ".parquet", ".xlsx",
-                    ".pdf", ".log", ".toml")  # fmt: skip
+SCANNED_SUFFIXES = (
+    ".csv",
+    ".jsonl",
+    ".json",
+    ".txt",
+    ".yaml",
+    ".yml",
+    ".parquet",
+    ".xlsx",
+    ".pdf",
+    ".log",
+    ".toml",
+)
 
 
 def files_to_scan(paths: Iterable[Path]) -> Iterator[Path]:

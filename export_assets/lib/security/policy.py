@@ -91,9 +91,10 @@ def pool_schema(
 
 
 def database_credentials(
-    snapshot: SourceSnapshot, protection: CredentialProtection,
+    snapshot: SourceSnapshot,
+    protection: CredentialProtection,
     environ: Mapping[str, str] | None = None,
-) -> dict[str, tuple[str | None, str | None]]:  # fmt: skip
+) -> dict[str, tuple[str | None, str | None]]:
     """Each credentialed proxy's username and password as the export holds them.
 
     Under ``encrypt`` the values are decrypted from ProxyWhirl's form (a missing or wrong
@@ -123,9 +124,10 @@ def database_credentials(
 
 
 def with_credentials(
-    batches: Iterator[pa.RecordBatch], schema: pa.Schema,
+    batches: Iterator[pa.RecordBatch],
+    schema: pa.Schema,
     credentials: Mapping[str, tuple[str | None, str | None]],
-) -> Iterator[pa.RecordBatch]:  # fmt: skip
+) -> Iterator[pa.RecordBatch]:
     """Pool batches with the credential columns ``schema`` adds (null where none)."""
     for batch in batches:
         if batch.schema.equals(schema):
@@ -142,9 +144,10 @@ def with_credentials(
 
 
 def config_credentials(
-    settings: dict[str, Any], protection: CredentialProtection,
+    settings: dict[str, Any],
+    protection: CredentialProtection,
     environ: Mapping[str, str] | None = None,
-) -> tuple[int, list[str]]:  # fmt: skip
+) -> tuple[int, list[str]]:
     """Protect the ``[[proxies]]`` credentials of ``settings`` in place (encrypt, reference).
 
     Returns how many entries were protected and the URLs of those whose credentials

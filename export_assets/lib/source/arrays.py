@@ -33,12 +33,14 @@ def arrow_array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
         mask = np.fromiter((value is not None for value in values), dtype=bool, count=len(values))
         validity = pa.py_buffer(np.packbits(mask, bitorder="little"))
     if arrow_type == pa.string() and all(isinstance(value, str) for value in present):
-        encoded = [b"" if value is None else value.encode("utf-8", "surrogatepass")
-                   for value in values]  # fmt: skip
+        encoded = [
+            b"" if value is None else value.encode("utf-8", "surrogatepass") for value in values
+        ]
         offsets = np.fromiter(
-            itertools.accumulate(map(len, encoded), initial=0), dtype=np.int64,
+            itertools.accumulate(map(len, encoded), initial=0),
+            dtype=np.int64,
             count=len(encoded) + 1,
-        )  # fmt: skip
+        )
         if offsets[-1] < 2**31:
             buffers = [
                 validity,

@@ -73,10 +73,15 @@ class ChangeKindChoice(StrEnum):
 # its history. Identity fields of a removed proxy are gone with its identity row.
 _ALWAYS_KNOWN = frozenset(
     {
-        "url", "health_status", "consecutive_successes", "consecutive_failures",
-        "total_checks", "total_successes", "checks_7d",
+        "url",
+        "health_status",
+        "consecutive_successes",
+        "consecutive_failures",
+        "total_checks",
+        "total_successes",
+        "checks_7d",
     }
-)  # fmt: skip
+)
 
 CHANGES_SCHEMA = pa.schema(
     [
@@ -306,11 +311,18 @@ class _PoolWalk:
             status = taken.column("health_status")
             status_from = arrow_array(self._from[kind], pa.string())
             status_to = pa.nulls(len(rows), pa.string()) if kind == REMOVED else status
-            yield kind, pa.RecordBatch.from_arrays(
-                [arrow_array([kind] * len(rows), pa.string()), status_from, status_to,
-                 *taken.columns],
-                schema=CHANGES_SCHEMA,
-            )  # fmt: skip
+            yield (
+                kind,
+                pa.RecordBatch.from_arrays(
+                    [
+                        arrow_array([kind] * len(rows), pa.string()),
+                        status_from,
+                        status_to,
+                        *taken.columns,
+                    ],
+                    schema=CHANGES_SCHEMA,
+                ),
+            )
         self._marked, self._from = {}, {}
 
 

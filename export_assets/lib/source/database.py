@@ -70,10 +70,24 @@ POOL_SCHEMA = pa.schema(
 """The pool as of a moment: identity fields (never credentials) and rebuilt health."""
 
 _IDENTITY_COLUMNS = (
-    "url", "protocol", "host", "port", "country_code", "country_name", "region", "city",
-    "latitude", "longitude", "asn", "isp_name", "is_residential", "is_datacenter",
-    "source", "source_url", "discovered_at",
-)  # fmt: skip
+    "url",
+    "protocol",
+    "host",
+    "port",
+    "country_code",
+    "country_name",
+    "region",
+    "city",
+    "latitude",
+    "longitude",
+    "asn",
+    "isp_name",
+    "is_residential",
+    "is_datacenter",
+    "source",
+    "source_url",
+    "discovered_at",
+)
 
 
 def _identity_type(name: str) -> pa.DataType:
@@ -168,9 +182,12 @@ def connect_read_only(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     try:
         connection = sqlite3.connect(
-            uri, uri=True, timeout=busy_timeout_ms / 1000, isolation_level=None,
+            uri,
+            uri=True,
+            timeout=busy_timeout_ms / 1000,
+            isolation_level=None,
             check_same_thread=False,
-        )  # fmt: skip
+        )
     except sqlite3.Error as exc:
         raise SourceError(f"cannot open ProxyWhirl database {path} read-only: {exc}") from exc
     return connection
@@ -259,10 +276,14 @@ class SourceSnapshot:
     """
 
     def __init__(
-        self, path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
-        batch_rows: int = DEFAULT_BATCH_ROWS, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        self,
+        path: Path,
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
         identities: bool = True,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.path = path
         self.batch_rows = batch_rows
         self.chunk_rows = chunk_rows
@@ -302,9 +323,11 @@ class SourceSnapshot:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None,
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
         traceback: TracebackType | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -429,10 +452,12 @@ class SourceSnapshot:
         for url, checks, successes, last_check_at, last_success_at, average in rows:
             if isinstance(checks, int) and isinstance(successes, int):
                 statuses[url] = StatusCounts(
-                    checks, successes, last_check_at if isinstance(last_check_at, str) else None,
+                    checks,
+                    successes,
+                    last_check_at if isinstance(last_check_at, str) else None,
                     last_success_at if isinstance(last_success_at, str) else None,
                     float(average) if isinstance(average, int | float) else None,
-                )  # fmt: skip
+                )
         return statuses
 
     @property
@@ -506,9 +531,10 @@ class SourceSnapshot:
         current = next(raw, None)
         try:
             for known, discovered_at in zip(
-                table.column("url").to_pylist(), table.column("discovered_at").to_pylist(),
+                table.column("url").to_pylist(),
+                table.column("discovered_at").to_pylist(),
                 strict=True,
-            ):  # fmt: skip
+            ):
                 while current is not None and current[0] < known:  # a deleted proxy's
                     current = next(raw, None)
                 checks: list[Check] = []
@@ -523,9 +549,13 @@ class SourceSnapshot:
             raw.close()
 
     def _seed(
-        self, url: str, discovered_at: str, checks: list[Check], before: str | None,
+        self,
+        url: str,
+        discovered_at: str,
+        checks: list[Check],
+        before: str | None,
         rows_before: int,
-    ) -> Check | None:  # fmt: skip
+    ) -> Check | None:
         """The seed check of ``url`` (see ``status.seed_check``), from its counted checks
         before ``before`` (``rows_before`` rows of its history were read) and the rest of
         its history, read only when its status counts exactly one check more than all."""

@@ -70,12 +70,25 @@ _LOG_NAME = re.compile(
     r"|\.tar\.bz2|\.tar\.xz)?$"
 )
 _KINDS: dict[str | None, Kind] = {  # by compression suffix
-    None: "plain", ".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".lzma": "xz", ".zip": "zip",
-    ".tar": "tar", ".tar.gz": "tar", ".tgz": "tar", ".tar.bz2": "tar", ".tar.xz": "tar",
-}  # fmt: skip
+    None: "plain",
+    ".gz": "gzip",
+    ".bz2": "bz2",
+    ".xz": "xz",
+    ".lzma": "xz",
+    ".zip": "zip",
+    ".tar": "tar",
+    ".tar.gz": "tar",
+    ".tgz": "tar",
+    ".tar.bz2": "tar",
+    ".tar.xz": "tar",
+}
 _TAR_CODECS: dict[str, Kind] = {  # the codec around a tar archive, by suffix
-    ".tar": "plain", ".tar.gz": "gzip", ".tgz": "gzip", ".tar.bz2": "bz2", ".tar.xz": "xz",
-}  # fmt: skip
+    ".tar": "plain",
+    ".tar.gz": "gzip",
+    ".tgz": "gzip",
+    ".tar.bz2": "bz2",
+    ".tar.xz": "xz",
+}
 
 
 def tar_codec(name: str) -> Kind:
@@ -197,22 +210,25 @@ def _refuse_type(path: Path, what: str) -> RefusedLogFile:
     """The refusal of a name that is not a regular file (``what`` it is), or is gone."""
     if what == "vanished":
         return RefusedLogFile(
-            path.name, "vanished",
+            path.name,
+            "vanished",
             "disappeared between the folder's listing and its opening (rotated, compressed "
             "or deleted meanwhile)",
             "if it held records of this day, export the partition again",
-        )  # fmt: skip
+        )
     if what == "a symbolic link":
         with contextlib.suppress(OSError):
             what = f"a symbolic link to {os.readlink(path)}"
         return RefusedLogFile(
-            path.name, "symlink",
+            path.name,
+            "symlink",
             f"{what}, not followed: logs are read only from regular files in the log folder",
             "if it is a genuine ProxyWhirl log, move or copy the file itself into the folder",
-        )  # fmt: skip
+        )
     return RefusedLogFile(
-        path.name, "not_regular",
+        path.name,
+        "not_regular",
         f"{what}, not a regular file: not opened",
         "remove it from the log folder, or rename it so that it does not end like a log "
         "file (.log, .log.gz, ...)",
-    )  # fmt: skip
+    )

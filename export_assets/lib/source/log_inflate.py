@@ -47,9 +47,15 @@ RATIO_FLOOR_BYTES = 64 * 1024
 """A file is never refused for its ratio before it has inflated to this much."""
 
 READ_ERRORS = (
-    OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile, tarfile.TarError,
-    NotImplementedError, RuntimeError,
-)  # fmt: skip
+    OSError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    NotImplementedError,
+    RuntimeError,
+)
 """Errors of a compressed file that does not decompress (truncated, corrupt, encrypted)."""
 
 # Compressed bytes are handed to a decompressor in small pieces, and decompressed bytes

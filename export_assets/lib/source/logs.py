@@ -185,9 +185,14 @@ class LogDay:
     """The log files of a folder, scanned for one UTC day and held open until ``close``."""
 
     def __init__(
-        self, log_dir: Path, day: date, files: list[_OpenLogFile], ignored: list[dict[str, str]],
-        refused: list[RefusedLogFile], limits: LogLimits,
-    ) -> None:  # fmt: skip
+        self,
+        log_dir: Path,
+        day: date,
+        files: list[_OpenLogFile],
+        ignored: list[dict[str, str]],
+        refused: list[RefusedLogFile],
+        limits: LogLimits,
+    ) -> None:
         self.log_dir = log_dir
         self.day = day
         self.start_us, self.end_us = day_bounds_us(day)
@@ -349,9 +354,14 @@ def _stream_lines(
 
 
 def _records_of_day(
-    opened: _OpenLogFile, scan: LogFileScan, start_us: int, end_us: int,
-    *, bytes_limit: int | None, line_limit: int | None,
-) -> Iterator[tuple[int, int, dict[str, Any]]]:  # fmt: skip
+    opened: _OpenLogFile,
+    scan: LogFileScan,
+    start_us: int,
+    end_us: int,
+    *,
+    bytes_limit: int | None,
+    line_limit: int | None,
+) -> Iterator[tuple[int, int, dict[str, Any]]]:
     """The file's valid records of ``[start_us, end_us)`` as (line number, time, record),
     in file order; counts every line into ``scan``."""
     for line in islice(_file_lines(opened, scan, bytes_limit=bytes_limit), line_limit):
@@ -412,10 +422,13 @@ def _ordered_rows(
     latest: int | None = None
     try:
         for number, time_us, record in _records_of_day(
-            opened, again, start_us, end_us,
+            opened,
+            again,
+            start_us,
+            end_us,
             bytes_limit=first.bytes_read if first.kind == "plain" else None,
             line_limit=first.lines,
-        ):  # fmt: skip
+        ):
             latest = time_us if latest is None or time_us > latest else latest
             level_no = record["level"]["no"]
             if selection.selects(time_us, level_no, record["name"]):

@@ -279,9 +279,13 @@ def percentile_ranks(samples: int) -> list[int]:
 
 
 def _latency_passes(
-    snapshot: SourceSnapshot, day: date, ids: tuple[int, int], parts: dict[_Part, list[Any]],
-    proxies: list[_ProxyTotals], groups: list[_Group],
-) -> npt.NDArray[np.float64]:  # fmt: skip
+    snapshot: SourceSnapshot,
+    day: date,
+    ids: tuple[int, int],
+    parts: dict[_Part, list[Any]],
+    proxies: list[_ProxyTotals],
+    groups: list[_Group],
+) -> npt.NDArray[np.float64]:
     """Two passes over the day's latencies, by id range: the first sums them per proxy and
     error type (in id order, one addition at a time, as SQLite's sum() does) and counts
     them per group and histogram bucket (:class:`RankPicker`); the second picks the values
@@ -334,15 +338,18 @@ def _latency_passes(
     for index, proxy_totals in enumerate(proxies):
         if proxy_totals.samples:
             timed = [0] + [
-                slot for slot, error in enumerate(kinds, 1)
+                slot
+                for slot, error in enumerate(kinds, 1)
                 if parts.get((proxy_totals.url, 1, error), (0, 0))[1]
-            ]  # fmt: skip
+            ]
             proxy_totals.latency_sum = math.fsum(sums[index * slots + s] for s in timed)
     targets = np.array(
-        [percentile_ranks(group.samples) if group.samples else [-1] * 2 * len(PERCENTILES)
-         for group in groups],
+        [
+            percentile_ranks(group.samples) if group.samples else [-1] * 2 * len(PERCENTILES)
+            for group in groups
+        ],
         dtype=np.int64,
-    ).reshape(len(groups), 2 * len(PERCENTILES))  # fmt: skip
+    ).reshape(len(groups), 2 * len(PERCENTILES))
     picker.want(targets)
     for proxy, _, values in latencies():
         picker.collect(member_of[:, proxy], values)
@@ -350,9 +357,13 @@ def _latency_passes(
 
 
 def _latency_range(
-    snapshot: SourceSnapshot, ranges: IdRanges, connection: ArrowConnection, sql: str,
-    bound: list[Any], ids: tuple[int, int],
-) -> pa.RecordBatch | None:  # fmt: skip
+    snapshot: SourceSnapshot,
+    ranges: IdRanges,
+    connection: ArrowConnection,
+    sql: str,
+    bound: list[Any],
+    ids: tuple[int, int],
+) -> pa.RecordBatch | None:
     """One id range's latencies as a ``_LATENCY_SCHEMA`` batch (None if it has none):
     through ADBC into Arrow (no Python object per row, so the lock is held briefly), or
     through ``sqlite3`` when the driver types a column otherwise."""
@@ -478,10 +489,19 @@ def _metrics_row(group: _Group, picked: npt.NDArray[np.float64]) -> tuple[Any, .
         for i, percent in enumerate(PERCENTILES)
     ]
     return (
-        group.scope, group.key, len(members), checks, successes, checks - successes,
-        successes / checks, samples, math.fsum(sums) / samples if samples else None,
-        *percentiles, max(maxima) if maxima else None, *errors,
-    )  # fmt: skip
+        group.scope,
+        group.key,
+        len(members),
+        checks,
+        successes,
+        checks - successes,
+        successes / checks,
+        samples,
+        math.fsum(sums) / samples if samples else None,
+        *percentiles,
+        max(maxima) if maxima else None,
+        *errors,
+    )
 
 
 def _interpolate(low: float, high: float, samples: int, percent: int) -> float | None:

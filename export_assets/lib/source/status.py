@@ -165,9 +165,12 @@ class StatusCounts:
 
 
 def seed_check(
-    status: StatusCounts | None, discovered_at: str, checks: int, successes: int,
+    status: StatusCounts | None,
+    discovered_at: str,
+    checks: int,
+    successes: int,
     latencies: Sequence[float],
-) -> tuple[str, int, float | None] | None:  # fmt: skip
+) -> tuple[str, int, float | None] | None:
     """The seed check of a proxy added as already validated, as a check to replay first,
     or None if it was not.
 

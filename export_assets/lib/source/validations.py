@@ -77,8 +77,13 @@ VALIDATION_EVENTS_SCHEMA = pa.schema(
 """One validation result, as ProxyWhirl recorded it."""
 
 ERROR_TYPES = (
-    "timeout", "connection_refused", "ssl_error", "proxy_error", "http_error", "dns_error",
-)  # fmt: skip
+    "timeout",
+    "connection_refused",
+    "ssl_error",
+    "proxy_error",
+    "http_error",
+    "dns_error",
+)
 """The ``error_type`` values ProxyWhirl reports; each has its own metrics column."""
 
 
@@ -136,9 +141,12 @@ def validation_id_range(
 
 
 def id_range_between(
-    snapshot: SourceSnapshot, low: str, high: str, where: str = "",
+    snapshot: SourceSnapshot,
+    low: str,
+    high: str,
+    where: str = "",
     parameters: Sequence[Any] = (),
-) -> tuple[int, int] | None:  # fmt: skip
+) -> tuple[int, int] | None:
     """Smallest and largest id (up to the watermark) of the results with ``low <=
     validated_at < high`` (DATETIME text) and the conditions ``where``.
 
@@ -224,9 +232,11 @@ def timed_read(
 
 
 def validation_events(
-    snapshot: SourceSnapshot, day: date, ids: tuple[int, int] | None,
+    snapshot: SourceSnapshot,
+    day: date,
+    ids: tuple[int, int] | None,
     filters: ValidationFilters = NO_FILTERS,
-) -> Iterator[pa.RecordBatch]:  # fmt: skip
+) -> Iterator[pa.RecordBatch]:
     """The day's validation results that pass ``filters``, in ``id`` order, in batches of
     ``batch_rows`` rows.
 
@@ -331,9 +341,17 @@ _ARROW_EVENT_COLUMNS = (
     " ifnull(error_message, ''), error_message IS NULL"
 )
 _ARROW_EVENT_TYPES = [
-    pa.int64(), pa.string(), pa.string(), pa.int64(),
-    pa.float64(), pa.int64(), pa.string(), pa.int64(), pa.string(), pa.int64(),
-]  # fmt: skip
+    pa.int64(),
+    pa.string(),
+    pa.string(),
+    pa.int64(),
+    pa.float64(),
+    pa.int64(),
+    pa.string(),
+    pa.int64(),
+    pa.string(),
+    pa.int64(),
+]
 
 
 class TypeChanged(Exception):
@@ -442,9 +460,12 @@ def _parameter(value: Any) -> pa.Array:
 
 
 def arrow_batches(
-    snapshot: SourceSnapshot, connection: ArrowConnection, sql: str, parameters: Sequence[Any],
+    snapshot: SourceSnapshot,
+    connection: ArrowConnection,
+    sql: str,
+    parameters: Sequence[Any],
     ids: tuple[int, int],
-) -> list[pa.RecordBatch]:  # fmt: skip
+) -> list[pa.RecordBatch]:
     """Every row of ``sql`` (rows of the id range ``ids``), read in a read transaction of
     its own and to the end before returning, so no lock is held after;
     ``snapshot.last_held`` is how long the lock was held. Driver errors as SourceErrors."""
