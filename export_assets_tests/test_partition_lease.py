@@ -142,6 +142,13 @@ def assert_consistent(destination: Destination) -> ExportManifest:
 
 
 @pytest.fixture
+def instance(disk_instance: DagsterInstance) -> DagsterInstance:
+    """Runs race from two threads here: an instance on disk, as two processes would share
+    (the in-memory one locks its tables against a second thread)."""
+    return disk_instance
+
+
+@pytest.fixture
 def hold_manifest_write() -> Iterator[tuple[threading.Event, threading.Event, list[str]]]:
     """A hook that holds the run writing ``jsonl`` just before its manifest is published.
 
