@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gc
 import sqlite3
 from collections.abc import Iterator, Mapping
 from datetime import date
@@ -128,3 +129,18 @@ def request_config(
     """Run config of ``requested(asset)``: ``config`` and the request's name."""
     name = asset.key.path[-1]
     return {"ops": {f"requests__{name}": {"config": {**config, "request": request}}}}
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Once every test module is imported, move what the imports made (Dagster, pyarrow, the
+    code location: millions of objects that live as long as the session) out of the
+    collector's reach, so that each garbage collection during the tests walks only what the
+    tests themselves allocate."""
+    gc.collect()
+    gc.freeze()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Hand the frozen objects back to the collector, so that they are freed at exit."""
+    gc.unfreeze()
+    gc.collect()

@@ -69,24 +69,9 @@ POOL_SCHEMA = pa.schema(
 )
 """The pool as of a moment: identity fields (never credentials) and rebuilt health."""
 
-_IDENTITY_COLUMNS = (
-    "url",
-    "protocol",
-    "host",
-    "port",
-    "country_code",
-    "country_name",
-    "region",
-    "city",
-    "latitude",
-    "longitude",
-    "asn",
-    "isp_name",
-    "is_residential",
-    "is_datacenter",
-    "source",
-    "source_url",
-    "discovered_at",
+# Every identity column the exporter reads but the credentials, which are read apart.
+_IDENTITY_COLUMNS = tuple(
+    name for name in REQUIRED_COLUMNS["proxy_identities"] if name not in {"username", "password"}
 )
 
 
