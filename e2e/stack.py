@@ -70,9 +70,13 @@ class Process:
             if not entry.name.isdigit():
                 continue
             try:
-                if os.getpgid(int(entry.name)) == self.popen.pid:
-                    pids.add(int(entry.name))
-            except (ProcessLookupError, PermissionError):
+                if os.getpgid(int(entry.name)) != self.popen.pid:
+                    continue
+                # A zombie has ended; only its parent's wait (or init's) is left to do.
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                    continue
+                pids.add(int(entry.name))
+            except (ProcessLookupError, PermissionError, FileNotFoundError):
                 continue
         return pids
 
@@ -106,6 +110,10 @@ def stop(process: Process) -> None:
     if process.group_pids():
         with suppress(ProcessLookupError):
             os.killpg(group, signal.SIGKILL)
+        # SIGKILL is delivered at once but a process takes a moment to be gone from /proc.
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while process.group_pids() and time.monotonic() < deadline:
+            time.sleep(0.1)
     if process.popen.poll() is None:
         process.popen.wait(timeout=STOP_TIMEOUT_SECONDS)
 
