@@ -10,8 +10,8 @@ from typing import Any
 
 from dagster import Definitions, EnvVar, ExecutorDefinition
 
+from export_assets.defs.executor import export_executor
 from export_assets.defs.exports.definitions import definitions as export_definitions
-from export_assets.defs.jobs import export_executor
 from export_assets.defs.operations.definitions import definitions as operation_definitions
 from export_assets.defs.reports.definitions import definitions as report_definitions
 from export_assets.defs.resources.io_manager import ExportIOManager
@@ -70,5 +70,5 @@ def code_location(executor: ExecutorDefinition = export_executor) -> Definitions
     )
 
 
-# Steps run in the run's own process by default (export_assets.defs.jobs.export_executor).
+# Steps run in the run's own process by default (export_assets.defs.executor).
 defs = code_location(export_executor)

@@ -12,8 +12,9 @@ import pytest
 from dagster import DagsterInstance, DagsterInvalidConfigError, Definitions, materialize
 
 from export_assets.defs.exports import EXPORT_ASSETS, proxy_list, validation_events
+from export_assets.defs.exports.jobs import DAILY_JOBS
 from export_assets.defs.exports.templates import REQUEST_ASSETS, TEMPLATE_ASSETS
-from export_assets.defs.jobs import EXPORT_JOBS
+from export_assets.defs.reports.jobs import weekly_report_job
 from export_assets.lib.exports.destinations import LocalDestination
 from export_assets.lib.exports.retention import published_partitions
 from export_assets.lib.restore.pool import restore_pool
@@ -24,6 +25,8 @@ from export_assets_tests.conftest import (
     request_config,
     requested,
 )
+
+EXPORT_JOBS = [*DAILY_JOBS, weekly_report_job]
 
 DAY = SAMPLE_END.isoformat()
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,11 @@ from dagster import (
     validate_run_config,
 )
 
-from export_assets.defs.jobs import EXPORT_JOBS, export_executor
+from export_assets.defs.executor import export_executor
+from export_assets.defs.exports.jobs import DAILY_JOBS
+from export_assets.defs.reports.jobs import weekly_report_job
+
+EXPORT_JOBS = [*DAILY_JOBS, weekly_report_job]
 
 
 @asset

@@ -9,10 +9,13 @@ from dagster import BackfillPolicy, DagsterInstance, Definitions
 
 from export_assets.defs.exports import EXPORT_ASSETS
 from export_assets.defs.exports.daily import DAYS_PER_BACKFILL_RUN, INTACT
+from export_assets.defs.exports.jobs import DAILY_JOBS
 from export_assets.defs.exports.templates import TEMPLATE_ASSETS
-from export_assets.defs.jobs import EXPORT_JOBS
+from export_assets.defs.reports.jobs import weekly_report_job
 from export_assets.lib.sample import SampleDeployment
 from export_assets_tests.conftest import SAMPLE_END, export_resources
+
+EXPORT_JOBS = [*DAILY_JOBS, weekly_report_job]
 
 PARTITION = SAMPLE_END.isoformat()
 

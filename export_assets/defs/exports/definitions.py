@@ -7,7 +7,7 @@ from dagster import Definitions
 from export_assets.defs.exports import EXPORT_ASSETS
 from export_assets.defs.exports.checks import verify_exports_job
 from export_assets.defs.exports.templates import REQUEST_ASSETS, TEMPLATE_ASSETS
-from export_assets.defs.jobs import DAILY_JOBS
+from export_assets.defs.exports.jobs import DAILY_JOBS
 
 
 def definitions() -> Definitions:

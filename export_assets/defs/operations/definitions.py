@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from export_assets.defs.jobs import audit_log_job
-from export_assets.defs.operations.export_audit_log import export_audit_log
+from export_assets.defs.operations.export_audit_log import audit_log_job, export_audit_log
 from export_assets.defs.operations.restore import RESTORE_JOBS
 from export_assets.defs.operations.retention import retention_job
 from export_assets.defs.operations.run_sweep import dead_run_sweep_sensor

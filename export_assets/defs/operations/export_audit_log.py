@@ -4,6 +4,7 @@
 from datetime import UTC, datetime, time
 
 import pyarrow as pa
+from dagster import AssetSelection, define_asset_job
 
 from export_assets.defs.exports.config import ExportConfig
 from export_assets.defs.exports.daily import DayContext, daily_export
@@ -58,3 +59,11 @@ def export_audit_log(context: DayContext, config: AuditLogConfig) -> Export:
         options=config.options(),
         source={"dagster_instance": "run history and event log", "day": day.isoformat()},
     )
+
+
+audit_log_job = define_asset_job(
+    name="audit_log_job",
+    selection=AssetSelection.assets("export_audit_log"),
+    run_tags={"export/template": "audit_log_job"},
+    description="The day's audit trail (export_audit_log) as gzip-compressed CSV.",
+)

@@ -27,7 +27,7 @@ from dagster import (
     sensor,
 )
 
-from export_assets.defs.jobs import daily_export_job
+from export_assets.defs.exports.jobs import daily_export_job
 from export_assets.defs.operations.audit import (
     PARTITION_TAG,
     exported_assets,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from export_assets.defs.jobs import weekly_report_job
 from export_assets.defs.reports import REPORT_ASSETS
+from export_assets.defs.reports.jobs import weekly_report_job
 
 
 def definitions() -> Definitions:
