@@ -18,7 +18,7 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -143,8 +143,8 @@ def assert_consistent(destination: Destination) -> ExportManifest:
 
 @pytest.fixture
 def instance(disk_instance: DagsterInstance) -> DagsterInstance:
-    """Runs race from two threads here: an instance on disk, as two processes would share
-    (the in-memory one locks its tables against a second thread)."""
+    """Runs race from two threads here, each through its own instance object on this
+    storage, as two processes share an instance on disk."""
     return disk_instance
 
 
@@ -173,9 +173,18 @@ def hold_manifest_write() -> Iterator[tuple[threading.Event, threading.Event, li
         io_manager.before_manifest_write = None
 
 
-def in_thread(target: Callable[[], ExecuteInProcessResult]) -> tuple[threading.Thread, list[Any]]:
+def in_thread(
+    store: ExportStore, format: Format, instance: DagsterInstance
+) -> tuple[threading.Thread, list[Any]]:
+    """``run`` in a thread, through its own instance on the same storage: as a second
+    process would run it (one instance object is not meant to be shared by threads)."""
     out: list[Any] = []
-    thread = threading.Thread(target=lambda: out.append(target()))
+
+    def target() -> None:
+        with DagsterInstance.from_config(str(instance.root_directory)) as own:
+            out.append(run(store, format, own))
+
+    thread = threading.Thread(target=target)
     thread.start()
     return thread, out
 
@@ -201,14 +210,14 @@ def test_an_overlapping_run_waits_and_publishes_after_the_first(
     reached, release, _ = hold_manifest_write
     destination = store.open()
     assert run(store, "csv", instance).success  # the good version before the race
-    first, first_out = in_thread(lambda: run(store, "jsonl", instance))
+    first, first_out = in_thread(store, "jsonl", instance)
     assert reached.wait(60)
     [held] = [r.run_id for r in instance.get_runs() if r.run_id not in _finished(instance)]
     holder = LeaseHolder.from_json(everything(destination)[lease_key(ASSET, DAY)])
     assert holder is not None
     assert holder.run_id == held
 
-    second, second_out = in_thread(lambda: run(store, "parquet", instance))
+    second, second_out = in_thread(store, "parquet", instance)
     waiting = wait_for_log(instance, "waiting up to 60 s", not_run=held)
     # The second run waits at the lease: nothing of it is published while the first holds it.
     assert (
@@ -247,7 +256,7 @@ def test_a_busy_partition_fails_the_second_run_naming_the_holder_and_a_failed_ru
     good = everything(destination)
 
     fail.append("the manifest write failed")
-    first, first_out = in_thread(lambda: run(store, "jsonl", instance))
+    first, first_out = in_thread(store, "jsonl", instance)
     assert reached.wait(60)
     [held] = [r.run_id for r in instance.get_runs() if r.run_id not in _finished(instance)]
     second = run(store, "parquet", instance, wait=0.5)  # the first is held: it cannot finish
