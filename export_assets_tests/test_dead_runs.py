@@ -102,6 +102,16 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+def _pool_state(instance: DagsterInstance) -> str:
+    """What the pool holds, for a failure message: claimed slots and every pending step."""
+    info = instance.event_log_storage.get_concurrency_info(EXPORT_WRITERS_POOL)
+    claimed = [(slot.run_id[:8], slot.step_key) for slot in info.claimed_slots]
+    pending = [
+        (step.run_id[:8], step.step_key, step.assigned_timestamp) for step in info.pending_steps
+    ]
+    return f"slot count {info.slot_count}, claimed {claimed}, pending {pending}"
+
+
 def _pool(instance: DagsterInstance) -> tuple[list[str], list[str]]:
     """(runs holding an s3_writers slot, runs waiting for one)."""
     info = instance.event_log_storage.get_concurrency_info(EXPORT_WRITERS_POOL)
@@ -111,7 +121,10 @@ def _pool(instance: DagsterInstance) -> tuple[list[str], list[str]]:
 
 
 def _wait_for(
-    condition: Callable[[], bool], what: str, processes: list[subprocess.Popen[bytes]]
+    condition: Callable[[], bool],
+    what: str,
+    processes: list[subprocess.Popen[bytes]],
+    state: Callable[[], object] = str,
 ) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while not condition():
@@ -120,7 +133,7 @@ def _wait_for(
                 _, err = process.communicate()
                 pytest.fail(f"writer {process.pid} exited early:\n{err.decode()[-3000:]}")
         if time.monotonic() > deadline:
-            pytest.fail(f"waited {WAIT_SECONDS} s for {what}")
+            pytest.fail(f"waited {WAIT_SECONDS} s for {what}; last seen: {state()}")
         time.sleep(0.2)
 
 
@@ -165,6 +178,7 @@ def _kill_writers_mid_write(
             lambda: [len(part) for part in _pool(instance)] == [POOL_LIMIT, 1],
             f"{POOL_LIMIT} writers holding a slot and one waiting",
             writers,
+            state=lambda: _pool_state(instance),
         )
         holding, waiting = _pool(instance)
 
