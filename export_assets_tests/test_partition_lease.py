@@ -142,9 +142,9 @@ def assert_consistent(destination: Destination) -> ExportManifest:
 
 
 @pytest.fixture
-def instance(disk_instance: DagsterInstance) -> DagsterInstance:
-    """Runs race from two threads here, each through its own instance object on this
-    storage, as two processes share an instance on disk."""
+def race_instance(disk_instance: DagsterInstance) -> DagsterInstance:
+    """Runs race from two threads here, each through its own instance object on this storage
+    on disk, as two processes share an instance."""
     return disk_instance
 
 
@@ -204,21 +204,23 @@ def wait_for_log(instance: DagsterInstance, text: str, not_run: str) -> str:
 
 def test_an_overlapping_run_waits_and_publishes_after_the_first(
     store: ExportStore,
-    instance: DagsterInstance,
+    race_instance: DagsterInstance,
     hold_manifest_write: tuple[threading.Event, threading.Event, list[str]],
 ) -> None:
     reached, release, _ = hold_manifest_write
     destination = store.open()
-    assert run(store, "csv", instance).success  # the good version before the race
-    first, first_out = in_thread(store, "jsonl", instance)
+    assert run(store, "csv", race_instance).success  # the good version before the race
+    first, first_out = in_thread(store, "jsonl", race_instance)
     assert reached.wait(60)
-    [held] = [r.run_id for r in instance.get_runs() if r.run_id not in _finished(instance)]
+    [held] = [
+        r.run_id for r in race_instance.get_runs() if r.run_id not in _finished(race_instance)
+    ]
     holder = LeaseHolder.from_json(everything(destination)[lease_key(ASSET, DAY)])
     assert holder is not None
     assert holder.run_id == held
 
-    second, second_out = in_thread(store, "parquet", instance)
-    waiting = wait_for_log(instance, "waiting up to 60 s", not_run=held)
+    second, second_out = in_thread(store, "parquet", race_instance)
+    waiting = wait_for_log(race_instance, "waiting up to 60 s", not_run=held)
     # The second run waits at the lease: nothing of it is published while the first holds it.
     assert (
         ExportManifest.from_json(everything(destination)[manifest_key(ASSET, DAY)]).format == "csv"
@@ -247,19 +249,21 @@ def _finished(instance: DagsterInstance) -> set[str]:
 
 def test_a_busy_partition_fails_the_second_run_naming_the_holder_and_a_failed_run_loses_nothing(
     store: ExportStore,
-    instance: DagsterInstance,
+    race_instance: DagsterInstance,
     hold_manifest_write: tuple[threading.Event, threading.Event, list[str]],
 ) -> None:
     reached, release, fail = hold_manifest_write
     destination = store.open()
-    assert run(store, "csv", instance).success
+    assert run(store, "csv", race_instance).success
     good = everything(destination)
 
     fail.append("the manifest write failed")
-    first, first_out = in_thread(store, "jsonl", instance)
+    first, first_out = in_thread(store, "jsonl", race_instance)
     assert reached.wait(60)
-    [held] = [r.run_id for r in instance.get_runs() if r.run_id not in _finished(instance)]
-    second = run(store, "parquet", instance, wait=0.5)  # the first is held: it cannot finish
+    [held] = [
+        r.run_id for r in race_instance.get_runs() if r.run_id not in _finished(race_instance)
+    ]
+    second = run(store, "parquet", race_instance, wait=0.5)  # the first is held: it cannot finish
 
     assert not second.success
     [failure] = second.get_step_failure_events()
