@@ -172,8 +172,18 @@ def _kill_writers_mid_write(
 
     Returns (the runs that held a slot, the run that waited), as the leak left them.
     """
-    writers = start_writers(POOL_LIMIT + 1)
+    # The last writer starts once the others hold the slots: started in the same instant,
+    # Dagster (SQLite storage) may mark every pending step assigned while only POOL_LIMIT
+    # hold a slot, and then none is seen waiting.
+    writers = start_writers(POOL_LIMIT)
     with DagsterInstance.get() as instance:
+        _wait_for(
+            lambda: [len(part) for part in _pool(instance)] == [POOL_LIMIT, 0],
+            f"{POOL_LIMIT} writers holding a slot",
+            writers,
+            state=lambda: _pool_state(instance),
+        )
+        writers += start_writers(1)
         _wait_for(
             lambda: [len(part) for part in _pool(instance)] == [POOL_LIMIT, 1],
             f"{POOL_LIMIT} writers holding a slot and one waiting",
