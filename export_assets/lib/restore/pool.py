@@ -56,17 +56,12 @@ NEEDED = (
     "source",
     "discovered_at",
 )
-# The status columns ProxyWhirl writes, all of which the export carries.
-STATUS_COLUMNS = (
-    "health_status",
-    "last_success_at",
-    "last_failure_at",
-    "last_check_at",
-    "consecutive_successes",
-    "consecutive_failures",
-    "total_checks",
-    "total_successes",
-    "avg_response_time_ms",
+# The status columns ProxyWhirl writes from its checks, all of which the export carries
+# (the key, the 7-day rate it leaves NULL and the row's update time aside).
+STATUS_COLUMNS = tuple(
+    name
+    for name in REQUIRED_COLUMNS["proxy_statuses"]
+    if name not in {"proxy_url", "success_rate_7d", "updated_at"}
 )
 # A status row as ProxyWhirl's add_proxy creates it, before any check.
 UNCHECKED = {
