@@ -46,7 +46,7 @@ daemon: install sample
 
 # Four workers on any machine: most tests wait on SQLite, subprocesses and servers, so two
 # cores keep four busy; each file runs on one worker, so a module's fixtures (a deployment
-# written by ProxyWhirl, its exports) are built once (under 3 min on 2 cores).
+# written by ProxyWhirl, its exports) are built once (about 3 min on 2 cores).
 test: install
 	$(BIN)/pytest -q -m "not slow" -n 4 --dist loadfile
 
