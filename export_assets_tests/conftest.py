@@ -65,10 +65,21 @@ def instance() -> Iterator[DagsterInstance]:
         yield test_instance
 
 
+# Compute-log capture redirects the whole process's stdout and stderr through `tail -F`
+# processes: two runs capturing at once from threads of one test process (as the race tests
+# run two "processes") tangle the redirections, and each capture starts four processes.
+NO_COMPUTE_LOGS = {
+    "compute_logs": {
+        "module": "dagster.core.storage.noop_compute_log_manager",
+        "class": "NoOpComputeLogManager",
+    }
+}
+
+
 @pytest.fixture
 def disk_instance() -> Iterator[DagsterInstance]:
-    """A throwaway Dagster instance with real (SQLite) storage."""
-    with instance_for_test() as test_instance:
+    """A throwaway Dagster instance with real (SQLite) storage, without compute-log capture."""
+    with instance_for_test(overrides=NO_COMPUTE_LOGS) as test_instance:
         yield test_instance
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, instance_for_test
+from dagster import DagsterInstance
 
 from export_assets.defs.exports.proxy_logs import ProxyLogsConfig, proxy_logs
 from export_assets.lib.exports.manifest import ExportManifest
@@ -60,7 +60,7 @@ OUTSIDE_MARK = "OUTSIDE-THE-LOG-FOLDER-7f3a"
 @pytest.fixture(scope="module")
 def shared_instance() -> Iterator[DagsterInstance]:
     """One Dagster instance for the module's runs (each writes to its own tmp_path)."""
-    with instance_for_test() as test_instance:
+    with DagsterInstance.ephemeral() as test_instance:
         yield test_instance
 
 

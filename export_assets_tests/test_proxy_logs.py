@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, instance_for_test, materialize
+from dagster import DagsterInstance, materialize
 
 from export_assets.defs.exports.proxy_logs import ProxyLogsConfig, proxy_logs, window_us
 from export_assets.lib.exports.manifest import ExportManifest
@@ -148,7 +148,7 @@ ALL_OF_THE_DAY = [
 def shared_instance() -> Iterator[DagsterInstance]:
     """One Dagster instance for the module's runs (each writes to its own tmp_path): an
     instance takes longer to set up than a run of these small exports."""
-    with instance_for_test() as test_instance:
+    with DagsterInstance.ephemeral() as test_instance:
         yield test_instance
 
 
