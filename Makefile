@@ -4,6 +4,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME := $(CURDIR)/.dagster
+# Python caches compiled modules (and pytest its assertion-rewritten tests) unless told not to:
+# an environment that sets PYTHONDONTWRITEBYTECODE makes every process, every test worker and
+# every process a test starts, compile Dagster's and the project's modules again (measured:
+# 14.5 s -> 9.5 s of CPU to collect the tests, in each of make test's four workers).
+export PYTHONDONTWRITEBYTECODE :=
 SAMPLE := data/proxywhirl
 # The sample's last day, fixed: the README's and docs' commands name its days (2026-11-15..21).
 SAMPLE_END := 2026-11-21
