@@ -462,7 +462,7 @@ def _check_results(
     span = keys[0] if len(keys) == 1 else f"{keys[0]}..{keys[-1]}"
     for gap in known.gaps:
         context.log.warning(f"{NO_LEAK} on {name.to_user_string()} {span}: {gap.message()}")
-    log_findings = _event_log_findings(context, LeakScanner(known.secrets))
+    log_findings = _event_log_findings(context, days.scanner or LeakScanner(known.secrets))
     yield from _reported(
         context,
         name,

@@ -180,11 +180,12 @@ class ExportIOManager(ConfigurableIOManager):
             asset = days.folder or "/".join(context.asset_key.path)
             if days.known is None:
                 days.known = self.known_credentials()  # gaps: the step warns with its results
-            scanner = LeakScanner(days.known.secrets)
+            scanner = days.scanner = LeakScanner(days.known.secrets)
+            destination = self.open_destination()  # one client for every day of the run
             for day in days:
                 export = day.make()
                 verification, metadata = self._write_day(
-                    context, asset, day.partition, export, scanner
+                    context, destination, asset, day.partition, export, scanner
                 )
                 days.verified[day.partition] = verification
                 metadata.update(day.metadata)
@@ -197,12 +198,12 @@ class ExportIOManager(ConfigurableIOManager):
     def _write_day(
         self,
         context: OutputContext,
+        destination: Destination,
         asset: str,
         partition: str,
         obj: AnyExport,
         scanner: LeakScanner,
     ) -> tuple[Verification, dict[str, Any]]:
-        destination = self.open_destination()
         if isinstance(obj, RenderedExport):
             content = obj.content
             check_room(destination, asset, partition, rows=1, row_bytes=float(len(content)))
@@ -214,6 +215,7 @@ class ExportIOManager(ConfigurableIOManager):
 
             return self._publish(
                 context,
+                destination,
                 asset,
                 partition,
                 options=obj.options,
@@ -235,6 +237,7 @@ class ExportIOManager(ConfigurableIOManager):
 
             return self._publish(
                 context,
+                destination,
                 asset,
                 partition,
                 options=obj.options,
@@ -255,6 +258,7 @@ class ExportIOManager(ConfigurableIOManager):
             _guard_size(destination, asset, partition, obj)
             return self._publish(
                 context,
+                destination,
                 asset,
                 partition,
                 options=obj.options,
@@ -270,6 +274,7 @@ class ExportIOManager(ConfigurableIOManager):
     def _publish(
         self,
         context: OutputContext,
+        destination: Destination,
         asset: str,
         partition: str,
         *,
@@ -282,7 +287,6 @@ class ExportIOManager(ConfigurableIOManager):
         encryption: Mapping[str, Any] | None = None,
         table: pa.Schema | None = None,
     ) -> tuple[Verification, dict[str, Any]]:
-        destination = self.open_destination()
         folder = partition_folder(asset, partition)
         name = data_file_name(asset, partition, extension + codecs.EXTENSIONS[options.compression])
         key = manifest_key(asset, partition)

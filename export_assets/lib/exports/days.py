@@ -17,7 +17,7 @@ from export_assets.lib.exports.export import DocumentExport, Export, RenderedExp
 
 if TYPE_CHECKING:
     from export_assets.lib.exports.verify import Verification
-    from export_assets.lib.security.leaks import KnownCredentials
+    from export_assets.lib.security.leaks import KnownCredentials, LeakScanner
 
 AnyExport = Export | DocumentExport | RenderedExport
 
@@ -44,6 +44,8 @@ class DailyExports:
     """Where the days go (``backup/proxy_list``...); unset: the asset key's path."""
     verified: dict[str, Verification] = field(default_factory=dict)
     known: KnownCredentials | None = None
+    scanner: LeakScanner | None = None
+    """The scanner built from ``known`` for the writes, kept for the step's own checks."""
 
     def __iter__(self) -> Iterator[Day]:
         return iter(self.days)
