@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster
 # Python caches compiled modules (and pytest its assertion-rewritten tests) unless told not to:
 # an environment that sets PYTHONDONTWRITEBYTECODE makes every process, every test worker and
 # every process a test starts, compile Dagster's and the project's modules again (measured:
-# 14.5 s -> 9.5 s of CPU to collect the tests, in each of make test's four workers).
+# 14.5 s -> 9.5 s of CPU to collect the tests, in each of make test's workers).
 export PYTHONDONTWRITEBYTECODE :=
 SAMPLE := data/proxywhirl
 # The sample's last day, fixed: the README's and docs' commands name its days (2026-11-15..21).
@@ -49,11 +49,12 @@ ui: install sample
 daemon: install sample
 	$(SAMPLE_ENV) $(BIN)/dagster-daemon run -w workspace.yaml
 
-# Four workers on any machine: most tests wait on SQLite, subprocesses and servers, so two
-# cores keep four busy; each file runs on one worker, so a module's fixtures (a deployment
-# written by ProxyWhirl, its exports) are built once (about 3 min on 2 cores).
+# Three workers on any machine: some tests wait on SQLite, subprocesses and servers, so two
+# cores keep three busy (a fourth costs more CPU in start-up than it wins in overlap); each
+# file runs on one worker, so a module's fixtures (a deployment written by ProxyWhirl, its
+# exports) are built once.
 test: install
-	$(BIN)/pytest -q -m "not slow" -n 4 --dist loadfile
+	$(BIN)/pytest -q -m "not slow" -n 3 --dist loadfile
 
 test-slow: install
 	$(BIN)/pytest -q -m slow
@@ -94,7 +95,7 @@ check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/pytest -q -m "not slow" -n 4 --dist loadfile
+	$(BIN)/pytest -q -m "not slow" -n 3 --dist loadfile
 
 clean:
 	rm -rf $(VENV) .dagster exports data *.egg-info

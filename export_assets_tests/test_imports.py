@@ -57,9 +57,32 @@ def run_python(code: str, **environment: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def loaded_by_code_location() -> set[str]:
-    """The top-level packages a fresh process has imported once the location is loaded."""
-    return set(run_python(_LOAD + "print(json.dumps(loaded()))"))
+def fresh_process(moto_server: MotoServer) -> dict[str, Any]:
+    """One fresh process: the top-level packages loaded once the location is loaded
+    (``before``), then those loaded once it opened an ``s3://`` destination and wrote and read
+    through it (``after``), with what it read."""
+    # Configured only by the environment, as EXPORT_DESTINATION=s3://... with AWS_* is.
+    moto_server.client().create_bucket(Bucket="on-demand")
+    code = _LOAD + (
+        "import os\n"
+        "before = loaded()\n"
+        "from export_assets.defs.resources.store import ExportStore\n"
+        "destination = ExportStore(destination=os.environ['EXPORT_DESTINATION']).open()\n"
+        "with destination.open_write('probe/dt=2026-11-20/hello.txt') as stream:\n"
+        "    stream.write(b'hello')\n"
+        "print(json.dumps({'before': before, 'after': loaded(),\n"
+        "    'uri': destination.uri('probe/dt=2026-11-20/hello.txt'),\n"
+        "    'read': destination.read_bytes('probe/dt=2026-11-20/hello.txt').decode(),\n"
+        "    'missing': destination.read_bytes('probe/absent.txt')}))\n"
+    )
+    return run_python(
+        code,
+        EXPORT_DESTINATION="s3://on-demand/exports",
+        AWS_ENDPOINT_URL_S3=moto_server.endpoint_url,
+        AWS_DEFAULT_REGION=s3_server.REGION,
+        AWS_ACCESS_KEY_ID=s3_server.ACCESS_KEY_ID,
+        AWS_SECRET_ACCESS_KEY=s3_server.SECRET_ACCESS_KEY,
+    )
 
 
 @pytest.mark.parametrize(
@@ -76,35 +99,16 @@ def loaded_by_code_location() -> set[str]:
     ],
 )
 def test_loading_the_code_location_does_not_import(
-    loaded_by_code_location: set[str], package: str
+    fresh_process: dict[str, Any], package: str
 ) -> None:
-    assert package not in loaded_by_code_location
-    assert "dagster" in loaded_by_code_location  # the probe did load the location
+    assert package not in fresh_process["before"]
+    assert "dagster" in fresh_process["before"]  # the probe did load the location
 
 
-def test_an_s3_destination_imports_the_s3_stack_on_demand(moto_server: MotoServer) -> None:
-    # Configured only by the environment, as EXPORT_DESTINATION=s3://... with AWS_* is.
-    moto_server.client().create_bucket(Bucket="on-demand")
-    code = _LOAD + (
-        "import os\n"
-        "before = loaded()\n"
-        "from export_assets.defs.resources.store import ExportStore\n"
-        "destination = ExportStore(destination=os.environ['EXPORT_DESTINATION']).open()\n"
-        "with destination.open_write('probe/dt=2026-11-20/hello.txt') as stream:\n"
-        "    stream.write(b'hello')\n"
-        "print(json.dumps({'before': before, 'after': loaded(),\n"
-        "    'uri': destination.uri('probe/dt=2026-11-20/hello.txt'),\n"
-        "    'read': destination.read_bytes('probe/dt=2026-11-20/hello.txt').decode(),\n"
-        "    'missing': destination.read_bytes('probe/absent.txt')}))\n"
-    )
-    result = run_python(
-        code,
-        EXPORT_DESTINATION="s3://on-demand/exports",
-        AWS_ENDPOINT_URL_S3=moto_server.endpoint_url,
-        AWS_DEFAULT_REGION=s3_server.REGION,
-        AWS_ACCESS_KEY_ID=s3_server.ACCESS_KEY_ID,
-        AWS_SECRET_ACCESS_KEY=s3_server.SECRET_ACCESS_KEY,
-    )
+def test_an_s3_destination_imports_the_s3_stack_on_demand(
+    fresh_process: dict[str, Any], moto_server: MotoServer
+) -> None:
+    result = fresh_process
     assert not {"boto3", "dagster_aws"} & set(result["before"])
     assert {"boto3", "botocore", "dagster_aws"} <= set(result["after"])
     assert result["uri"] == "s3://on-demand/exports/probe/dt=2026-11-20/hello.txt"
