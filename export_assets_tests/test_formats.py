@@ -677,3 +677,27 @@ def test_memory_does_not_grow_with_rows() -> None:
     margin = 2 * 1024 * 1024
     assert large_python <= small_python * 1.1 + margin, (small_python, large_python)
     assert large_arrow <= small_arrow * 1.1 + margin, (small_arrow, large_arrow)
+
+
+def test_parquet_row_groups_do_not_depend_on_the_batches() -> None:
+    rows = formats.PARQUET_ROW_GROUP_ROWS * 2 + 1000
+    ids = pa.array(range(rows), pa.int64())
+    table = pa.table(
+        {"id": ids, "url": pc.binary_join_element_wise("u", pc.cast(ids, pa.string()), "")}
+    )
+
+    def parquet(batch_rows: int) -> bytes:
+        out = io.BytesIO()
+        writer = formats.ParquetFileWriter(out, table.schema)
+        for batch in table.to_batches(max_chunksize=batch_rows):
+            writer.write(batch)
+            writer.write(batch.slice(0, 0))  # an empty batch adds nothing
+        writer.close()
+        return out.getvalue()
+
+    small, large = parquet(5000), parquet(rows)
+    assert small == large
+    metadata = pq.ParquetFile(io.BytesIO(small)).metadata
+    groups = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+    assert groups == [formats.PARQUET_ROW_GROUP_ROWS] * 2 + [1000]
+    assert pq.read_table(io.BytesIO(small)).equals(table)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pytest
 
 from export_assets.lib.exports.formats import FALSE, null_scalar, text_scalar
+from export_assets.lib.exports.memory import use_system_allocator
 from export_assets.lib.sample import SampleDeployment
 from export_assets.lib.source.database import SourceSnapshot
 from export_assets.lib.source.validations import (
@@ -202,7 +203,10 @@ _MATERIALIZE_IN_A_FRESH_PROCESS = textwrap.dedent(
                 ),
             },
         )
-    print(json.dumps({"success": result.success, "pandas": "pandas" in sys.modules}))
+    import pyarrow as pa
+    print(json.dumps({"success": result.success, "pandas": "pandas" in sys.modules,
+                      "parquet": "pyarrow.parquet" in sys.modules,
+                      "allocator": pa.default_memory_pool().backend_name}))
     """
 )
 
@@ -227,4 +231,20 @@ def test_a_run_of_the_daily_record_never_imports_pandas(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report == {"success": True, "pandas": False}
+    # csv.gz exports load no Parquet (nor pyarrow.fs with it), and allocate Arrow memory
+    # with malloc (export_assets/lib/exports/memory.py).
+    assert report == {"success": True, "pandas": False, "parquet": False, "allocator": "system"}
+
+
+def test_an_explicit_arrow_memory_pool_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    chosen = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(pa.mimalloc_memory_pool())
+        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+        use_system_allocator()
+        assert pa.default_memory_pool().backend_name == "mimalloc"
+        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+        use_system_allocator()
+        assert pa.default_memory_pool().backend_name == "system"
+    finally:
+        pa.set_memory_pool(chosen)

@@ -59,6 +59,7 @@ from export_assets.lib.exports.manifest import (
     partition_folder,
     sha256_hex,
 )
+from export_assets.lib.exports.memory import use_system_allocator
 from export_assets.lib.exports.streams import MeasuredStream
 from export_assets.lib.exports.verify import (
     CredentialLeakError,
@@ -170,6 +171,7 @@ class ExportIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: DailyExports | AnyExport) -> None:
         # Transient faults propagate for the asset's retry policy; the rest fail at once.
         # An interrupt mid-write (SIGTERM, terminate) stops the step; it is never retried.
+        use_system_allocator()  # the days are read and written below, on several threads
         with stop_on_interrupt(), fail_fast_on_permanent_errors():
             if not context.has_asset_partitions:
                 raise ValueError(

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 
 from export_assets.lib.exports import spreadsheet
 from export_assets.lib.exports.codecs import WriteStream
@@ -386,18 +385,43 @@ class ProxyListWriter:
 # --- parquet --------------------------------------------------------------------------
 
 
+PARQUET_ROW_GROUP_ROWS = 65_536
+"""Rows per Parquet row group (the last one holds the rest): fixed, so a file does not
+depend on the size of the batches it was written from, and large enough for column
+compression and readers' statistics to pay."""
+
+
 class ParquetFileWriter:
     """Parquet with the export's typed Arrow schema (timestamps stay UTC microseconds),
-    compressed inside the file; one row group per non-empty batch."""
+    compressed inside the file, in row groups of ``PARQUET_ROW_GROUP_ROWS`` rows: batches
+    are held until a row group is full (the only format that holds more than one)."""
 
     def __init__(self, sink: WriteStream, schema: pa.Schema, *, compression: str = "zstd") -> None:
+        import pyarrow.parquet as pq  # with pyarrow.fs, some 4 MiB only Parquet exports need
+
         self._writer = pq.ParquetWriter(sink, schema, compression=compression)
+        self._schema = schema
+        self._pending: list[pa.RecordBatch] = []
+        self._rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows:
-            self._writer.write_batch(batch)
+        if not batch.num_rows:
+            return
+        self._pending.append(batch)
+        self._rows += batch.num_rows
+        while self._rows >= PARQUET_ROW_GROUP_ROWS:
+            held = pa.Table.from_batches(self._pending, schema=self._schema)
+            self._write_group(held.slice(0, PARQUET_ROW_GROUP_ROWS))
+            rest = held.slice(PARQUET_ROW_GROUP_ROWS)
+            self._pending, self._rows = rest.to_batches(), rest.num_rows
+
+    def _write_group(self, table: pa.Table) -> None:
+        self._writer.write_table(table, row_group_size=PARQUET_ROW_GROUP_ROWS)
 
     def close(self) -> None:
+        if self._rows:
+            self._write_group(pa.Table.from_batches(self._pending, schema=self._schema))
+            self._pending, self._rows = [], 0
         self._writer.close()
 
 

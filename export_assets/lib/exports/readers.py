@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any, BinaryIO, Protocol
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 import zstandard
 
@@ -335,6 +334,8 @@ def _count_txt(stream: BinaryIO, what: str) -> int:
 
 
 def _count_parquet(stream: BinaryIO, what: str) -> int:
+    import pyarrow.parquet as pq  # only Parquet files need it (and pyarrow.fs with it)
+
     with seekable_stream(stream) as seekable:
         try:
             parquet = pq.ParquetFile(seekable)

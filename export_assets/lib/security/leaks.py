@@ -26,7 +26,6 @@ from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import zstandard
 from ahocorasick_rs import BytesAhoCorasick, MatchKind
 
@@ -360,6 +359,8 @@ class LeakScanner:
             first_line += len(lines)
 
     def _scan_parquet(self, name: str, stream: IO[bytes]) -> Iterator[Finding]:
+        import pyarrow.parquet as pq  # only Parquet files need it (and pyarrow.fs with it)
+
         row = 0
         for batch in pq.ParquetFile(stream).iter_batches(batch_size=65536):
             for column_name, column in zip(batch.schema.names, batch.columns, strict=True):
