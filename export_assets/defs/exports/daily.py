@@ -52,11 +52,18 @@ from dagster import (
 )
 from pydantic import Field
 
+from export_assets.defs.exports.config import FailFastConfig
+from export_assets.defs.operations.run_sweep import record_run_process
+from export_assets.defs.partitions import daily_partitions
+from export_assets.defs.resources.io_manager import ExportIOManager, read_manifest, table_schema
+from export_assets.defs.retries import (
+    export_retry_policy,
+    fail_fast_on_permanent_errors,
+    stop_on_interrupt,
+)
 from export_assets.defs.source import OWNERS as SOURCE_OWNERS
 from export_assets.lib.exports.days import AnyExport, DailyExports, Day
 from export_assets.lib.exports.destinations import Destination
-from export_assets.defs.exports.config import FailFastConfig
-from export_assets.defs.resources.io_manager import ExportIOManager, read_manifest, table_schema
 from export_assets.lib.exports.manifest import ExportManifest, is_prefix_name, manifest_key
 from export_assets.lib.exports.verify import (
     Verification,
@@ -67,13 +74,6 @@ from export_assets.lib.exports.verify import (
     shown_findings,
 )
 from export_assets.lib.security.leaks import Finding, KnownCredentials, LeakScanner
-from export_assets.defs.partitions import daily_partitions
-from export_assets.defs.retries import (
-    export_retry_policy,
-    fail_fast_on_permanent_errors,
-    stop_on_interrupt,
-)
-from export_assets.defs.operations.run_sweep import record_run_process
 
 EXPORT_GROUP = "proxywhirl_exports"
 REPORT_GROUP = "proxywhirl_reports"
@@ -291,7 +291,10 @@ def export_request(asset: AssetsDefinition | str) -> AssetsDefinition:
     run config gives), so an ad-hoc export never replaces the daily record."""
     domain = _domain(asset)
     return _export_asset(
-        domain, AssetKey([REQUESTS, domain.name]), REQUEST_GROUP, None,
+        domain,
+        AssetKey([REQUESTS, domain.name]),
+        REQUEST_GROUP,
+        None,
         request=request_config(domain),
         summary="On demand, every option in the run config; files under "
         f"{REQUESTS}/{{request}}/{domain.name}/, never over the daily record.",
@@ -322,11 +325,14 @@ def record_freshness(group_name: str) -> FreshnessPolicy:
     """When a daily record must have been written: by 03:00 UTC, in the 3 hours before (the
     schedules export the day that just ended at 00:15 and its audit trail at 01:00); the
     weekly reports by Monday 03:00 UTC."""
-    weekly = group_name == REPORT_GROUP
+    return _freshness("0 3 * * 1" if group_name == REPORT_GROUP else "0 3 * * *")
+
+
+@functools.cache  # Dagster steps through a year of the cron to check it: ~40 ms a policy
+def _freshness(deadline_cron: str) -> FreshnessPolicy:
+    """One (immutable) policy per deadline, shared by every asset it applies to."""
     return FreshnessPolicy.cron(
-        deadline_cron="0 3 * * 1" if weekly else "0 3 * * *",
-        lower_bound_delta=timedelta(hours=3),
-        timezone="UTC",
+        deadline_cron=deadline_cron, lower_bound_delta=timedelta(hours=3), timezone="UTC"
     )
 
 
@@ -537,8 +543,12 @@ def _rechecked(
         name,
         {
             partition: reread_results(
-                destination, folder, partition,
-                read_manifest(destination, manifest_key(folder, partition)), scanner, known,
+                destination,
+                folder,
+                partition,
+                read_manifest(destination, manifest_key(folder, partition)),
+                scanner,
+                known,
             )
             for partition in context.partition_keys
         },
@@ -546,8 +556,12 @@ def _rechecked(
 
 
 def reread_results(
-    destination: Destination, name: str, partition: str, manifest: ExportManifest | None,
-    scanner: LeakScanner, known: KnownCredentials,
+    destination: Destination,
+    name: str,
+    partition: str,
+    manifest: ExportManifest | None,
+    scanner: LeakScanner,
+    known: KnownCredentials,
 ) -> list[AssetCheckResult]:
     """The two checks of a published partition, proven by reading it back."""
     if manifest is None:
@@ -558,7 +572,8 @@ def reread_results(
         findings = rescan_findings(destination, manifest, scanner)
     return [
         AssetCheckResult(
-            check_name=INTACT, passed=not problems,
+            check_name=INTACT,
+            passed=not problems,
             description="re-read: " + ("intact" if not problems else problems[0]),
             metadata={
                 "files": MetadataValue.int(len(manifest.files) if manifest else 0),
