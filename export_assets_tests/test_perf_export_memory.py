@@ -236,15 +236,13 @@ def test_a_run_of_the_daily_record_never_imports_pandas(
     assert report == {"success": True, "pandas": False, "parquet": False, "allocator": "system"}
 
 
-def test_an_explicit_arrow_memory_pool_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_system_allocator_is_taken_once_and_kept() -> None:
     chosen = pa.default_memory_pool()
     try:
         pa.set_memory_pool(pa.mimalloc_memory_pool())
-        monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
         use_system_allocator()
-        assert pa.default_memory_pool().backend_name == "mimalloc"
-        monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
-        use_system_allocator()
+        assert pa.default_memory_pool().backend_name == "system"
+        use_system_allocator()  # again: nothing changes
         assert pa.default_memory_pool().backend_name == "system"
     finally:
         pa.set_memory_pool(chosen)

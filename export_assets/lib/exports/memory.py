@@ -9,17 +9,11 @@ allocator, at the same speed (``make bench``, target 5).
 
 from __future__ import annotations
 
-import os
-
 import pyarrow as pa
 
 
 def use_system_allocator() -> None:
-    """Allocate Arrow memory with the C library's ``malloc`` in this process from now on.
-
-    An explicit ``ARROW_DEFAULT_MEMORY_POOL`` (pyarrow's own setting) is left as it is.
-    """
-    if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
-        return
+    """Allocate Arrow memory with the C library's ``malloc`` in this process from now on
+    (what was allocated before stays where it is until freed)."""
     if pa.default_memory_pool().backend_name != "system":
         pa.set_memory_pool(pa.system_memory_pool())
