@@ -12,8 +12,8 @@ from dagster import Field, multi_or_in_process_executor
 # CPU). Measured on 2 shared cores through the UI path (bench/ui_path.py, issue 14): a 1-day
 # backfill 251 s by default vs 48 s in process; 7 days 573 s with a forkserver preloading
 # the code location vs 146 s in process (the CLI: 82 s). A large machine is still used: a
-# backfill runs one day per run, the instance runs several runs at once (dagster.yaml), and
-# the gzip codec deflates on a thread pool inside the step.
+# backfill runs up to 10 days per run, the instance runs several runs at once (dagster.yaml),
+# and the gzip codec deflates on a thread pool inside the step.
 export_executor = multi_or_in_process_executor.configured(
     lambda config: config,
     name="export_executor",

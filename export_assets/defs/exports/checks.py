@@ -27,6 +27,7 @@ from dagster import (
 )
 from pydantic import Field, field_validator
 
+from export_assets.defs.operations.audit import TEMPLATE_TAG
 from export_assets.defs.exports.daily import as_evaluation, reread_results
 from export_assets.defs.exports.config import FailFastConfig
 from export_assets.defs.resources.io_manager import read_manifest
@@ -143,7 +144,7 @@ def verify_published_exports(
 @job(
     description="Deep verification of published exports: re-reads each partition of the chosen "
     "assets and days through its destination (sha256, bytes, rows, format, credentials).",
-    tags={"export/template": "verify_exports_job"},
+    tags={TEMPLATE_TAG: "verify_exports_job"},
 )
 def verify_exports_job() -> None:
     verify_published_exports()

@@ -8,7 +8,7 @@ from dagster import AssetSelection, define_asset_job
 
 from export_assets.defs.exports.config import ExportConfig
 from export_assets.defs.exports.daily import DayContext, daily_export
-from export_assets.defs.operations.audit import HISTORY_FIELDS, export_history
+from export_assets.defs.operations.audit import HISTORY_FIELDS, TEMPLATE_TAG, export_history
 from export_assets.defs.partitions import next_day, partition_day
 from export_assets.lib.exports import Export
 
@@ -64,6 +64,6 @@ def export_audit_log(context: DayContext, config: AuditLogConfig) -> Export:
 audit_log_job = define_asset_job(
     name="audit_log_job",
     selection=AssetSelection.assets("export_audit_log"),
-    run_tags={"export/template": "audit_log_job"},
+    run_tags={TEMPLATE_TAG: "audit_log_job"},
     description="The day's audit trail (export_audit_log) as gzip-compressed CSV.",
 )

@@ -7,6 +7,7 @@ from dagster import MetadataValue, OpExecutionContext, job, op
 from pydantic import Field
 
 from export_assets.defs.exports.config import FailFastConfig
+from export_assets.defs.operations.audit import TEMPLATE_TAG
 from export_assets.defs.resources.store import ExportStore
 from export_assets.defs.retries import export_retry_policy
 from export_assets.lib.exports.retention import apply_retention, default_keep_days
@@ -63,7 +64,7 @@ def apply_export_retention(
 @job(
     description="Retention: deletes export partitions older than keep_days (30 by default), "
     "oldest first over max_total_bytes; only files their manifests list.",
-    run_tags={"export/template": "retention_job"},
+    run_tags={TEMPLATE_TAG: "retention_job"},
 )
 def retention_job() -> None:
     apply_export_retention()

@@ -394,7 +394,7 @@ compression and readers' statistics to pay."""
 class ParquetFileWriter:
     """Parquet with the export's typed Arrow schema (timestamps stay UTC microseconds),
     compressed inside the file, in row groups of ``PARQUET_ROW_GROUP_ROWS`` rows: batches
-    are held until a row group is full (the only format that holds more than one)."""
+    are held until a row group is full (no other writer holds batches back)."""
 
     def __init__(self, sink: WriteStream, schema: pa.Schema, *, compression: str = "zstd") -> None:
         import pyarrow.parquet as pq  # with pyarrow.fs, some 4 MiB only Parquet exports need
