@@ -32,19 +32,15 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from export_assets.defs.exports.daily import DAYS_PER_BACKFILL_RUN
-
-if TYPE_CHECKING:
-    from dagster import DagsterInstance
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: e2e/ is beside bench/, not installed
@@ -311,27 +307,9 @@ class Backfill:
     body: list[float]  # per run: RUN_START → run end (steps, the work)
 
 
-@contextmanager
-def instance_at(home: Path) -> Iterator[DagsterInstance]:
-    """The instance of ``home``, opened as its processes open it: its dagster.yaml reads
-    DAGSTER_HOME (the event log's folder)."""
-    from dagster import DagsterInstance
-
-    previous = os.environ.get("DAGSTER_HOME")
-    os.environ["DAGSTER_HOME"] = str(home)
-    try:
-        with DagsterInstance.get() as instance:
-            yield instance
-    finally:
-        if previous is None:
-            del os.environ["DAGSTER_HOME"]
-        else:
-            os.environ["DAGSTER_HOME"] = previous
-
-
 def run_phases(home: Path, run_ids: Sequence[str]) -> tuple[list[float], ...]:
     """Per run: queued, worker start and body seconds, read from the instance's event log."""
-    from dagster import DagsterEventType
+    from dagster import DagsterEventType, DagsterInstance
 
     marks = {
         DagsterEventType.RUN_STARTING: "starting",
@@ -340,7 +318,7 @@ def run_phases(home: Path, run_ids: Sequence[str]) -> tuple[list[float], ...]:
         DagsterEventType.RUN_FAILURE: "end",
     }
     queued, worker, body = [], [], []
-    with instance_at(home) as instance:
+    with DagsterInstance.from_config(str(home)) as instance:
         for run_id in run_ids:
             record = instance.get_run_record_by_id(run_id)
             assert record is not None, run_id
@@ -514,9 +492,11 @@ def launch_latencies(stack: Stack, launches: int) -> list[Launches]:
             run_ids[job.job] = launch(stack, job.location, job.job, {**job.tags, HOLD_TAG: "1"})
             if n:
                 job.ms.append((time.perf_counter() - started) * 1000)
+    from dagster import DagsterInstance
+
     # Dagster writes an event per asset and per check of the run when it creates the run
     # (planned events), each its own SQLite transactions: this count is what a launch costs.
-    with instance_at(stack.home) as instance:
+    with DagsterInstance.from_config(str(stack.home)) as instance:
         for job in jobs:
             job.events = len(instance.all_logs(run_ids[job.job]))
     return jobs

@@ -40,6 +40,7 @@ import sqlalchemy as db
 import sqlalchemy.exc as db_exc
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from dagster import Field
 from dagster._config import StringSource
 from dagster._core.storage.event_log import SqlEventLogStorageMetadata
 from dagster._core.storage.event_log import SqliteEventLogStorage as DagsterSqliteEventLogStorage
@@ -51,6 +52,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance
     from dagster._core.event_api import EventHandlerFn
     from dagster._serdes import ConfigurableClassData
     from sqlalchemy.engine import Connection, Engine
@@ -77,33 +79,42 @@ def file_identity(path: str) -> tuple[int, int] | None:
 class PooledSqliteEventLogStorage(DagsterSqliteEventLogStorage):
     """Dagster's run-sharded SQLite event log, keeping each database's engine open.
 
-    Configured in ``dagster.yaml`` by the instance's home directory, which holds the
-    databases where Dagster's default storage keeps them (``history/runs``)::
+    Named in ``dagster.yaml``, it keeps the databases where Dagster's default storage keeps
+    them, in the instance's folder (``history/runs``), unless ``base_dir`` says otherwise::
 
         event_log_storage:
           module: export_assets.instance
           class: PooledSqliteEventLogStorage
-          config:
-            dagster_home: {env: DAGSTER_HOME}
     """
 
-    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
-        # Set before Dagster's constructor, which may already connect to the index.
+    def __init__(
+        self, base_dir: str | None = None, inst_data: ConfigurableClassData | None = None
+    ) -> None:
         self._engines: OrderedDict[str, tuple[Engine, tuple[int, int] | None]] = OrderedDict()
         self._engines_pid = os.getpid()
         self._index_tables: set[str] = set()
-        super().__init__(base_dir, inst_data)
+        self._inst_data = inst_data
+        if base_dir is not None:
+            super().__init__(base_dir, inst_data)
+        # else the instance's folder says where, when the instance registers itself
 
     @classmethod
     def config_type(cls) -> Mapping[str, Any]:
-        return {"dagster_home": StringSource}
+        return {"base_dir": Field(StringSource, is_required=False)}
 
     @classmethod
     def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
     ) -> PooledSqliteEventLogStorage:
-        home = os.path.abspath(str(config_value["dagster_home"]))
-        return cls(os.path.join(home, "history", "runs", ""), inst_data=inst_data)
+        return cls(config_value.get("base_dir"), inst_data=inst_data)
+
+    def register_instance(self, instance: DagsterInstance) -> None:
+        if not hasattr(self, "_base_dir"):
+            # Where Dagster's default storage keeps the event log: the instance's own folder
+            # ($DAGSTER_HOME, or the temporary one of a CLI command run without it).
+            base_dir = os.path.join(instance.root_directory, "history", "runs", "")
+            DagsterSqliteEventLogStorage.__init__(self, base_dir, self._inst_data)
+        super().register_instance(instance)
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:

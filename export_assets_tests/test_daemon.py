@@ -73,13 +73,12 @@ def _started_schedule_run(instance: DagsterInstance) -> RunRecord | None:
 
 @pytest.mark.slow
 def test_a_due_schedule_tick_starts_its_run_within_a_minute(
-    daemon: tuple[Path, subprocess.Popen[bytes]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    daemon: tuple[Path, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     home, process = daemon
     deadline = time.monotonic() + WAIT_SECONDS
     record: RunRecord | None = None
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # the instance's dagster.yaml reads it
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.from_config(str(home)) as instance:
         while record is None and time.monotonic() < deadline:
             assert process.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
             time.sleep(2)

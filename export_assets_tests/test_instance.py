@@ -19,7 +19,7 @@ import pytest
 from dagster import DagsterInstance
 from dagster._core.event_api import EventLogCursor
 from dagster._core.events.log import EventLogEntry
-from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log import EventLogStorage, SqliteEventLogStorage
 
 from export_assets import instance as pooled
 from export_assets.instance import PooledSqliteEventLogStorage
@@ -38,7 +38,7 @@ def entry(text: str, run_id: str = RUN) -> EventLogEntry:
     )
 
 
-def messages(storage: SqliteEventLogStorage, run_id: str = RUN) -> list[str]:
+def messages(storage: EventLogStorage, run_id: str = RUN) -> list[str]:
     return [event.user_message for event in storage.get_logs_for_run(run_id)]
 
 
@@ -227,3 +227,50 @@ def test_the_repos_dagster_yaml_keeps_the_event_log_in_dagster_home(
         assert messages(storage) == ["in the instance"]
     assert (tmp_path / "history" / "runs" / f"{RUN}.db").is_file()
     assert (tmp_path / "history" / "runs" / "index.db").is_file()
+
+
+def test_an_instance_opened_from_its_folder_keeps_its_event_log_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(elsewhere))  # not this instance's
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.event_log_storage.store_event(entry("here"))
+        # What a run worker or step process gets: the instance by reference.
+        with DagsterInstance.from_ref(instance.get_ref()) as again:
+            assert messages(again.event_log_storage) == ["here"]
+    assert (home / "history" / "runs" / f"{RUN}.db").is_file()
+    assert not elsewhere.exists()
+
+
+def test_a_cli_command_without_dagster_home_uses_its_temporary_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `dagster definitions validate -w workspace.yaml` or `dagster dev` run in the repo
+    # with no DAGSTER_HOME: the repo's dagster.yaml, a temporary folder for the storage.
+    from dagster._core.instance.ref import InstanceRef
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    temporary = tmp_path / ".tmp_dagster_home"
+    temporary.mkdir()
+    ref = InstanceRef.from_dir(str(temporary), config_dir=str(ROOT))
+    with DagsterInstance.from_ref(ref) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        instance.event_log_storage.store_event(entry("temporary"))
+    assert (temporary / "history" / "runs" / f"{RUN}.db").is_file()
+
+
+def test_an_explicit_base_dir_is_used(tmp_path: Path) -> None:
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "dagster.yaml").write_text(
+        "event_log_storage:\n"
+        "  module: export_assets.instance\n"
+        "  class: PooledSqliteEventLogStorage\n"
+        "  config:\n"
+        f"    base_dir: {tmp_path / 'events'}\n"
+    )
+    with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        instance.event_log_storage.store_event(entry("explicit"))
+    assert (tmp_path / "events" / f"{RUN}.db").is_file()
