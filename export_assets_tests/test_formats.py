@@ -351,6 +351,54 @@ def test_csv_timestamps_are_iso_utc_and_numbers_stay_unquoted() -> None:
     assert first.endswith(',-5000000035,1.5,true,"2026-11-01T23:59:58.999999Z"')
 
 
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize(("before", "after"), [("", ""), ('"', '"')])
+def test_iso_utc_text_is_the_same_whichever_way_it_is_built(
+    unit: str, before: str, after: str
+) -> None:
+    moments = [
+        datetime(2026, 11, 1, 12, 0, tzinfo=UTC),
+        datetime(2026, 11, 1, 23, 59, 58, 999999, tzinfo=UTC),
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(2000, 2, 29, 6, 7, 8, 9, tzinfo=UTC),
+        datetime(1700, 1, 1, tzinfo=UTC),
+        datetime(2262, 1, 1, tzinfo=UTC),
+    ]
+    if unit != "ns":  # beyond nanoseconds' range
+        moments += [datetime(999, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)]
+    kind = pa.timestamp(unit, "UTC")
+    column = pa.array(moments * 50, type=kind)
+    per_second = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[unit]
+    # Year 10000 prints one character wider: values of two widths.
+    two_widths = pa.array([253402300800 * per_second, 0] if unit != "ns" else [0], type=kind)
+    cases = {
+        "whole": column,
+        "a slice": column.slice(7, 100),
+        "with nulls": pa.array([moments[0], None, moments[1]], type=kind),
+        "two widths": two_widths,
+        "empty": column.slice(0, 0),
+    }
+    for name, case in cases.items():
+        text = pc.cast(pc.cast(case, pa.timestamp(unit)), pa.string())
+        general = formats._framed(text, before, after)
+        built = formats.iso_utc(case, before, after)
+        assert built.equals(general), name
+        assert built.type == pa.string()
+    grid = formats._framed_fixed_width(
+        pc.cast(pc.cast(column, pa.timestamp(unit)), pa.string()), before, after
+    )
+    assert grid is not None  # the common case takes the grid
+    assert grid.to_pylist()[0] == f"{before}2026-11-01T12:00:00{_fraction(unit)}Z{after}"
+    for name in ("with nulls", "two widths"):
+        text = pc.cast(pc.cast(cases[name], pa.timestamp(unit)), pa.string())
+        if name == "with nulls" or unit != "ns":
+            assert formats._framed_fixed_width(text, before, after) is None, name
+
+
+def _fraction(unit: str) -> str:
+    return {"s": "", "ms": ".000", "us": ".000000", "ns": ".000000000"}[unit]
+
+
 # --- spreadsheet safety ---------------------------------------------------------------
 
 

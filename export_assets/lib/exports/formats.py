@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
@@ -125,9 +126,45 @@ def iso_utc(column: pa.Array, before: str = "", after: str = "") -> pa.Array:
     UTC instants are printed as naive ones and given their ``T`` and ``Z``.
     """
     naive = pc.cast(column, pa.timestamp(column.type.unit))  # same instants, no zone
-    text = pc.replace_substring(pc.cast(naive, pa.string()), " ", "T", max_replacements=1)
+    text = pc.cast(naive, pa.string())
+    framed = _framed_fixed_width(text, before, after)
+    return framed if framed is not None else _framed(text, before, after)
+
+
+def _framed(text: pa.Array, before: str, after: str) -> pa.Array:
+    """``before`` + ``text`` with its first space as ``T`` + ``Z`` + ``after``."""
+    text = pc.replace_substring(text, " ", "T", max_replacements=1)
     return pc.binary_join_element_wise(
         text_scalar(before), text, text_scalar("Z" + after), text_scalar("")
+    )
+
+
+def _framed_fixed_width(text: pa.Array, before: str, after: str) -> pa.Array | None:
+    """What :func:`_framed` makes, built as a grid of bytes when every value is printed at
+    one width with its space after the date (no nulls, four-digit years): a tenth of the
+    cost of Arrow's replace and join. None for anything else."""
+    rows = len(text)
+    if rows == 0 or text.null_count:
+        return None
+    _, offsets_buffer, data_buffer = text.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[text.offset : text.offset + rows + 1]
+    width = int(offsets[1] - offsets[0])
+    head, tail = before.encode(), ("Z" + after).encode()
+    row = len(head) + width + len(tail)
+    if width <= 10 or (rows + 1) * row >= 2**31 or not (np.diff(offsets) == width).all():
+        return None
+    values = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    values = values.reshape(rows, width)
+    if not (values[:, 10] == ord(" ")).all():
+        return None
+    grid = np.empty((rows, row), dtype=np.uint8)
+    grid[:, : len(head)] = np.frombuffer(head, dtype=np.uint8)
+    grid[:, len(head) : len(head) + width] = values
+    grid[:, len(head) + 10] = ord("T")
+    grid[:, len(head) + width :] = np.frombuffer(tail, dtype=np.uint8)
+    new_offsets = np.arange(0, (rows + 1) * row, row, dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.string(), rows, [None, pa.py_buffer(new_offsets), pa.py_buffer(grid)]
     )
 
 
