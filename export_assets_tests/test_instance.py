@@ -169,6 +169,47 @@ def test_a_watcher_sees_another_processs_events_while_both_keep_connections(
         storage.end_watch(RUN, callback)
 
 
+# Processes creating the same new run database at once: each waits for the go file.
+CREATOR = """
+import logging, sys, time
+from pathlib import Path
+from dagster._core.events.log import EventLogEntry
+from export_assets.instance import PooledSqliteEventLogStorage
+storage = PooledSqliteEventLogStorage(sys.argv[1])
+print("ready", flush=True)
+while not Path(sys.argv[2]).exists():
+    time.sleep(0.001)
+for n in range(20):
+    storage.store_event(EventLogEntry(error_info=None, level=logging.INFO,
+        user_message=f"{sys.argv[3]} {n}", run_id=sys.argv[4], timestamp=time.time()))
+storage.dispose()
+"""
+
+
+def test_processes_creating_one_run_database_at_once_all_write(
+    storage: PooledSqliteEventLogStorage, tmp_path: Path
+) -> None:
+    go = tmp_path / "go"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", CREATOR, str(tmp_path / "runs"), str(go), f"p{n}", RUN],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(4)
+    ]
+    for process in processes:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+    go.touch()
+    for process in processes:
+        _, errors = process.communicate(timeout=120)
+        assert process.returncode == 0, errors[-2000:]
+    written = messages(storage)
+    assert sorted(written) == sorted(f"p{p} {n}" for p in range(4) for n in range(20))
+
+
 def test_a_database_removed_under_a_kept_connection_is_created_again(
     storage: PooledSqliteEventLogStorage, tmp_path: Path
 ) -> None:
