@@ -301,7 +301,7 @@ class Backfill:
 
     wall: float
     cpu: float  # the whole stack's CPU seconds during the backfill
-    pickup: float  # launch → first run created (the backfill daemon's loop)
+    pickup: float  # launch → first run created (backfill_start_sensor, or the backfill daemon)
     queued: list[float]  # per run: created → launched (RUN_STARTING)
     worker_start: list[float]  # per run: launched → run worker executing (RUN_START)
     body: list[float]  # per run: RUN_START → run end (steps, the work)
@@ -721,7 +721,8 @@ def report(args: argparse.Namespace, results: Results, started: datetime) -> str
     if results.phases:
         lines += [
             "Where a UI backfill's time goes (medians per run, seconds): pickup is launch → "
-            "first run created (the backfill daemon's loop, every 30 s, fixed in Dagster); "
+            "first run created (`backfill_start_sensor`, on the sensor daemon's 5 s loop; "
+            "Dagster's backfill daemon looks every 30 s); "
             "queued is created → launched; worker start is launched → the run worker executing "
             "(a new process importing the code location); body is the run's steps.",
             "",
