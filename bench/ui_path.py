@@ -67,6 +67,7 @@ REPOSITORY = "__repository__"
 JOB = "daily_export_job"
 ASSET_JOB = "__ASSET_JOB"  # what the UI's asset page launches
 SINGLE_ASSET = "proxy_list"
+BACKFILL_SENSOR = "backfill_start_sensor"  # ticks every 5 s: what it costs an idle stack
 HOLD_TAG = "bench/hold"  # runs with this tag stay queued (limit 0): T6 measures only launches
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 RUN_TIMEOUT_SECONDS = 1800.0
@@ -148,6 +149,14 @@ mutation($params: ExecutionParams!) {
     ... on UnauthorizedError { message }
   }
 }"""
+SENSOR = """
+query($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) { __typename ... on Sensor { id } }
+}"""
+STOP_SENSOR = """
+mutation($id: String) { stopSensor(id: $id) { __typename } }"""
+START_SENSOR = """
+mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) { __typename } }"""
 RUN_STATUS = """
 query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"""
 LOCATIONS = """
@@ -502,6 +511,31 @@ def launch_latencies(stack: Stack, launches: int) -> list[Launches]:
     return jobs
 
 
+def idle_cpu(stack: Stack, seconds: float) -> tuple[float, float]:
+    """CPU seconds a minute of the idle stack with BACKFILL_SENSOR on, then off (it is
+    switched on again after)."""
+    selector = {
+        "repositoryLocationName": LOCATION,
+        "repositoryName": REPOSITORY,
+        "sensorName": BACKFILL_SENSOR,
+    }
+
+    def per_minute() -> float:
+        before = group_cpu(stack.processes)
+        time.sleep(seconds)
+        return (group_cpu(stack.processes) - before) * 60 / seconds
+
+    on = per_minute()
+    found = stack.query(SENSOR, {"selector": selector})["sensorOrError"]
+    if found["__typename"] != "Sensor":
+        raise BenchError(f"{BACKFILL_SENSOR} not found: {found}")
+    stack.query(STOP_SENSOR, {"id": found["id"]})
+    time.sleep(6)  # a tick in flight ends
+    off = per_minute()
+    stack.query(START_SENSOR, {"selector": selector})
+    return on, off
+
+
 # --- the run --------------------------------------------------------------------------
 
 
@@ -513,6 +547,7 @@ class Results:
     phases: dict[tuple[int, str], Backfill] = field(default_factory=dict)
     single: tuple[Timed, dict[str, Timed]] | None = None
     latencies: list[Launches] | None = None
+    idle: tuple[float, float] | None = None  # CPU s a minute, the sensor on / off
     complete: bool = False  # every contender measured
 
 
@@ -567,6 +602,13 @@ def measure_on_stack(
         stack = Stack(port, home, Path(env["EXPORT_DESTINATION"]), processes)
         wait_for("the code locations", lambda: locations_loaded(stack), 300, [dev])
         say(f"dagster dev on {HOST}:{port}, DAGSTER_HOME={home}")
+        if args.idle:
+            time.sleep(args.idle)  # start-up settles (code servers, first ticks)
+            results.idle = idle_cpu(stack, args.idle)
+            say(
+                f"idle CPU a minute: {BACKFILL_SENSOR} on {results.idle[0]:.1f} s, off "
+                f"{results.idle[1]:.1f} s"
+            )
         for days in backfill_days:
             partitions = days_ending(END, days)
             cli = Timed(f"`export-assets materialize --last-days {days}` (in process)")
@@ -737,6 +779,14 @@ def report(args: argparse.Namespace, results: Results, started: datetime) -> str
                 f"{per_day:.1f} |"
             )
         lines.append("")
+    if results.idle:
+        on, off = results.idle
+        lines += [
+            f"Idle stack (no run; {args.idle:.0f} s each way, after {args.idle:.0f} s of "
+            f"start-up): {on:.1f} s of CPU a minute with `{BACKFILL_SENSOR}` on, {off:.1f} s "
+            f"with it off: its tick every 5 s costs {on - off:.1f} s a minute.",
+            "",
+        ]
     if results.latencies:
         lines += launch_table(results.latencies)
         ours, trivial = results.latencies[0].ms, results.latencies[1].ms
@@ -821,6 +871,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-single", dest="single", action="store_false", help="skip T2")
     parser.add_argument("--launches", type=int, default=20, help="T6 launches (0: skip T6)")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each contender")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0,
+        help=f"seconds of idle-stack CPU with {BACKFILL_SENSOR} on and off (0: skip)",
+    )
     parser.add_argument(
         "--executor",
         nargs="+",

@@ -132,7 +132,7 @@ def test_the_sensor_launches_the_daemons_runs_and_the_daemon_adds_none(
         assert run.job_name == JOB
         assert run.tags["dagster/sensor_name"] == "backfill_start_sensor"
         assert run.tags["export/requested_by"] == USER_TAG["export/requested_by"]
-        assert run.tags["export/template"] == JOB  # the job's own tags, as the daemon's runs
+        assert run.tags["export/template"] == JOB  # the job's run tag (the daemon's runs lack it)
 
     backfill_daemon_loop(workspace)  # skips the days that have runs: nothing twice
     assert ranges(backfill_runs(instance, backfill_id)) == EXPECTED
