@@ -1,7 +1,9 @@
 """The export domain's jobs: the daily record of every domain, and the named templates.
 
 Each job tags its runs ``export/template`` with its own name: the audit trail and the
-instance's concurrency limits (dagster.yaml) read it.
+instance's concurrency limits (dagster.yaml) read it. It is a job tag, not only a run tag:
+Dagster copies a job's tags onto the runs of every launch, the backfill daemon's included,
+which passes a job's ``run_tags`` over.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from export_assets.defs.operations.audit import TEMPLATE_TAG
 
 daily_export_job, backup_job, analytics_job, compliance_logs_job = (
     define_asset_job(
-        name=name, run_tags={TEMPLATE_TAG: name}, selection=selection, description=description
+        name=name, tags={TEMPLATE_TAG: name}, selection=selection, description=description
     )
     for name, selection, description in (
         (

@@ -7,8 +7,7 @@ sensor daemon's 5 s loop and launches the runs of a new backfill of one of this 
 location's partitioned jobs itself, as the backfill daemon would have: the same runs (a run
 per range of up to ``max_partitions_per_run`` consecutive days, as the job's BackfillPolicy
 says; a run per day without one), tagged ``dagster/backfill`` with the backfill's id and its
-tags, with its run config (and the job's own run tags, ``export/template``, which the
-daemon's runs lack). The backfill daemon then finds those runs (it skips every partition
+tags, with its run config. The backfill daemon then finds those runs (it skips every partition
 that already has a run of the backfill) and finishes the backfill as it always does: its
 status, its page in the UI, cancelling it.
 

@@ -64,6 +64,6 @@ def export_audit_log(context: DayContext, config: AuditLogConfig) -> Export:
 audit_log_job = define_asset_job(
     name="audit_log_job",
     selection=AssetSelection.assets("export_audit_log"),
-    run_tags={TEMPLATE_TAG: "audit_log_job"},
+    tags={TEMPLATE_TAG: "audit_log_job"},
     description="The day's audit trail (export_audit_log) as gzip-compressed CSV.",
 )

@@ -64,7 +64,7 @@ def apply_export_retention(
 @job(
     description="Retention: deletes export partitions older than keep_days (30 by default), "
     "oldest first over max_total_bytes; only files their manifests list.",
-    run_tags={TEMPLATE_TAG: "retention_job"},
+    tags={TEMPLATE_TAG: "retention_job"},
 )
 def retention_job() -> None:
     apply_export_retention()
