@@ -37,11 +37,9 @@ from dagster._daemon.sensor import execute_sensor_iteration
 
 from export_assets.definitions import defs
 from export_assets.defs.exports.daily import DAYS_PER_BACKFILL_RUN
+from export_assets.defs.operations.audit import BACKFILL_TAG, RANGE_END_TAG, RANGE_START_TAG
 from export_assets.defs.operations.backfill_start import (
-    BACKFILL_TAG,
     FRESH_SECONDS,
-    RANGE_END_TAG,
-    RANGE_START_TAG,
     STARTED_JOBS,
     backfill_start_sensor,
     partition_runs,
@@ -119,15 +117,23 @@ def ranges(runs: list[DagsterRun]) -> list[tuple[str, str]]:
 EXPECTED = [(DAYS[0], DAYS[DAYS_PER_BACKFILL_RUN - 1]), (DAYS[DAYS_PER_BACKFILL_RUN], DAYS[-1])]
 
 
+def started_by_sensor(
+    workspace: WorkspaceProcessContext, **fields: Any
+) -> tuple[str, list[DagsterRun]]:
+    """A new backfill, one loop of the sensor daemon: its id and the runs it launched, which
+    are the daemon's ranges."""
+    backfill_id = add_backfill(workspace, **fields)
+    sensor_daemon_loop(workspace)
+    runs = backfill_runs(workspace.instance, backfill_id)
+    assert ranges(runs) == EXPECTED
+    return backfill_id, runs
+
+
 def test_the_sensor_launches_the_daemons_runs_and_the_daemon_adds_none(
     workspace: WorkspaceProcessContext,
 ) -> None:
     instance = workspace.instance
-    backfill_id = add_backfill(workspace)
-
-    sensor_daemon_loop(workspace)
-    runs = backfill_runs(instance, backfill_id)
-    assert ranges(runs) == EXPECTED
+    backfill_id, runs = started_by_sensor(workspace)
     for run in runs:
         assert run.job_name == JOB
         assert run.tags["dagster/sensor_name"] == "backfill_start_sensor"
@@ -183,10 +189,7 @@ def test_a_backfill_of_some_of_the_jobs_assets_runs_those_assets_only(
     workspace: WorkspaceProcessContext,
 ) -> None:
     chosen = [AssetKey("validation_events"), AssetKey("proxy_list")]
-    backfill_id = add_backfill(workspace, asset_selection=chosen)
-    sensor_daemon_loop(workspace)
-    runs = backfill_runs(workspace.instance, backfill_id)
-    assert ranges(runs) == EXPECTED
+    _, runs = started_by_sensor(workspace, asset_selection=chosen)
     assert {run.asset_selection for run in runs} == {frozenset(chosen)}
 
 
@@ -236,6 +239,25 @@ def test_backfills_the_daemon_must_handle_are_left_to_it(
 ) -> None:
     backfill_id = add_backfill(workspace, **fields)
     sensor_daemon_loop(workspace)
+    assert backfill_runs(workspace.instance, backfill_id) == []
+
+
+def test_a_backfill_of_days_the_job_does_not_have_is_left_to_the_daemon(
+    workspace: WorkspaceProcessContext,
+) -> None:
+    """The webserver refuses such a backfill; one written by other means is not the sensor's
+    to judge: it starts nothing for it (the daemon reports the days), and the tick does not
+    fail."""
+    backfill_id = add_backfill(workspace, partition_names=["1999-01-01", DAYS[0]])
+    context = SensorEvaluationContext(  # as the sensor daemon builds it, for this location
+        instance_ref=None,
+        repository_name="__repository__",
+        repository_def=defs.get_repository_def(),
+        instance=workspace.instance,
+    )
+    result = backfill_start_sensor.evaluate_tick(context)
+    assert not result.run_requests
+    assert result.skip_message == "no new backfill of this location's jobs"
     assert backfill_runs(workspace.instance, backfill_id) == []
 
 

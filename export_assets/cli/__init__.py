@@ -124,9 +124,6 @@ def materialize(job_name: str, last_days: int, end_date: date | None, verbose: b
 
 
 _VERBOSE_HINT = " (--verbose shows the traceback)"
-# Dagster's tags of a run over a range of partitions (what a backfill run carries).
-ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
-ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 # How many distinct failure messages a failed run prints before "... and N more".
 _MAX_FAILURE_LINES = 4
 
@@ -143,6 +140,7 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
     from export_assets.cli.ops import daily_job
     from export_assets.definitions import code_location
     from export_assets.defs.exports.daily import DAYS_PER_BACKFILL_RUN
+    from export_assets.defs.operations.audit import RANGE_END_TAG, RANGE_START_TAG
     from export_assets.defs.operations.run_sweep import run_process_tags, sweep_dead_runs
     from export_assets.defs.partitions import partition_start
     from export_assets.settings import current_settings
@@ -211,8 +209,8 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
                         {}
                         if len(days) == 1
                         else {
-                            ASSET_PARTITION_RANGE_START_TAG: days[0],
-                            ASSET_PARTITION_RANGE_END_TAG: days[-1],
+                            RANGE_START_TAG: days[0],
+                            RANGE_END_TAG: days[-1],
                         }
                     ),
                 },

@@ -27,6 +27,10 @@ from export_assets.defs.operations.failures import error_message, user_error
 REQUESTED_BY_TAG = "export/requested_by"
 TEMPLATE_TAG = "export/template"
 PARTITION_TAG = "dagster/partition"
+# Dagster's tags of a run over a range of partitions, and of a backfill's runs.
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+BACKFILL_TAG = "dagster/backfill"
 PAGE = 500
 
 HISTORY_FIELDS = (

@@ -49,12 +49,10 @@ from dagster import (
 )
 
 from export_assets.defs.exports.jobs import DAILY_JOBS
+from export_assets.defs.operations.audit import BACKFILL_TAG, RANGE_END_TAG, RANGE_START_TAG
 from export_assets.defs.operations.export_audit_log import audit_log_job
 from export_assets.defs.reports.jobs import weekly_report_job
 
-BACKFILL_TAG = "dagster/backfill"
-RANGE_START_TAG = "dagster/asset_partition_range_start"
-RANGE_END_TAG = "dagster/asset_partition_range_end"
 PARTITION_SET_TAG = "dagster/partition_set"
 PARTITION_SET_SUFFIX = "_partition_set"
 FRESH_SECONDS = 120.0
