@@ -101,6 +101,35 @@ def test_values_proxywhirl_never_writes_take_the_row_reader(
     assert pa.Table.from_batches(fast).equals(pa.Table.from_batches(rows))
 
 
+def test_a_range_that_starts_without_errors_is_read_by_the_arrow_reader(
+    sample_deployment: SampleDeployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A morning of successes: the first 120 results of the day have no error and no
+    latency (NULL), the later ones have both; the driver still types those columns right
+    (no fall back to the row reader) and the values are the row reader's."""
+    first = _day_ids(sample_deployment.database)[:120]
+    database = _copy_with(
+        sample_deployment.database,
+        tmp_path,
+        "UPDATE validation_results SET error_type = NULL, error_message = NULL,"
+        " response_time_ms = NULL WHERE id >= ? AND id <= ?",
+        first[0],
+        first[-1],
+    )
+    rows = _both_ways(database, SAMPLE_END, v.NO_FILTERS, batch_rows=50)[1]
+    later = pa.Table.from_batches(rows).column("error_type").slice(120)
+    assert later.null_count < len(later)  # errors after the morning
+
+    def no_row_reader(*_: object) -> Iterator[pa.RecordBatch]:
+        raise AssertionError("the range fell back to the row reader")
+
+    monkeypatch.setattr(v, "_row_range", no_row_reader)
+    with SourceSnapshot(database, busy_timeout_ms=5000, batch_rows=50) as snapshot:
+        ids = v.validation_id_range(snapshot, SAMPLE_END)
+        fast = list(v.validation_events(snapshot, SAMPLE_END, ids))
+    assert pa.Table.from_batches(fast).equals(pa.Table.from_batches(rows))
+
+
 @pytest.mark.parametrize("position", [0, 120])
 def test_a_latency_that_is_text_is_named_wherever_it_is(
     sample_deployment: SampleDeployment, tmp_path: Path, position: int

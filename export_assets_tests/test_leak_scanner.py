@@ -26,6 +26,7 @@ from export_assets.defs.exports.daily import NO_LEAK, DayContext, daily_export
 from export_assets.defs.resources.store import ExportStore
 from export_assets.lib.exports.export import DocumentExport, DocumentOptions
 from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.security import leaks
 from export_assets.lib.security.leaks import LeakScanner, known_credentials, mask_secret
 from export_assets_tests import s3_server
 from export_assets_tests.conftest import configured, export_resources, proxy_credentials
@@ -92,6 +93,31 @@ def test_findings_name_the_line_and_row_far_into_a_large_file(tmp_path: Path) ->
         ("200000", f"credential {mask_secret(secret)}"),
         ("row 123457 column note", f"credential {mask_secret(secret)}"),
     ]
+
+
+def test_large_text_is_prefiltered_without_missing_a_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Text of PREFILTER_MIN_BYTES or more is asked of Hyperscan first: every form of every
+    secret, anywhere in it (a NUL byte inside one, one at the very end), is found as the
+    automaton alone finds it, and clean text never reaches the automaton."""
+    secrets = {f"pw-{n:04d}-Zq9!\"x'" for n in range(1500)} | {"nul\x00inside", "at-the-end"}
+    scanner = LeakScanner(secrets)
+    filler = b"1,http://10.0.0.1:8080,2026-11-20T00:00:00Z,true,12.5,,\n" * 2000
+    assert len(filler) >= leaks.PREFILTER_MIN_BYTES
+    assert not scanner.may_hold_secret(filler)
+    texts = [
+        filler + form.encode("utf-8") + b"," + filler
+        for secret in [*sorted(secrets)[::97], "nul\x00inside"]
+        for form in leaks._variants(secret)
+    ]
+    texts.append(filler + b"at-the-end")
+    prefiltered = [scanner.leaks(text) for text in texts]
+    assert all(prefiltered)
+    assert prefiltered[-1] == [(len(filler), f"credential {mask_secret('at-the-end')}")]
+
+    monkeypatch.setattr(leaks._Prefilter, "matches", lambda *_: True)  # the automaton alone
+    assert [scanner.leaks(text) for text in texts] == prefiltered
 
 
 @pytest.fixture

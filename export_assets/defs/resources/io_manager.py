@@ -59,7 +59,7 @@ from export_assets.lib.exports.manifest import (
     partition_folder,
     sha256_hex,
 )
-from export_assets.lib.exports.memory import use_system_allocator
+from export_assets.lib.exports.memory import skip_the_final_collection, use_system_allocator
 from export_assets.lib.exports.streams import MeasuredStream
 from export_assets.lib.exports.verify import (
     CredentialLeakError,
@@ -172,6 +172,7 @@ class ExportIOManager(ConfigurableIOManager):
         # Transient faults propagate for the asset's retry policy; the rest fail at once.
         # An interrupt mid-write (SIGTERM, terminate) stops the step; it is never retried.
         use_system_allocator()  # the days are read and written below, on several threads
+        skip_the_final_collection()
         with stop_on_interrupt(), fail_fast_on_permanent_errors():
             if not context.has_asset_partitions:
                 raise ValueError(
@@ -183,6 +184,7 @@ class ExportIOManager(ConfigurableIOManager):
             if days.known is None:
                 days.known = self.known_credentials()  # gaps: the step warns with its results
             scanner = days.scanner = LeakScanner(days.known.secrets)
+            scanner.prepare()  # while the days' first reads are planned
             destination = self.open_destination()  # one client for every day of the run
             for day in days:
                 export = day.make()

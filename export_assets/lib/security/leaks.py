@@ -12,24 +12,29 @@ Parquet and xlsx cell by cell.
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import json
 import os
 import re
 import sqlite3
+import threading
 import zipfile
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
+import hyperscan
 import pyarrow as pa
 import pyarrow.compute as pc
 import zstandard
 from ahocorasick_rs import BytesAhoCorasick, MatchKind
 
 from export_assets.lib.exports.export import Compression
+from export_assets.lib.exports.memory import trim_heap
 from export_assets.lib.exports.readers import decompressed, seekable_stream
 from export_assets.lib.security.crypto import (
     CACHE_KEY_ENV,
@@ -57,6 +62,9 @@ _CHUNK = 1 << 20
 _URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^\s/?#@:\"'<>]+):([^\s/?#@\"'<>]+)@")
 _URL_USERINFO_BYTES = re.compile(_URL_USERINFO.pattern.encode())
 _MASKED_PART = "***"
+# Text at least this long is first asked whether any secret is in it at all (Hyperscan, a
+# tenth of the automaton's time); shorter text goes straight to the automaton.
+PREFILTER_MIN_BYTES = 64 << 10
 KEY_VARIABLES = (CACHE_KEY_ENV, CACHE_PREVIOUS_KEY_ENV, EXPORT_KEY_ENV, EXPORT_PASSWORD_ENV)
 
 
@@ -263,8 +271,86 @@ class Finding:
         return f"{self.file}:{self.line}: {self.what}"
 
 
+_PREFILTERS: OrderedDict[bytes, hyperscan.Database | None] = OrderedDict()
+_PREFILTERS_LOCK = threading.Lock()
+_PREFILTERS_KEPT = 4  # sets of secrets whose database is kept (a process serves one deployment)
+
+
+class _Prefilter:
+    """Whether any of ``patterns`` is in a text: a Hyperscan literal database, compiled once
+    and shared by the scanners of a process that look for the same secrets."""
+
+    def __init__(self, patterns: list[bytes]) -> None:
+        # Hyperscan's binding reads a literal up to its first NUL byte: a form holding one is
+        # looked for by its longest NUL-free part, which is in the text wherever it is.
+        self._literals = sorted({max(pattern.split(b"\0"), key=len) for pattern in patterns})
+        self._key = hashlib.sha256(b"\0".join(self._literals)).digest()
+        self._local = threading.local()  # a scratch space per scanning thread
+
+    @property
+    def compiled(self) -> bool:
+        return self._key in _PREFILTERS
+
+    def compile_in_background(self) -> None:
+        if not self.compiled:
+            threading.Thread(target=self._database, name="leak-scan prefilter", daemon=True).start()
+
+    def matches(self, data: bytes) -> bool:
+        database = self._database()
+        if database is None:
+            return True  # no prefilter: the automaton looks
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(database)
+        try:
+            database.scan(data, match_event_handler=_stop, scratch=scratch)
+        except hyperscan.ScanTerminated:
+            return True
+        return False
+
+    def _database(self) -> hyperscan.Database | None:
+        with _PREFILTERS_LOCK:  # a scan waits here for a compile in progress
+            if self._key in _PREFILTERS:
+                _PREFILTERS.move_to_end(self._key)
+                return _PREFILTERS[self._key]
+            database: hyperscan.Database | None = None
+            if all(self._literals):  # an empty part would match everywhere
+                try:
+                    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+                    database.compile(
+                        expressions=self._literals,
+                        ids=list(range(len(self._literals))),
+                        elements=len(self._literals),
+                        flags=hyperscan.HS_FLAG_SINGLEMATCH,
+                        literal=True,
+                    )
+                except hyperscan.error:  # a CPU Hyperscan does not support: no prefilter
+                    database = None
+                trim_heap()  # the compiler's working memory (~10 MiB for 3,000 secrets)
+            _PREFILTERS[self._key] = database
+            while len(_PREFILTERS) > _PREFILTERS_KEPT:
+                _PREFILTERS.popitem(last=False)
+            return database
+
+
+def _stop(*_: object) -> bool:
+    """Hyperscan's match handler: the first match ends the scan."""
+    return True
+
+
 class LeakScanner:
-    """Finds known credentials and ``scheme://user:pass@`` in text, files and streams."""
+    """Finds known credentials and ``scheme://user:pass@`` in text, files and streams.
+
+    Known credentials are found by an Aho-Corasick automaton (leftmost-longest, not
+    overlapping: one finding per place a secret stands). Text is first scanned by Hyperscan
+    for whether any secret is in it at all, about ten times faster than the automaton (0.07 s
+    against 0.9 s for the 1M-row day's 107 MB of CSV and 3,208 secret forms), and only text
+    where it finds one goes through the automaton, so what is found, and how it is said, does
+    not depend on the prefilter. Its database is compiled once per process and set of
+    secrets (~0.1 s): by :meth:`prepare`, or by the first text of ``PREFILTER_MIN_BYTES`` or
+    more; shorter text goes straight to the automaton until then. The automaton is built
+    when first needed (~3 MiB for 3,000 secrets).
+    """
 
     def __init__(self, secrets: Iterable[str]) -> None:
         original: dict[bytes, str] = {}
@@ -274,12 +360,28 @@ class LeakScanner:
                     original.setdefault(variant.encode("utf-8", "surrogatepass"), secret)
         self._patterns = list(original)
         self._secrets = [original[pattern] for pattern in self._patterns]
-        # Aho-Corasick over UTF-8 bytes: one pass whatever the number of secrets (Rust,
-        # ~100 MB/s+), leftmost-longest and not overlapping: one finding per place a
-        # secret stands.
-        self._automaton: Any = None
-        if self._patterns:
+        self._automaton: BytesAhoCorasick | None = None
+        self._prefilter = _Prefilter(self._patterns) if self._patterns else None
+
+    def prepare(self) -> None:
+        """Compile the prefilter now, on a thread of its own: before an export streams, so
+        the compiler's working memory comes and goes before the stream's."""
+        if self._prefilter is not None:
+            self._prefilter.compile_in_background()
+
+    def may_hold_secret(self, data: bytes) -> bool:
+        """False when no known credential is in ``data`` (the automaton need not look)."""
+        if self._prefilter is None:
+            return False
+        if len(data) < PREFILTER_MIN_BYTES and not self._prefilter.compiled:
+            return True
+        return self._prefilter.matches(data)
+
+    def _matches(self, data: bytes) -> list[tuple[int, int, int]]:
+        if self._automaton is None:
             self._automaton = BytesAhoCorasick(self._patterns, matchkind=MatchKind.LeftmostLongest)
+        matches: list[tuple[int, int, int]] = self._automaton.find_matches_as_indexes(data)
+        return matches
 
     def scan_text(self, text: str) -> Iterator[str]:
         """What leaks in ``text``, described with the secret masked."""
@@ -290,8 +392,8 @@ class LeakScanner:
         """Each leak in UTF-8 ``data``: the byte offset where it starts, and what it is
         (masked); in order."""
         found: list[tuple[int, str]] = []
-        if self._automaton is not None:
-            for index, start, _ in self._automaton.find_matches_as_indexes(data):
+        if self.may_hold_secret(data):
+            for index, start, _ in self._matches(data):
                 found.append((start, f"credential {mask_secret(self._secrets[index])}"))
         # A URL's user:password ends at an "@" and holds no whitespace: only the stretch of
         # line before each "@" is matched (data with masked URLs has one every row).
