@@ -3,6 +3,7 @@
 - validation_events read through ADBC into Arrow equals the sqlite3 row reader's batches
   (same values, nulls, timestamps and batch boundaries), filtered or not, and a WAL
   database is read through the snapshot's own connection;
+- masking ``user:pass@`` where a byte search finds an ``@`` equals masking each value;
 - the block-parallel gzip is one standard gzip stream (mtime 0) that gzip, zlib and
   DuckDB read, with the same bytes whatever the number of threads.
 """
@@ -13,6 +14,7 @@ import gzip
 import io
 import shutil
 import sqlite3
+import struct
 import subprocess
 import zlib
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ import pytest
 
 from export_assets.lib.exports.codecs import ParallelGzipWriter
 from export_assets.lib.sample import SampleDeployment
+from export_assets.lib.security.credentials import mask_url_credentials, mask_url_credentials_array
 from export_assets.lib.source import SourceError, SourceSnapshot
 from export_assets.lib.source import validations as v
 from export_assets_tests.conftest import SAMPLE_DAYS, SAMPLE_END
@@ -161,6 +164,40 @@ def test_a_wal_database_is_read_through_the_snapshot(
     assert pa.Table.from_batches(fast).equals(pa.Table.from_batches(rows))
     plain, _ = _both_ways(sample_deployment.database, SAMPLE_END, v.NO_FILTERS, 100)
     assert pa.Table.from_batches(fast).equals(pa.Table.from_batches(plain))
+
+
+def test_masking_where_a_byte_search_finds_an_at_sign_masks_as_each_value_would() -> None:
+    values = [f"http://10.0.0.{n}:80" for n in range(300)] + [
+        "see socks5://alice:hunter22@10.0.0.1:1080 now",
+        "http://***:***@10.0.0.2:80",
+        "mail me: ops@example.com",
+        None,
+        "",
+        "https://u:p@a@b/c and x@y",
+    ] * 3
+    array = pa.array(values)
+    expected = [None if value is None else mask_url_credentials(value) for value in values]
+    for start, length in ((0, len(values)), (5, len(values) - 5), (301, 7), (0, 300)):
+        piece = array.slice(start, length)
+        wanted = expected[start : start + length]
+        assert mask_url_credentials_array(piece).to_pylist() == wanted
+        wide = piece.cast(pa.large_string())  # not a plain string array: each value is asked
+        assert mask_url_credentials_array(wide).to_pylist() == wanted
+    # Nothing to mask (masked already, or an @ outside a URL): the same array, not a copy.
+    clean = pa.array(["http://***:***@10.0.0.2:80", "ops@example.com", None, "plain"])
+    assert mask_url_credentials_array(clean) is clean
+    # A null whose slot spans bytes holding an @ (Arrow allows it) stays null.
+    data = b"http://a:b@h" + b"socks5://c:d@e"
+    spanning = pa.Array.from_buffers(
+        pa.string(),
+        2,
+        [
+            pa.py_buffer(bytes([0b10])),
+            pa.py_buffer(struct.pack("<iii", 0, 12, 26)),
+            pa.py_buffer(data),
+        ],
+    )
+    assert mask_url_credentials_array(spanning).to_pylist() == [None, "socks5://***:***@e"]
 
 
 def _chunks(data: bytes, size: int) -> Iterator[bytes]:

@@ -97,7 +97,8 @@ class TextScan:
             if len(pending) < LONG_LINE_BYTES:
                 return
             cut = len(pending)  # one very long line: scan it in overlapping pieces
-        piece = bytes(pending[:cut])
+        with memoryview(pending) as whole:  # one copy: pending[:cut] would make two
+            piece = bytes(whole[:cut])
         del pending[:cut]
         while len(self._queued) >= IN_FLIGHT:
             self._queued.popleft().result()  # a failed scan raises here, in the writer

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,25 +27,51 @@ def mask_url_credentials(text: str) -> str:
 def mask_url_credentials_array(values: pa.Array) -> pa.Array:
     """``mask_url_credentials`` over a string array (nulls stay null).
 
-    The expression runs only on values holding an ``@`` (the pattern needs one): a
-    substring search is several times cheaper than the regex on a million plain URLs.
+    The expression runs only on values holding an ``@`` (the pattern needs one), found by a
+    byte search of the array's data rather than a substring search per value; and the
+    array comes back as it was when masking changed none of them (ProxyWhirl's own messages
+    are masked already), without a copy.
     """
-    if _no_at_sign(values):
+    rows = _rows_holding_at(values)
+    if rows is None:  # not a plain string array: ask each value
+        holds_at = pc.and_kleene(pc.is_valid(values), pc.match_substring(values, "@"))
+        if not pc.any(holds_at).as_py():
+            return values
+        picked = values.filter(holds_at)
+    elif not len(rows):
         return values
-    holds_at = pc.and_kleene(pc.is_valid(values), pc.match_substring(values, "@"))
-    if not pc.any(holds_at).as_py():
+    else:
+        picked = values.take(
+            pa.Array.from_buffers(pa.int64(), len(rows), [None, pa.py_buffer(rows)])
+        )
+        chosen = np.zeros(len(values), dtype=bool)
+        chosen[rows] = True
+        holds_at = pa.Array.from_buffers(
+            pa.bool_(), len(values), [None, pa.py_buffer(np.packbits(chosen, bitorder="little"))]
+        )
+    masked = pc.replace_substring_regex(picked, _USERINFO, rf"\1{MASK}@")
+    if masked.equals(picked):
         return values
-    masked = pc.replace_substring_regex(values.filter(holds_at), _USERINFO, rf"\1{MASK}@")
     return pc.replace_with_mask(values, holds_at, masked)
 
 
-def _no_at_sign(values: pa.Array) -> bool:
-    """True when a string array's data buffer holds no ``@`` at all (a byte scan, far
-    cheaper than a substring search per value); False means: search per value."""
+def _rows_holding_at(values: pa.Array) -> np.ndarray[Any, np.dtype[np.int64]] | None:
+    """The rows of a string array whose bytes hold an ``@``, in order; None for any other
+    array (a chunked one, large strings)."""
     if not isinstance(values, pa.Array) or values.type != pa.string():
-        return False
-    data = values.buffers()[2]
-    return data is None or memoryview(data).tobytes().find(b"@") < 0
+        return None
+    _, offsets_buffer, data = values.buffers()
+    if data is None or not len(values):
+        return np.empty(0, dtype=np.int64)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[
+        values.offset : values.offset + len(values) + 1
+    ]
+    body = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    at = np.flatnonzero(body == ord("@")) + offsets[0]
+    if not len(at):
+        return np.empty(0, dtype=np.int64)
+    # A null's slot may span bytes (Arrow allows it): it is taken, and stays null.
+    return np.unique(np.searchsorted(offsets, at, side="right") - 1).astype(np.int64)
 
 
 def mask_columns(batch: pa.RecordBatch, names: Collection[str]) -> pa.RecordBatch:

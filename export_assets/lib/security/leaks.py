@@ -31,7 +31,6 @@ import hyperscan
 import pyarrow as pa
 import pyarrow.compute as pc
 import zstandard
-from ahocorasick_rs import BytesAhoCorasick, MatchKind
 
 from export_assets.lib.exports.export import Compression
 from export_assets.lib.exports.memory import trim_heap
@@ -53,6 +52,7 @@ from export_assets.lib.source.config import CREDENTIAL_KEYS, LOST_BY_SAVE_CONFIG
 from export_assets.lib.source.database import SourceError, connect_read_only
 
 if TYPE_CHECKING:
+    from ahocorasick_rs import BytesAhoCorasick
     from cryptography.fernet import Fernet
 
 # Shorter values (a one-letter username) would match everywhere; they are counted instead.
@@ -379,6 +379,8 @@ class LeakScanner:
 
     def _matches(self, data: bytes) -> list[tuple[int, int, int]]:
         if self._automaton is None:
+            from ahocorasick_rs import BytesAhoCorasick, MatchKind  # only once text may leak
+
             self._automaton = BytesAhoCorasick(self._patterns, matchkind=MatchKind.LeftmostLongest)
         matches: list[tuple[int, int, int]] = self._automaton.find_matches_as_indexes(data)
         return matches
