@@ -86,7 +86,7 @@ e2e-distributed: install $(VENV)/.installed-distributed
 
 # Benchmarks (bench/README.md): sample days cached in bench/data/, table in bench/results/latest.md.
 bench: install
-	$(BIN)/python bench/run.py --rows 1000000
+	$(BIN)/python bench/run.py --rows 1000000 --repeat 3
 
 bench-large: install
 	$(BIN)/python bench/run.py --rows 1000000 10000000
