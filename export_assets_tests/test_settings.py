@@ -37,6 +37,9 @@ READ_BY_NAME = {
     "lib/restore/verify.py",
     "lib/restore/config.py",
 }
+# Sets pyarrow's own ARROW_DEFAULT_MEMORY_POOL before pyarrow loads (a library's variable,
+# written where unset; no setting of ours is read there).
+SETS_A_LIBRARYS_VARIABLE = {"__init__.py"}
 
 
 @pytest.fixture
@@ -69,7 +72,7 @@ def test_no_module_reads_the_environment_itself() -> None:
     for path in (ROOT / "export_assets").rglob("*.py"):
         if re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text()):
             readers.add(path.relative_to(ROOT / "export_assets").as_posix())
-    assert readers - READ_BY_NAME == {"settings.py"}
+    assert readers - READ_BY_NAME - SETS_A_LIBRARYS_VARIABLE == {"settings.py"}
 
 
 def test_defaults_agree_with_the_modules_that_use_them() -> None:
