@@ -30,6 +30,7 @@ from export_assets.lib.security.credentials import mask_url_credentials
 from export_assets.lib.source import SourceError, SourceSnapshot
 from export_assets.lib.source.validations import (
     VALIDATION_EVENTS_SCHEMA,
+    id_range_between,
     read_ahead,
     validation_events_query,
     validation_id_range,
@@ -217,6 +218,41 @@ def test_filters_select_in_the_source(
         ]
     assert read == ids
     assert id_range == ((min(ids), max(ids)) if ids else None)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 1000])
+def test_the_id_range_is_found_in_two_halves_side_by_side(tmp_path: Path, chunk_rows: int) -> None:
+    """The morning and the afternoon are scanned on two connections: ids out of time
+    order on both sides of noon, rows at the last instant of the morning and the first of
+    the afternoon, and a window of several days split at its middle day, all as one scan
+    of the whole span finds them; the twin connection's reads count as the snapshot's."""
+    path = tmp_path / "proxies.db"
+    times = [
+        "2026-11-01 13:00:00.000000",  # 1: the smallest id, after noon
+        "2026-11-02 12:00:00.000000",  # 2: the next day's noon
+        "2026-11-01 11:59:59.999999",  # 3: the morning's last instant
+        "2026-11-01 12:00:00.000000",  # 4: the afternoon's first
+        "2026-10-31 23:00:00.000000",  # 5: before the window
+        "2026-11-01 00:00:00.000000",  # 6
+        "2026-11-03 23:59:59.999999",  # 7
+        "2026-11-01 06:00:00.000000",  # 8: the largest id of the day, before noon
+    ]
+    with HandmadeDatabase(path) as db:
+        db.add_proxy(A)
+        for at in times:
+            db.add_check(A, at, True, 10.0, None, None)
+    spans = [
+        ("2026-11-01", "2026-11-02"),
+        ("2026-11-01", "2026-11-04"),
+        ("2026-11-02", "2026-11-03"),
+    ]
+    with SourceSnapshot(path, busy_timeout_ms=1000, chunk_rows=chunk_rows) as snapshot:
+        for low, high in spans:
+            ids = [n for n, at in enumerate(times, 1) if low <= at < high]
+            reads = snapshot.reads.reads
+            assert id_range_between(snapshot, low, high) == (min(ids), max(ids)), (low, high)
+            assert snapshot.reads.reads - reads >= 2  # a read on each connection at least
+        assert id_range_between(snapshot, "2026-11-05", "2026-11-06") is None
 
 
 def test_filter_values_are_parameters_not_sql(

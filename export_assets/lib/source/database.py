@@ -250,6 +250,13 @@ class ReadStats:
         self.held_total += held
         self.waited_total += waited
 
+    def add(self, other: ReadStats) -> None:
+        """Count ``other``'s reads (a twin connection's) as this snapshot's."""
+        self.reads += other.reads
+        self.held_max = max(self.held_max, other.held_max)
+        self.held_total += other.held_total
+        self.waited_total += other.waited_total
+
 
 class SourceSnapshot:
     """A consistent view of ``proxies.db`` that holds no lock between reads.
@@ -303,6 +310,24 @@ class SourceSnapshot:
         except BaseException:
             self._connection.close()
             raise
+
+    def twin(self) -> SourceSnapshot:
+        """A second connection to the same database under the same watermark, for short
+        reads on another thread (its own lock timings, in its own ``reads``); close it."""
+        twin = object.__new__(SourceSnapshot)
+        twin.path = self.path
+        twin.batch_rows = self.batch_rows
+        twin.chunk_rows = self.chunk_rows
+        twin.busy_timeout_ms = self.busy_timeout_ms
+        twin._connection = connect_read_only(self.path, self.busy_timeout_ms)
+        twin._connection.execute("PRAGMA busy_timeout = 0")  # take_read_lock waits instead
+        twin._identities = None
+        twin._statuses = {}
+        twin._latest_check = None
+        twin.last_held = 0.0
+        twin.reads = ReadStats()
+        twin.watermark = self.watermark
+        return twin
 
     @property
     def id_limit(self) -> int:

@@ -38,6 +38,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any, TypeVar
@@ -150,7 +151,53 @@ def id_range_between(
     parameters: Sequence[Any] = (),
 ) -> tuple[int, int] | None:
     """Smallest and largest id (up to the watermark) of the results with ``low <=
-    validated_at < high`` (DATETIME text) and the conditions ``where``.
+    validated_at < high`` (days as ``day_text``) and the conditions ``where``.
+
+    The two halves of the span are looked at side by side, the later one on a thread of its
+    own through a twin connection (SQLite lets go of Python's lock while it reads): the
+    whole scan is SQLite's work, and it comes before the first row is read (0.44 s on one
+    core for the 1M-row day). Every result lies in exactly one half, whatever its text.
+    """
+    middle = _middle(low, high)
+    if middle is None:
+        return _id_range(snapshot, low, high, where, parameters)
+    twin = snapshot.twin()
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="id range") as pool:
+            later = pool.submit(_id_range, twin, middle, high, where, parameters)
+            halves = [_id_range(snapshot, low, middle, where, parameters), later.result()]
+    finally:
+        twin.close()
+        snapshot.reads.add(twin.reads)
+    found = [half for half in halves if half is not None]
+    if not found:
+        return None
+    return min(half[0] for half in found), max(half[1] for half in found)
+
+
+def _middle(low: str, high: str) -> str | None:
+    """A text between two day bounds that halves the span (noon of a single day); None
+    when they are not ``day_text`` days a day or more apart."""
+    try:
+        first, last = date.fromisoformat(low), date.fromisoformat(high)
+    except ValueError:
+        return None
+    days = (last - first).days
+    if days < 1:
+        return None
+    if days == 1:
+        return f"{low} 12"  # after every text of the morning, before every one of the afternoon
+    return day_text(first + timedelta(days=days // 2))
+
+
+def _id_range(
+    snapshot: SourceSnapshot,
+    low: str,
+    high: str,
+    where: str,
+    parameters: Sequence[Any],
+) -> tuple[int, int] | None:
+    """:func:`id_range_between` of one span, on one connection.
 
     The ``validated_at`` index is read a slice at a time, each slice its own short read: a
     slice ends at the value ``chunk_rows`` entries on, with every row of that value, so no
