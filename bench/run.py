@@ -152,30 +152,54 @@ def plain_size(path: Path) -> int | None:
     return None
 
 
-REPEAT = 1  # runs per contender (--repeat); the fastest is reported
+REPEAT = 1  # rounds of every contender (--repeat); each one's fastest run is reported
 
 
-def run(
-    rows: int,
-    tool: str,
-    output: Path | None,
-    command: Sequence[str],
-    env: dict[str, str] | None = None,
-    *,
-    repeat: int | None = None,
-) -> Measure:
-    """Measure one contender writing ``output``: the fastest of REPEAT runs (the least
-    disturbed by whatever else the machine does), with the largest peak RSS of them."""
-    repeat = REPEAT if repeat is None else repeat
-    print(f"  {rows:>11,}  {tool:<48} ...", end="", flush=True)
-    runs = [measure(command, env) for _ in range(repeat)]
-    wall, cpu, _ = min(runs)
-    peak = max(run[2] for run in runs)
-    print(f" {wall:6.2f} s  {cpu:6.2f} s CPU  {peak:6.0f} MiB", flush=True)
-    if output is None:
-        return Measure(rows, tool, "", wall, cpu, peak, 0, None)
-    size = output.stat().st_size
-    return Measure(rows, tool, output.name, wall, cpu, peak, size, plain_size(output))
+@dataclass
+class Contender:
+    """One contender: what it is, what it writes, and how to run it."""
+
+    rows: int
+    tool: str
+    output: Path | None
+    command: Sequence[str]
+    env: dict[str, str] | None = None
+
+
+def run_all(contenders: Sequence[Contender]) -> list[Measure]:
+    """Measure every contender REPEAT times, round-robin: each round runs each of them once,
+    so that everyone's fastest run (the least disturbed by whatever else the machine does)
+    comes from the same minutes of the machine's time; the largest peak RSS of the runs."""
+    runs: list[list[tuple[float, float, float]]] = [[] for _ in contenders]
+    for round_number in range(1, REPEAT + 1):
+        if REPEAT > 1:
+            print(f"  round {round_number} of {REPEAT}", flush=True)
+        for contender, measured in zip(contenders, runs, strict=True):
+            print(f"  {contender.rows:>11,}  {contender.tool:<48} ...", end="", flush=True)
+            measured.append(measure(contender.command, contender.env))
+            wall, cpu, peak = measured[-1]
+            print(f" {wall:6.2f} s  {cpu:6.2f} s CPU  {peak:6.0f} MiB", flush=True)
+    results = []
+    for contender, measured in zip(contenders, runs, strict=True):
+        wall, cpu, _ = min(measured)
+        peak = max(run[2] for run in measured)
+        if contender.output is None:
+            results.append(Measure(contender.rows, contender.tool, "", wall, cpu, peak, 0, None))
+            continue
+        size = contender.output.stat().st_size
+        results.append(
+            Measure(
+                contender.rows,
+                contender.tool,
+                contender.output.name,
+                wall,
+                cpu,
+                peak,
+                size,
+                plain_size(contender.output),
+            )
+        )
+    return results
 
 
 def deployment_env(database: Path) -> dict[str, str]:
@@ -223,9 +247,9 @@ def contenders(
     database: Path, rows: int, work: Path, formats: Sequence[str], cli: bool
 ) -> list[Measure]:
     """Every contender on one database."""
-    results: list[Measure] = []
+    plan: list[Contender] = []
     me = [sys.executable, str(Path(__file__).resolve())]
-    results.append(run(rows, ANCHOR, None, [*me, "anchor"]))
+    plan.append(Contender(rows, ANCHOR, None, [*me, "anchor"]))
     ours = deployment_env(database)
     query = day_query()
     for codec, compressor, options in (("gz", "gzip -6", "-n"), ("zst", "zstd -3", "-q -c")):
@@ -235,15 +259,15 @@ def contenders(
             f" | {compressor} {options} > '{out}'"
         )
         floor = f"floor: sqlite3 -csv piped to {compressor}"
-        results.append(run(rows, floor, out, ["bash", "-c", pipeline]))
+        plan.append(Contender(rows, floor, out, ["bash", "-c", pipeline]))
     for extension in ("csv.gz", "parquet"):
         out = work / f"pandas.{extension}"
         pandas = f"pandas: read_sql + to_{extension.split('.')[0]}"
-        results.append(run(rows, pandas, out, [*me, "pandas", str(database), str(out)]))
+        plan.append(Contender(rows, pandas, out, [*me, "pandas", str(database), str(out)]))
     for extension in formats:
         destination = work / f"inproc-{extension}"
-        results.append(
-            run(
+        plan.append(
+            Contender(
                 rows,
                 f"export_assets materialize() {extension}",
                 exported(destination, "validation_events", extension),
@@ -259,8 +283,8 @@ def contenders(
             )
         )
     destination = work / "metrics"
-    results.append(
-        run(
+    plan.append(
+        Contender(
             rows,
             "export_assets proxy_metrics csv.gz",
             exported(destination, "proxy_metrics", "csv.gz"),
@@ -284,10 +308,10 @@ def contenders(
             DAY.isoformat(),
         ]
         env = dagster_env(database, destination, home)
-        results.append(
-            run(rows, CLI, exported(destination, "validation_events", "csv.gz"), command, env)
+        plan.append(
+            Contender(rows, CLI, exported(destination, "validation_events", "csv.gz"), command, env)
         )
-    return results
+    return run_all(plan)
 
 
 # --- children -------------------------------------------------------------------------

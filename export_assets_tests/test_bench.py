@@ -135,6 +135,25 @@ def test_the_ui_path_section_of_the_results_is_kept_as_it_is(bench: Any, tmp_pat
 
 
 @pytest.mark.slow  # 8 contenders, each a process starting Python (and Dagster): 30-45 s
+def test_repeated_runs_go_round_robin_and_each_contender_keeps_its_fastest(
+    bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each round runs every contender once, so that the runs compared come from the same
+    minutes of a machine whose speed drifts; each keeps its fastest run, the largest RSS."""
+    log = tmp_path / "order.log"
+    out = tmp_path / "b.txt"
+    out.write_text("b")
+    contenders = [
+        bench.Contender(10, "a", None, ["bash", "-c", f"echo a >> '{log}'"]),
+        bench.Contender(10, "b", out, ["bash", "-c", f"echo b >> '{log}'; sleep 0.$RANDOM"]),
+    ]
+    monkeypatch.setattr(bench, "REPEAT", 3)
+    a, b = bench.run_all(contenders)
+    assert log.read_text().split() == ["a", "b"] * 3
+    assert (a.tool, a.output, b.tool, b.output) == ("a", "", "b", "b.txt")
+    assert 0 < b.wall < 1  # the fastest of the three sleeps
+
+
 def test_the_driver_measures_every_contender_and_writes_the_table(tmp_path: Path) -> None:
     results = tmp_path / "results" / "latest.md"
     start, end = "<!-- bench/ui_path.py: start -->", "<!-- bench/ui_path.py: end -->"
