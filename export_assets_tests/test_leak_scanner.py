@@ -120,6 +120,24 @@ def test_large_text_is_prefiltered_without_missing_a_secret(
     assert [scanner.leaks(text) for text in texts] == prefiltered
 
 
+def test_a_prefilter_compiled_again_after_leaving_the_cache_still_finds_secrets() -> None:
+    """A process keeps a few sets of secrets' databases; one dropped and compiled again is
+    a new database, and the thread that scanned with the old one scans with the new one."""
+    filler = b"1,http://10.0.0.1:8080,ok\n" * 4000
+    first = LeakScanner({"first-secret-1"})
+    assert first.leaks(filler + b"first-secret-1") == [
+        (len(filler), f"credential {mask_secret('first-secret-1')}")
+    ]
+    for n in range(leaks._PREFILTERS_KEPT + 1):  # push the first set's database out
+        LeakScanner({f"other-secret-{n}"}).leaks(filler)
+    assert first._prefilter is not None
+    assert not first._prefilter.compiled
+    assert not first.may_hold_secret(filler)
+    assert first.leaks(filler + b"first-secret-1") == [
+        (len(filler), f"credential {mask_secret('first-secret-1')}")
+    ]
+
+
 @pytest.fixture
 def planted(sample_deployment: SampleDeployment, tmp_path: Path) -> tuple[Path, str]:
     """A copy of the sample whose free-text source column carries another proxy's password."""

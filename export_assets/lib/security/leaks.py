@@ -299,9 +299,14 @@ class _Prefilter:
         database = self._database()
         if database is None:
             return True  # no prefilter: the automaton looks
-        scratch = getattr(self._local, "scratch", None)
-        if scratch is None:
-            scratch = self._local.scratch = hyperscan.Scratch(database)
+        # A scratch space is made for one database (a database dropped from the cache and
+        # compiled again is another one).
+        made: tuple[hyperscan.Database, hyperscan.Scratch] | None = getattr(
+            self._local, "scratch", None
+        )
+        if made is None or made[0] is not database:
+            made = self._local.scratch = (database, hyperscan.Scratch(database))
+        scratch = made[1]
         try:
             database.scan(data, match_event_handler=_stop, scratch=scratch)
         except hyperscan.ScanTerminated:
