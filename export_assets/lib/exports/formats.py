@@ -25,6 +25,7 @@ import pyarrow.csv as pa_csv
 from export_assets.lib.exports import spreadsheet
 from export_assets.lib.exports.codecs import WriteStream
 from export_assets.lib.exports.export import ExportOptions, Format
+from export_assets.lib.source.arrays import text_offsets
 
 EXTENSIONS: dict[Format, str] = {
     "csv": ".csv",
@@ -146,8 +147,8 @@ def _framed_fixed_width(text: pa.Array, before: str, after: str) -> pa.Array | N
     rows = len(text)
     if rows == 0 or text.null_count:
         return None
-    _, offsets_buffer, data_buffer = text.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[text.offset : text.offset + rows + 1]
+    data_buffer = text.buffers()[2]
+    offsets = text_offsets(text)
     width = int(offsets[1] - offsets[0])
     head, tail = before.encode(), ("Z" + after).encode()
     row = len(head) + width + len(tail)

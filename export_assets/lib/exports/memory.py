@@ -47,7 +47,7 @@ def skip_the_final_collection() -> None:
     skips frozen objects) ends the process in 0.1 s. Files, sockets and databases are
     closed as before (by reference counting, or by the system); only the finalizers of
     objects in cycles do not run, which Python never promises at exit. Registered by the
-    first export a process writes (idempotent), so importing this package changes nothing.
+    first export a process writes (idempotent), not by importing the package.
     """
     if not _FREEZE_AT_EXIT:
         _FREEZE_AT_EXIT.append(True)

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from export_assets.lib.exports.codecs import WriteStream, zip_entry
+from export_assets.lib.source.arrays import text_offsets
 
 if TYPE_CHECKING:
     from openpyxl import Workbook
@@ -79,12 +80,10 @@ def _may_start_a_formula(column: pa.Array | pa.ChunkedArray) -> bool:
     about fifty times cheaper than the regex on a plain column (True: check with it)."""
     if not isinstance(column, pa.Array) or column.type != pa.string() or len(column) == 0:
         return True
-    _, offsets_buffer, data_buffer = column.buffers()
+    data_buffer = column.buffers()[2]
     if data_buffer is None:
         return False  # every value is empty or null
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[
-        column.offset : column.offset + len(column) + 1
-    ]
+    offsets = text_offsets(column)
     starts = offsets[:-1][offsets[1:] > offsets[:-1]]  # of the non-empty values (and nulls)
     first = np.frombuffer(data_buffer, dtype=np.uint8)[starts]
     return bool(np.isin(first, _FORMULA_FIRST_BYTES).any())

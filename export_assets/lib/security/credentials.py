@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from export_assets.lib.source.arrays import text_offsets
+
 MASK = "***:***"
 
 # scheme:// then everything up to the last '@' of the same whitespace-free run. Greedy on
@@ -60,12 +62,10 @@ def _rows_holding_at(values: pa.Array) -> np.ndarray[Any, np.dtype[np.int64]] | 
     array (a chunked one, large strings)."""
     if not isinstance(values, pa.Array) or values.type != pa.string():
         return None
-    _, offsets_buffer, data = values.buffers()
+    data = values.buffers()[2]
     if data is None or not len(values):
         return np.empty(0, dtype=np.int64)
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int32)[
-        values.offset : values.offset + len(values) + 1
-    ]
+    offsets = text_offsets(values)
     body = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
     at = np.flatnonzero(body == ord("@")) + offsets[0]
     if not len(at):

@@ -62,8 +62,9 @@ _CHUNK = 1 << 20
 _URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)([^\s/?#@:\"'<>]+):([^\s/?#@\"'<>]+)@")
 _URL_USERINFO_BYTES = re.compile(_URL_USERINFO.pattern.encode())
 _MASKED_PART = "***"
-# Text at least this long is first asked whether any secret is in it at all (Hyperscan, a
-# tenth of the automaton's time); shorter text goes straight to the automaton.
+# Text at least this long compiles the prefilter (Hyperscan: whether any secret is in it at
+# all, a tenth of the automaton's time) if nothing did yet; shorter text goes straight to
+# the automaton until it is compiled.
 PREFILTER_MIN_BYTES = 64 << 10
 KEY_VARIABLES = (CACHE_KEY_ENV, CACHE_PREVIOUS_KEY_ENV, EXPORT_KEY_ENV, EXPORT_PASSWORD_ENV)
 

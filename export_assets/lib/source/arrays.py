@@ -1,4 +1,4 @@
-"""Arrow arrays from Python values, without importing pandas.
+"""Arrow arrays from Python values, and NumPy views of Arrow arrays, without importing pandas.
 
 ``pa.array(values)`` asks whether pandas is installed, to recognise its objects, and that
 imports pandas (~35 MiB, ~0.4 s) into a run that never uses it. The columns SQLite hands
@@ -60,3 +60,19 @@ def arrow_array(values: Sequence[Any], arrow_type: pa.DataType) -> pa.Array:
         )
         return pa.Array.from_buffers(arrow_type, len(values), [validity, pa.py_buffer(filled)])
     return pa.array(values, arrow_type)
+
+
+def text_offsets(text: pa.Array) -> np.ndarray[Any, np.dtype[np.int32]]:
+    """The offsets of a string array's values in its data buffer, one more than the
+    values, from the array's own offset on: a view of its buffer (``to_numpy`` would import
+    pandas)."""
+    _, offsets, _ = text.buffers()
+    return np.frombuffer(offsets, dtype=np.int32)[text.offset : text.offset + len(text) + 1]
+
+
+def int64_values(column: pa.Array) -> np.ndarray[Any, np.dtype[np.int64]]:
+    """The values of a null-free int64 array, a view of its buffer."""
+    data = column.buffers()[1]
+    if not len(column) or data is None:
+        return np.empty(0, dtype=np.int64)
+    return np.frombuffer(data, dtype=np.int64)[column.offset : column.offset + len(column)]

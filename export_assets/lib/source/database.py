@@ -258,6 +258,13 @@ class ReadStats:
         self.waited_total += other.waited_total
 
 
+def _connect(path: Path, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A snapshot's read-only connection: its busy timeout is 0, ``take_read_lock`` waits."""
+    connection = connect_read_only(path, busy_timeout_ms)
+    connection.execute("PRAGMA busy_timeout = 0")
+    return connection
+
+
 class SourceSnapshot:
     """A consistent view of ``proxies.db`` that holds no lock between reads.
 
@@ -285,8 +292,7 @@ class SourceSnapshot:
         self.batch_rows = batch_rows
         self.chunk_rows = chunk_rows
         self.busy_timeout_ms = busy_timeout_ms
-        self._connection = connect_read_only(path, busy_timeout_ms)
-        self._connection.execute("PRAGMA busy_timeout = 0")  # take_read_lock waits instead
+        self._connection = _connect(path, busy_timeout_ms)
         self._identities: pa.Table | None = None
         self._statuses: dict[str, StatusCounts] = {}
         self._latest_check: tuple[Any] | None = None
@@ -319,8 +325,7 @@ class SourceSnapshot:
         twin.batch_rows = self.batch_rows
         twin.chunk_rows = self.chunk_rows
         twin.busy_timeout_ms = self.busy_timeout_ms
-        twin._connection = connect_read_only(self.path, self.busy_timeout_ms)
-        twin._connection.execute("PRAGMA busy_timeout = 0")  # take_read_lock waits instead
+        twin._connection = _connect(self.path, self.busy_timeout_ms)
         twin._identities = None
         twin._statuses = {}
         twin._latest_check = None

@@ -48,6 +48,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from export_assets.lib.source.arrays import int64_values
 from export_assets.lib.source.database import (
     TAKE_READ_LOCK,
     ChunkSizer,
@@ -413,14 +414,6 @@ _ARROW_EVENT_TYPES = [
 ]
 
 
-def _int64s(column: pa.Array) -> np.ndarray[Any, np.dtype[np.int64]]:
-    """A null-free int64 column as NumPy, from its buffer (``to_numpy`` imports pandas)."""
-    data = column.buffers()[1]
-    if not len(column) or data is None:
-        return np.empty(0, dtype=np.int64)
-    return np.frombuffer(data, dtype=np.int64)[column.offset : column.offset + len(column)]
-
-
 def _after_type_row(raws: list[pa.RecordBatch]) -> list[pa.RecordBatch] | None:
     """The rows read after the type row, or None if they did not come after it in id
     order: SQLite promises no order for a compound select without an ORDER BY of its own
@@ -428,7 +421,7 @@ def _after_type_row(raws: list[pa.RecordBatch]) -> list[pa.RecordBatch] | None:
     if not raws or not raws[0].num_rows or raws[0].column(0)[0].as_py() != _TYPE_ROW_ID:
         return None
     rows = [raws[0].slice(1), *raws[1:]]
-    ids = np.concatenate([_int64s(batch.column(0)) for batch in rows])
+    ids = np.concatenate([int64_values(batch.column(0)) for batch in rows])
     return rows if bool((ids[1:] > ids[:-1]).all()) else None
 
 
