@@ -15,6 +15,7 @@ import gzip
 import importlib.util
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -701,17 +702,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-# bench/ui_path.py writes its own section of the same file, between these markers: kept.
+# bench/ui_path.py writes its own sections of the same file (one per storage), between
+# markers such as these: kept.
 UI_PATH_SECTION = ("<!-- bench/ui_path.py: start -->", "<!-- bench/ui_path.py: end -->")
+UI_PATH_SECTIONS = re.compile(r"<!-- (bench/ui_path\.py[^:>]*): start -->.*?<!-- \1: end -->", re.S)
 
 
 def kept_ui_path_section(results: Path) -> str:
-    """The UI-path section of the results file as it is, or nothing."""
-    start, end = UI_PATH_SECTION
+    """The UI-path sections of the results file as they are, or nothing."""
     old = results.read_text() if results.exists() else ""
-    if start not in old or end not in old:
-        return ""
-    return "\n" + start + old.split(start, 1)[1].split(end, 1)[0] + end + "\n"
+    return "".join(f"\n{match.group(0)}\n" for match in UI_PATH_SECTIONS.finditer(old))
 
 
 if __name__ == "__main__":

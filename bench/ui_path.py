@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -56,6 +57,7 @@ from e2e.stack import (  # noqa: E402
     http_ok,
     running,
     start,
+    started_services,
     wait_for,
 )
 
@@ -71,8 +73,7 @@ BACKFILL_SENSOR = "backfill_start_sensor"  # ticks every 5 s: what it costs an i
 HOLD_TAG = "bench/hold"  # runs with this tag stay queued (limit 0): T6 measures only launches
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 RUN_TIMEOUT_SECONDS = 1800.0
-SECTION_START = "<!-- bench/ui_path.py: start -->"
-SECTION_END = "<!-- bench/ui_path.py: end -->"
+POSTGRES_INSTANCE = ROOT / "deploy" / "dagster.postgres.yaml"  # its storage block: --storage
 
 TARGET_BACKFILL_WEEK = 2.0
 TARGET_BACKFILL_MONTH = 1.5
@@ -253,9 +254,18 @@ class Stack:
         return answer["data"]
 
 
-def instance_yaml(home: Path) -> None:
-    """The repo's dagster.yaml plus LAUNCH_TUNING and the T6 hold limit, into ``home``."""
+def section_marks(storage: str) -> tuple[str, str]:
+    """The lines around this harness's section of the results, one section per storage."""
+    name = "bench/ui_path.py" if storage == "sqlite" else f"bench/ui_path.py --storage {storage}"
+    return f"<!-- {name}: start -->", f"<!-- {name}: end -->"
+
+
+def instance_yaml(home: Path, storage: str) -> None:
+    """The repo's dagster.yaml plus LAUNCH_TUNING and the T6 hold limit, into ``home``; with
+    ``storage`` postgres, deploy/dagster.postgres.yaml's storage block (DAGSTER_PG_* set)."""
     config = yaml.safe_load((ROOT / "dagster.yaml").read_text()) or {}
+    if storage == "postgres":
+        config["storage"] = yaml.safe_load(POSTGRES_INSTANCE.read_text())["storage"]
     for key, value in LAUNCH_TUNING.items():
         config.setdefault(key, value)
     pools = config.setdefault("concurrency", {}).setdefault("pools", {})
@@ -558,17 +568,27 @@ def measure_all(args: argparse.Namespace, base: Path) -> Results:
     results = Results()
     home = base / "dagster_home"
     home.mkdir()
-    instance_yaml(home)
+    instance_yaml(home, args.storage)
     cli_home = base / "cli_home"  # the CLI's own instance, same settings
     cli_home.mkdir()
-    instance_yaml(cli_home)
+    instance_yaml(cli_home, args.storage)
     logs = base / "logs"
     env = base_env(home, database, base / "ui-exports")
     cli_env = base_env(cli_home, database, base / "cli-exports")
     port = free_port()
     workspace = workspace_yaml(base)
     try:
-        measure_on_stack(args, results, backfill_days, env, cli_env, port, workspace, logs)
+        with ExitStack() as storage:
+            if args.storage == "postgres":
+                # One throwaway PostgreSQL for both instances; this process reads it too.
+                state = base / "services"
+                state.mkdir()
+                database_env = storage.enter_context(started_services(state))
+                pg = {k: v for k, v in database_env.items() if k.startswith("DAGSTER_PG_")}
+                os.environ.update(pg)
+                env.update(pg)
+                cli_env.update(pg)
+            measure_on_stack(args, results, backfill_days, env, cli_env, port, workspace, logs)
     except StackError as error:
         # Stopping is checked strictly (e2e/stack.py); a straggler seconds late under load
         # (a zombie not yet reaped) must not throw away the figures.
@@ -713,14 +733,21 @@ def say(text: str) -> None:
 
 def report(args: argparse.Namespace, results: Results, started: datetime) -> str:
     """The section: contenders with figures, then each target PASS/MISS."""
+    start, end = section_marks(args.storage)
+    storage = (
+        ""
+        if args.storage == "sqlite"
+        else f" with {POSTGRES_INSTANCE.relative_to(ROOT)}'s storage (PostgreSQL)"
+    )
+    title = "UI path" if args.storage == "sqlite" else f"UI path on {args.storage}"
     lines = [
-        SECTION_START,
-        f"## UI path (`bench/ui_path.py`), {started:%Y-%m-%d %H:%M} UTC",
+        start,
+        f"## {title} (`bench/ui_path.py`), {started:%Y-%m-%d %H:%M} UTC",
         "",
         f"Machine: {os.cpu_count()} cores, Linux {platform.release()}, Python "
         f"{platform.python_version()}; load average at start {os.getloadavg()[0]:.1f}. "
         f"`dagster dev` (webserver + daemon) on a temporary DAGSTER_HOME (the repo's "
-        f"dagster.yaml plus the launch tuning in bench/ui_path.py), the `make run` sample "
+        f"dagster.yaml{storage} plus the launch tuning in bench/ui_path.py), the `make run` sample "
         f"(300 proxies, 2,000 checks a day) ending {END}. Wall seconds, fastest of "
         f"{args.repeat}; contenders interleaved in one run.",
         "",
@@ -804,7 +831,7 @@ def report(args: argparse.Namespace, results: Results, started: datetime) -> str
     lines += ["| target | result | figures |", "|---|---|---|"]
     for what, passed, figures in targets:
         lines.append(f"| {what} | {'PASS' if passed else 'MISS'} | {figures} |")
-    lines.append(SECTION_END)
+    lines.append(end)
     return "\n".join(lines) + "\n"
 
 
@@ -814,7 +841,7 @@ def launch_table(jobs: Sequence[Launches]) -> list[str]:
     lines = [
         "Launch → queued (T6), interleaved on the same webserver: the run's events are what "
         "Dagster writes when it creates the run (a planned event per asset and per check, in "
-        "SQLite transactions of their own), so the shape-matched trivial job shows what "
+        "transactions of their own), so the shape-matched trivial job shows what "
         "the job's size costs whatever its definitions are.",
         "",
         "| launched job | median ms | min ms | max ms | events at launch | × trivial | × shaped |",
@@ -846,12 +873,14 @@ def row(what: str, timed: Timed, baseline: Timed) -> str:
     )
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this harness's section of ``path`` (or append it), keeping the others."""
+def write_section(path: Path, section: str, storage: str) -> None:
+    """Replace this harness's section of ``path`` for ``storage`` (or append it), keeping the
+    others."""
+    start, end = section_marks(storage)
     text = path.read_text() if path.exists() else ""
-    if SECTION_START in text and SECTION_END in text:
-        before, rest = text.split(SECTION_START, 1)
-        after = rest.split(SECTION_END, 1)[1].lstrip("\n")
+    if start in text and end in text:
+        before, rest = text.split(start, 1)
+        after = rest.split(end, 1)[1].lstrip("\n")
         text = before + section + ("\n" + after if after else "")
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + section
@@ -885,6 +914,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="UI contenders: 'default' sends no run config (the targets); the others send "
         "that executor as run config, to compare candidates for the jobs' default",
     )
+    parser.add_argument(
+        "--storage",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="the instance's storage: the embedded default's SQLite (the targets), or "
+        "PostgreSQL as deploy/dagster.postgres.yaml configures it, on a throwaway server "
+        "started by deploy/services.sh (its own section of --results)",
+    )
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "results" / "latest.md")
     parser.add_argument("--write", action="store_true", help="replace the section in --results")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -909,7 +946,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(section)
     if args.write:
-        write_section(args.results, section)
+        write_section(args.results, section, args.storage)
         print(f"written to {args.results}")
     return 0
 

@@ -31,12 +31,33 @@ BACKFILL_DAYS = ("2026-11-17", "2026-11-18", "2026-11-19")
 REQUESTED_BY_TAG = "export/requested_by"
 REQUESTED_BY = "e2e-suite"
 STOP_TIMEOUT_SECONDS = 20.0
+SERVICES = ROOT / "deploy" / "services.sh"
 
 T = TypeVar("T")
 
 
 class StackError(RuntimeError):
     """A process of the stack did not start, or a wait ran out."""
+
+
+def service_env(state: Path) -> dict[str, str]:
+    """The variables deploy/services.sh wrote into ``state`` (``export NAME=value`` lines)."""
+    env = {}
+    for line in (state / "env").read_text().splitlines():
+        name, _, value = line.removeprefix("export ").partition("=")
+        env[name] = value
+    return env
+
+
+@contextmanager
+def started_services(state: Path) -> Iterator[dict[str, str]]:
+    """PostgreSQL and Redis on 127.0.0.1 (deploy/services.sh, state in ``state``): their
+    variables; stopped, their data deleted, on the way out, also after a failed start."""
+    try:
+        subprocess.run([str(SERVICES), "start", str(state)], check=True)  # noqa: S603
+        yield service_env(state)
+    finally:
+        subprocess.run([str(SERVICES), "stop", str(state)], check=True)  # noqa: S603
 
 
 def free_port() -> int:

@@ -30,16 +30,18 @@ from e2e.stack import (
     REQUESTED_BY,
     REQUESTED_BY_TAG,
     ROOT,
+    SERVICES,
     Process,
     base_env,
     running,
+    service_env,
     start,
+    started_services,
     verify_partition,
     wait_for,
     write_sample,
 )
 
-SERVICES = ROOT / "deploy" / "services.sh"
 PG_DATA_PARENT = Path("/tmp")  # noqa: S108 (where services.sh makes PostgreSQL's data folder)
 WORKSPACE = "deploy/workspace.celery.yaml"
 CELERY_CONFIG = "deploy/celery.yaml"
@@ -62,33 +64,20 @@ class Deployment:
     worker_pids: set[int] = field(default_factory=set)
 
 
-def _service_env(state: Path) -> dict[str, str]:
-    """The variables deploy/services.sh wrote (``export NAME=value`` lines)."""
-    env = {}
-    for line in (state / "env").read_text().splitlines():
-        name, _, value = line.removeprefix("export ").partition("=")
-        env[name] = value
-    return env
-
-
 @pytest.fixture(scope="module")
 def services_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """PostgreSQL and Redis on 127.0.0.1 for this module; stopped and deleted after."""
     state = tmp_path_factory.mktemp("services")
-    try:
-        subprocess.run([str(SERVICES), "start", str(state)], check=True)  # noqa: S603
-        data = Path(_service_env(state)["EXPORT_SERVICES_PG_DIR"])
+    with started_services(state) as env:
+        data = Path(env["EXPORT_SERVICES_PG_DIR"])
         yield state
-    finally:
-        # Also after a start that failed half way: stop cleans up whatever was started.
-        subprocess.run([str(SERVICES), "stop", str(state)], check=True)  # noqa: S603
     assert not data.exists(), f"services.sh stop left {data}"
     assert not (state / "env").exists()
 
 
 @pytest.fixture(scope="module")
 def services(services_state: Path) -> dict[str, str]:
-    return _service_env(services_state)
+    return service_env(services_state)
 
 
 @pytest.fixture(scope="module")

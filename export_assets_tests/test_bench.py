@@ -129,6 +129,14 @@ def test_the_ui_path_section_of_the_results_is_kept_as_it_is(bench: Any, tmp_pat
     section = f"{start}\n## UI path\n| T1 | PASS | 1.5× |\n{end}"
     results.write_text(f"# Benchmark, old\n\nold table\n\n{section}\n\nafter\n")
     assert bench.kept_ui_path_section(results) == f"\n{section}\n"
+    postgres = (
+        "<!-- bench/ui_path.py --storage postgres: start -->\n## UI path on postgres\n"
+        "<!-- bench/ui_path.py --storage postgres: end -->"
+    )
+    results.write_text(f"# Benchmark, old\n\n{section}\n\n{postgres}\n\nafter\n")
+    assert bench.kept_ui_path_section(results) == f"\n{section}\n\n{postgres}\n"
+    results.write_text(f"# Benchmark\n\n{start}\n## UI path, never ended\n")
+    assert bench.kept_ui_path_section(results) == ""
     results.write_text("# Benchmark, no UI-path section yet\n")
     assert bench.kept_ui_path_section(results) == ""
     assert bench.kept_ui_path_section(tmp_path / "absent.md") == ""
