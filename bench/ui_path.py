@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -54,7 +53,9 @@ from e2e.stack import (  # noqa: E402
     StackError,
     base_env,
     free_port,
+    graphql,
     http_ok,
+    locations_loaded,
     running,
     start,
     started_services,
@@ -160,9 +161,6 @@ START_SENSOR = """
 mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) { __typename } }"""
 RUN_STATUS = """
 query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }"""
-LOCATIONS = """
-{ workspaceOrError { ... on Workspace { locationEntries {
-    name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
 
 
 class BenchError(RuntimeError):
@@ -241,17 +239,7 @@ class Stack:
 
     def query(self, text: str, variables: dict[str, Any] | None = None) -> Any:
         """POST one GraphQL document; its ``data`` (errors raise)."""
-        body = json.dumps({"query": text, "variables": variables or {}}).encode()
-        request = urllib.request.Request(
-            f"http://{HOST}:{self.port}/graphql",
-            data=body,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310
-            answer = json.loads(response.read())
-        if answer.get("errors"):
-            raise BenchError(f"GraphQL errors: {answer['errors']}")
-        return answer["data"]
+        return graphql(self.port, text, variables)
 
 
 def section_marks(storage: str) -> tuple[str, str]:
@@ -297,18 +285,6 @@ def workspace_yaml(base: Path) -> Path:
     path = base / "workspace.yaml"
     path.write_text(yaml.safe_dump(workspace, sort_keys=False))
     return path
-
-
-def locations_loaded(stack: Stack) -> bool | None:
-    """True once every code location is loaded (a load error raises)."""
-    entries = stack.query(LOCATIONS)["workspaceOrError"]["locationEntries"]
-    loaded = set()
-    for entry in entries:
-        if entry["loadStatus"] == "LOADED":
-            if entry["locationOrLoadError"]["__typename"] != "RepositoryLocation":
-                raise BenchError(f"{entry['name']} failed to load: {entry['locationOrLoadError']}")
-            loaded.add(entry["name"])
-    return True if {LOCATION, TRIVIAL_LOCATION, SHAPED_LOCATION} <= loaded else None
 
 
 # --- T1: backfills ----------------------------------------------------------------------
@@ -620,7 +596,8 @@ def measure_on_stack(
         processes.append(dev)
         wait_for("the webserver", lambda: http_ok(f"http://{HOST}:{port}/server_info"), 300, [dev])
         stack = Stack(port, home, Path(env["EXPORT_DESTINATION"]), processes)
-        wait_for("the code locations", lambda: locations_loaded(stack), 300, [dev])
+        names = (LOCATION, TRIVIAL_LOCATION, SHAPED_LOCATION)
+        wait_for("the code locations", lambda: locations_loaded(port, names), 300, [dev])
         say(f"dagster dev on {HOST}:{port}, DAGSTER_HOME={home}")
         if args.idle:
             time.sleep(args.idle)  # start-up settles (code servers, first ticks)

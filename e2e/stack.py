@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,6 +178,38 @@ def http_ok(url: str) -> bool | None:
             return True if response.status == 200 else None
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return None
+
+
+LOCATIONS = """
+{ workspaceOrError { ... on Workspace { locationEntries {
+    name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
+
+
+def graphql(port: int, document: str, variables: Mapping[str, Any] | None = None) -> Any:
+    """POST one GraphQL document to the webserver on ``port``, as the UI does: its ``data``
+    (an error in the answer raises StackError)."""
+    body = json.dumps({"query": document, "variables": dict(variables or {})}).encode()
+    request = urllib.request.Request(
+        f"http://{HOST}:{port}/graphql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 (loopback)
+        answer = json.loads(response.read())
+    if answer.get("errors"):
+        raise StackError(f"GraphQL errors: {answer['errors']}")
+    return answer["data"]
+
+
+def locations_loaded(port: int, names: Iterable[str]) -> bool | None:
+    """True once the webserver on ``port`` has loaded every code location in ``names`` (one
+    that failed to load raises StackError)."""
+    entries = graphql(port, LOCATIONS)["workspaceOrError"]["locationEntries"]
+    loaded = set()
+    for entry in entries:
+        if entry["loadStatus"] == "LOADED":
+            if entry["locationOrLoadError"]["__typename"] != "RepositoryLocation":
+                raise StackError(f"{entry['name']} failed to load: {entry['locationOrLoadError']}")
+            loaded.add(entry["name"])
+    return True if set(names) <= loaded else None
 
 
 def write_sample(out: Path) -> Path:
