@@ -49,6 +49,7 @@ if str(ROOT) not in sys.path:  # run as a script: e2e/ is beside bench/, not ins
 from e2e.stack import (  # noqa: E402
     BIN,
     HOST,
+    LAUNCH_BACKFILL,
     Process,
     StackError,
     base_env,
@@ -122,16 +123,6 @@ EXECUTORS: dict[str, dict[str, Any] | None] = {
     },
 }
 
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on UnauthorizedError { message }
-    ... on PartitionSetNotFoundError { message }
-  }
-}"""
 BACKFILL_RUNS = """
 query($id: String!) {
   partitionBackfillOrError(backfillId: $id) {

@@ -25,6 +25,7 @@ from e2e.stack import (
     BACKFILL_DAYS,
     BIN,
     HOST,
+    LAUNCH_BACKFILL,
     REQUESTED_BY,
     REQUESTED_BY_TAG,
     ROOT,
@@ -32,6 +33,7 @@ from e2e.stack import (
     Process,
     base_env,
     free_port,
+    graphql,
     http_ok,
     running,
     start,
@@ -55,16 +57,6 @@ REQUEST = "ui-request"
 RUN_TIMEOUT_SECONDS = 600.0
 TERMINAL = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED}
 
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-    ... on UnauthorizedError { message }
-    ... on PartitionSetNotFoundError { message }
-  }
-}"""
 BACKFILL = """
 query($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
@@ -94,7 +86,7 @@ class Stack:
     processes: list[Process]
 
     def query(self, text: str, variables: dict[str, Any] | None = None) -> Any:
-        return self.client._execute(text, variables)
+        return graphql(self.port, text, variables)
 
 
 @dataclass

@@ -35,6 +35,7 @@ from dagster import (
 from e2e.stack import (
     BIN,
     HOST,
+    LAUNCH_BACKFILL,
     ROOT,
     Process,
     base_env,
@@ -71,14 +72,6 @@ BACKFILL_DAEMON_LOOP_SECONDS = 30  # Dagster's, fixed
 on_a_stack = pytest.mark.slow  # the module's webserver (one test adds a daemon): ~2 min
 LAUNCHED_BY_DAEMONS = {BACKFILL_TAG, "dagster/sensor_name", "dagster/run_key", "dagster/tick"}
 
-LAUNCH = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}"""
 CANCEL = """
 mutation($id: String!) {
   cancelPartitionBackfill(backfillId: $id) { __typename ... on PythonError { message } }
@@ -167,7 +160,7 @@ def launch(stack: Stack, job: str | None = JOB, location: str = LOCATION, **para
             "partitionSetName": f"{job}_partition_set",
             "repositorySelector": selector,
         }
-    result = graphql(stack.port, LAUNCH, {"params": values})["launchPartitionBackfill"]
+    result = graphql(stack.port, LAUNCH_BACKFILL, {"params": values})["launchPartitionBackfill"]
     assert result["__typename"] == "LaunchBackfillSuccess", result
     backfill_id: str = result["backfillId"]
     return backfill_id
