@@ -4,9 +4,10 @@ daemon's loop, once, and the backfill daemon then launches nothing more.
 Dagster's own pieces, through their public interfaces: a webserver records backfills as the
 UI does (GraphQL ``launchPartitionBackfill``), ``dagster-daemon run`` runs the sensor daemon
 and the backfill daemon, and the sensor is also evaluated in this process on the same
-instance. The workspace loads the code location twice (``export_assets`` and a twin), as a
-deployment with the Celery location beside the default one does. Every backfill carries a
-tag whose run limit is 0: its runs stay queued, nothing executes.
+instance. The workspace loads the code location twice (``export_assets`` and a twin, as a
+workspace may load the same code under two names), so each location's sensor meets the
+other's backfills. Every backfill carries a tag whose run limit is 0: its runs stay queued,
+nothing executes.
 """
 
 from __future__ import annotations
