@@ -172,20 +172,30 @@ def _kill_writers_mid_write(
 
     Returns (the runs that held a slot, the run that waited), as the leak left them.
     """
-    # The last writer starts once the others hold the slots: started in the same instant,
-    # Dagster (SQLite storage) may mark every pending step assigned while only POOL_LIMIT
-    # hold a slot, and then none is seen waiting.
-    writers = start_writers(POOL_LIMIT)
+    # One writer at a time, each once the previous holds its slot. Dagster's SQLite storage
+    # claims a slot by reading a free row and then updating it (SQLite ignores the read's
+    # FOR UPDATE): two steps claiming in the same instant may both update the same row, and
+    # then both run while the pool shows one slot taken and one free. Started together, the
+    # writers would show that race, not the leak this test is about.
+    writers: list[subprocess.Popen[bytes]] = []
+    # The instance's storage is created before any writer opens it: two processes creating
+    # it at once fail one of them ("table alembic_version already exists").
     with DagsterInstance.get() as instance:
-        _wait_for(
-            lambda: [len(part) for part in _pool(instance)] == [POOL_LIMIT, 0],
-            f"{POOL_LIMIT} writers holding a slot",
-            writers,
-            state=lambda: _pool_state(instance),
-        )
+
+        def pool_reads(holding: int, waiting: int) -> Callable[[], bool]:
+            return lambda: [len(part) for part in _pool(instance)] == [holding, waiting]
+
+        for count in range(1, POOL_LIMIT + 1):
+            writers += start_writers(1)
+            _wait_for(
+                pool_reads(count, 0),
+                f"{count} writer(s) holding a slot",
+                writers,
+                state=lambda: _pool_state(instance),
+            )
         writers += start_writers(1)
         _wait_for(
-            lambda: [len(part) for part in _pool(instance)] == [POOL_LIMIT, 1],
+            pool_reads(POOL_LIMIT, 1),
             f"{POOL_LIMIT} writers holding a slot and one waiting",
             writers,
             state=lambda: _pool_state(instance),
