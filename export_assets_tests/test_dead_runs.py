@@ -120,6 +120,11 @@ def _pool(instance: DagsterInstance) -> tuple[list[str], list[str]]:
     return holding, waiting
 
 
+def _pool_counts_are(instance: DagsterInstance, expected: list[int]) -> Callable[[], bool]:
+    """Whether the pool has ``expected`` = [runs holding a slot, runs waiting for one]."""
+    return lambda: [len(part) for part in _pool(instance)] == expected
+
+
 def _wait_for(
     condition: Callable[[], bool],
     what: str,
@@ -181,25 +186,16 @@ def _kill_writers_mid_write(
     # The instance's storage is created before any writer opens it: two processes creating
     # it at once fail one of them ("table alembic_version already exists").
     with DagsterInstance.get() as instance:
-
-        def pool_reads(holding: int, waiting: int) -> Callable[[], bool]:
-            return lambda: [len(part) for part in _pool(instance)] == [holding, waiting]
-
-        for count in range(1, POOL_LIMIT + 1):
+        # Each writer in turn: one more holding a slot, until the last one waits.
+        steps = [[count, 0] for count in range(1, POOL_LIMIT + 1)] + [[POOL_LIMIT, 1]]
+        for expected in steps:
             writers += start_writers(1)
             _wait_for(
-                pool_reads(count, 0),
-                f"{count} writer(s) holding a slot",
+                _pool_counts_are(instance, expected),
+                f"{expected[0]} writer(s) holding a slot and {expected[1]} waiting",
                 writers,
                 state=lambda: _pool_state(instance),
             )
-        writers += start_writers(1)
-        _wait_for(
-            pool_reads(POOL_LIMIT, 1),
-            f"{POOL_LIMIT} writers holding a slot and one waiting",
-            writers,
-            state=lambda: _pool_state(instance),
-        )
         holding, waiting = _pool(instance)
 
         # Live runs are never touched, whatever the sweep finds.
