@@ -131,12 +131,13 @@ _MAX_FAILURE_LINES = 4
 def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: bool) -> None:
     import uuid
 
-    from dagster import BetaWarning, DagsterInstance, PreviewWarning
+    from dagster import BetaWarning, PreviewWarning
 
     # Dagster flags the features we rely on (per-partition backfills, partitioned checks)
     # as beta or preview on every load; that is for developers, not for this command's user.
     warnings.filterwarnings("ignore", category=BetaWarning)
     warnings.filterwarnings("ignore", category=PreviewWarning)
+    from export_assets.cli.instance import open_instance
     from export_assets.cli.ops import daily_job
     from export_assets.definitions import code_location
     from export_assets.defs.exports.daily import DAYS_PER_BACKFILL_RUN
@@ -145,7 +146,8 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
     from export_assets.defs.partitions import partition_start
     from export_assets.settings import current_settings
 
-    if current_settings().dagster_home is None:
+    home = current_settings().dagster_home
+    if home is None:
         raise click.ClickException(
             "DAGSTER_HOME is not set: run `make run`, or export DAGSTER_HOME=$PWD/.dagster"
         )
@@ -176,7 +178,7 @@ def _materialize(job_name: str, last_days: int, end_date: date | None, verbose: 
         # note that the check "emitted no result" and does not gate is not for this user.
         logging.getLogger("dagster._core.execution.plan.active").setLevel(logging.ERROR)
     rows: list[tuple[str, str, str, int, int]] = []
-    with DagsterInstance.get() as instance:
+    with open_instance(home) as instance:
         # Runs killed earlier (kill -9, crash) would otherwise stay STARTED and keep their
         # pool slots, blocking these runs: fail them and free their slots first, no daemon needed.
         swept = sweep_dead_runs(instance)

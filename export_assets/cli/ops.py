@@ -131,17 +131,17 @@ def _since(_: click.Context, __: click.Parameter, value: str | None) -> datetime
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def history(asset: str | None, since: datetime | None, as_json: bool) -> None:
     """Who exported what and when, from Dagster's run history (failed runs included)."""
-    from dagster import DagsterInstance
-
+    from export_assets.cli.instance import open_instance
     from export_assets.defs.operations.audit import export_history
     from export_assets.settings import current_settings
 
-    if current_settings().dagster_home is None:
+    home = current_settings().dagster_home
+    if home is None:
         raise click.ClickException(
             "DAGSTER_HOME is not set: export DAGSTER_HOME=$PWD/.dagster (the instance `make run` "
             "and `make ui` use)"
         )
-    with DagsterInstance.get() as instance:
+    with open_instance(home) as instance:
         records = export_history(instance, asset=asset, since=since)
     if asset is not None and not records:
         require_known_asset(asset)  # a typo is "unknown asset", not "no exports"
