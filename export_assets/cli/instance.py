@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,17 +25,15 @@ def open_instance(home: Path) -> Iterator[DagsterInstance]:
     """
     from dagster import DagsterInstance
 
+    from export_assets.lib.exports.destinations import folder_lock
+
     if not home.is_dir():
         raise click.ClickException(
             f"DAGSTER_HOME={home} is not a folder: create it and copy the repo's dagster.yaml "
             "into it (`make install` does so for .dagster), or point DAGSTER_HOME at an "
             "existing instance"
         )
-    folder = os.open(home, os.O_RDONLY)
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)
+    with folder_lock(home):
         instance = DagsterInstance.get()
-    finally:
-        os.close(folder)  # and with it the lock
     with instance:
         yield instance

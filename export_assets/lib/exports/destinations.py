@@ -304,7 +304,7 @@ class LocalDestination(Destination):
         raise AssertionError("unreachable")
 
     def _replace_if(self, key: str, final: Path, data: bytes, expected: str | None) -> str | None:
-        with _folder_lock(final.parent):
+        with folder_lock(final.parent):
             current = self.read_versioned(key)
             if (None if current is None else current[1]) != expected:
                 return None
@@ -324,7 +324,7 @@ class LocalDestination(Destination):
         final = self.path(key)
         if not final.parent.is_dir():
             return False
-        with _folder_lock(final.parent):
+        with folder_lock(final.parent):
             current = self.read_versioned(key)
             if current is None or current[1] != expected:
                 return False
@@ -407,8 +407,8 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 @contextmanager
-def _folder_lock(folder: Path) -> Iterator[None]:
-    """An exclusive lock on ``folder`` for one compare-and-swap.
+def folder_lock(folder: Path) -> Iterator[None]:
+    """An exclusive lock on ``folder`` (here: for one compare-and-swap).
 
     ``flock`` locks an open file description, so it excludes other threads of this process
     as well as other processes, and the kernel drops it when a holder dies.
